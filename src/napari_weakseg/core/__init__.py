@@ -1,0 +1,1 @@
+"""Headless core: numpy, torch, MONAI and SimpleITK only, never a GUI."""

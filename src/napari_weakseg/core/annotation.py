@@ -1,0 +1,172 @@
+"""Sparse slice annotations and the training target they define.
+
+Two conventions meet here.
+
+*Painting* (a napari Labels layer): 0 = not painted, 1..K = classes and
+:data:`BACKGROUND_BRUSH` (255) = explicitly painted background.  A slice can
+be marked *done*: its unpainted voxels then count as background.
+
+*Sparse labels* (files, CLI, API, training): 0 = background, 1..K =
+classes, ``ignore_label`` (default 255) = unlabelled.
+
+:func:`to_sparse_labels` and :func:`from_sparse_labels` convert between
+them; nothing else in the package needs to know about the painting side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import WeaksegError
+
+BACKGROUND_BRUSH = 255
+IGNORE = 255
+AXES = ("z", "y", "x")
+
+DoneSlices = dict[int, list[int]]
+
+
+def _slicer(axis: int, index: int) -> tuple[slice | int, ...]:
+    idx: list[slice | int] = [slice(None)] * 3
+    idx[axis] = index
+    return tuple(idx)
+
+
+def normalise_done(done: Mapping[int | str, Iterable[int]] | None) -> DoneSlices:
+    """``{axis: sorted unique slice indices}`` for axes 0, 1, 2."""
+    out: DoneSlices = {0: [], 1: [], 2: []}
+    for key, values in (done or {}).items():
+        axis = AXES.index(key) if isinstance(key, str) and key in AXES else int(key)
+        out[axis] = sorted({int(v) for v in values})
+    return out
+
+
+def to_sparse_labels(
+    painted: np.ndarray,
+    done: Mapping[int | str, Iterable[int]] | None = None,
+    ignore_label: int = IGNORE,
+) -> np.ndarray:
+    """Turn a painted layer plus done slices into sparse labels."""
+    painted = np.asarray(painted)
+    sparse = np.full(painted.shape, ignore_label, np.uint8)
+    for axis, indices in normalise_done(done).items():
+        for i in indices:
+            if not 0 <= i < painted.shape[axis]:
+                raise WeaksegError(
+                    f"Slice {i} on axis {AXES[axis]} is outside the volume "
+                    f"(0..{painted.shape[axis] - 1})."
+                )
+            sparse[_slicer(axis, i)] = 0
+    classes = (painted > 0) & (painted != BACKGROUND_BRUSH)
+    sparse[classes] = painted[classes]
+    sparse[painted == BACKGROUND_BRUSH] = 0
+    return sparse
+
+
+def from_sparse_labels(
+    sparse: np.ndarray, ignore_label: int = IGNORE
+) -> tuple[np.ndarray, DoneSlices]:
+    """Inverse of :func:`to_sparse_labels`: painted layer and done slices.
+
+    A slice counts as done when every voxel on it is labelled.
+    """
+    sparse = np.asarray(sparse)
+    painted = np.zeros(sparse.shape, np.uint8)
+    labelled = sparse != ignore_label
+    painted[labelled & (sparse > 0)] = sparse[labelled & (sparse > 0)]
+    painted[labelled & (sparse == 0)] = BACKGROUND_BRUSH
+    done: DoneSlices = {}
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        full = np.all(labelled, axis=other)
+        done[axis] = [int(i) for i in np.flatnonzero(full)]
+    return painted, done
+
+
+def labelled_fraction(sparse: np.ndarray, ignore_label: int = IGNORE) -> float:
+    """Share of voxels that carry a label."""
+    return float(np.mean(np.asarray(sparse) != ignore_label))
+
+
+def evenly_spaced_slices(n: int, count: int) -> list[int]:
+    """``count`` slice indices spread evenly over ``n``, ends excluded."""
+    count = max(0, min(count, n))
+    return [int(round(v)) for v in np.linspace(0, n, count + 2)[1:-1]]
+
+
+def suggest_next_slice(
+    shape: tuple[int, int, int],
+    done: Mapping[int | str, Iterable[int]] | None,
+    axis: int,
+    uncertainty: np.ndarray | None = None,
+) -> int:
+    """The slice on ``axis`` most worth annotating next.
+
+    Without a model: the slice farthest from every done slice (evenly
+    spread).  With a per-voxel ``uncertainty`` volume: the unannotated
+    slice with the highest mean uncertainty.
+    """
+    taken = set(normalise_done(done)[axis])
+    n = shape[axis]
+    free = [i for i in range(n) if i not in taken]
+    if not free:
+        raise WeaksegError(f"Every slice on axis {AXES[axis]} is done.")
+    if uncertainty is not None:
+        other = tuple(a for a in range(3) if a != axis)
+        per_slice = np.asarray(uncertainty).mean(axis=other)
+        return int(max(free, key=lambda i: (per_slice[i], -i)))
+    if not taken:
+        return n // 2
+    anchors = np.array(sorted(taken | {-1, n}))
+
+    def gap(i: int) -> float:
+        return float(np.min(np.abs(anchors - i)))
+
+    return int(max(free, key=lambda i: (gap(i), -i)))
+
+
+@dataclass
+class AnnotationStore:
+    """Autosave of one image's annotations: painted layer + done slices.
+
+    Written atomically as ``<key>.npz`` in ``folder`` (a session folder or
+    beside the image), so a crash or a restart loses nothing.
+    """
+
+    folder: Path
+    key: str
+    done: DoneSlices = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder) / f"{self.key}.weakseg-annotations.npz"
+
+    def save(self, painted: np.ndarray, done: Mapping | None = None) -> Path:
+        self.done = normalise_done(done)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh,
+                painted=np.asarray(painted, np.uint8),
+                done=np.frombuffer(
+                    json.dumps(self.done).encode(), dtype=np.uint8
+                ),
+            )
+        os.replace(tmp, self.path)
+        return self.path
+
+    def load(self) -> tuple[np.ndarray, DoneSlices] | None:
+        if not self.path.exists():
+            return None
+        with np.load(self.path, allow_pickle=False) as f:
+            painted = f["painted"]
+            done = json.loads(bytes(f["done"]).decode())
+        self.done = normalise_done({int(k): v for k, v in done.items()})
+        return painted, self.done

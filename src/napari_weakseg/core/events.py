@@ -1,0 +1,61 @@
+"""Small frozen events that every long task yields.
+
+The same generator runs synchronously in tests and the API, and in a
+worker thread in napari, where each event updates a progress bar, a plot or
+a layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Started:
+    total_steps: int
+    device: str
+    patch_size: tuple[int, ...]
+    train_voxels: int
+    val_voxels: int
+    held_out: bool
+
+
+@dataclass(frozen=True)
+class Step:
+    step: int
+    total: int
+    loss: float
+    elapsed_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class Validation:
+    step: int
+    dice: tuple[float, ...]
+    mean_dice: float
+    held_out: bool
+
+
+@dataclass(frozen=True)
+class Saved:
+    path: str
+    kind: str
+    step: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    steps: int
+    stopped: bool
+    best_dice: float
+    best_path: str
+    last_path: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    message: str = ""

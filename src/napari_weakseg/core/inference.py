@@ -1,0 +1,191 @@
+"""Whole-volume prediction by MONAI sliding windows with Gaussian blending.
+
+:func:`iter_predict` is a generator of :class:`~.events.Progress` events
+(the napari worker shows them as a progress bar; Stop cancels between
+windows) that finally returns the labels and per-class probabilities.
+Volumes larger than ``block_voxels`` (zarr, dask, memory-mapped TIFF) are
+processed in z-blocks with a halo of half a patch, so only one block is in
+memory at a time and the output may itself be a zarr array.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.inferers import SlidingWindowInferer
+
+from .device import autocast_dtype
+from .errors import Cancelled
+from .events import Progress
+from .normalise import apply_normalisation, intensity_stats
+
+BLOCK_VOXELS = 256**3
+
+
+def count_windows(
+    shape: Sequence[int], roi: Sequence[int], overlap: float
+) -> int:
+    """Number of sliding windows MONAI visits for ``shape``."""
+    n = 1
+    for s, r in zip(shape, roi):
+        r = min(int(r), int(s))
+        step = max(1, int(r * (1 - overlap)))
+        n *= 1 if s <= r else math.ceil((s - r) / step) + 1
+    return n
+
+
+def _flips(tta: bool) -> list[tuple[int, ...]]:
+    return [(), (2,), (3,), (4,)] if tta else [()]
+
+
+def predict_probabilities(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    patch_size: Sequence[int],
+    device: torch.device,
+    overlap: float = 0.5,
+    sw_batch_size: int = 2,
+    tta: bool = False,
+    on_window: Callable[[], None] | None = None,
+) -> np.ndarray:
+    """Softmax probabilities ``(C, Z, Y, X)`` of a normalised image."""
+    inferer = SlidingWindowInferer(
+        roi_size=[min(int(p), int(s)) for p, s in zip(patch_size, image.shape)],
+        sw_batch_size=sw_batch_size, overlap=overlap, mode="gaussian",
+        padding_mode="replicate",
+    )
+    amp = autocast_dtype(device)
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        if on_window is not None:
+            for _ in range(x.shape[0]):
+                on_window()
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            return model(x).float()
+
+    x = torch.as_tensor(image, dtype=torch.float32)[None, None].to(device)
+    total = None
+    model.eval()
+    with torch.inference_mode():
+        for dims in _flips(tta):
+            xi = torch.flip(x, dims) if dims else x
+            logits = inferer(xi, net)
+            probs = torch.softmax(logits, dim=1)
+            probs = torch.flip(probs, dims) if dims else probs
+            total = probs if total is None else total + probs
+    return (total / len(_flips(tta)))[0].cpu().numpy()
+
+
+def _blocks(nz: int, block: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """(read_start, read_stop, write_start, write_stop) along z."""
+    out = []
+    for start in range(0, nz, block):
+        stop = min(nz, start + block)
+        out.append((max(0, start - halo), min(nz, stop + halo), start, stop))
+    return out
+
+
+def iter_predict(
+    model: torch.nn.Module,
+    image: Any,
+    patch_size: Sequence[int],
+    normalisation: dict[str, Any],
+    device: torch.device,
+    num_classes: int,
+    overlap: float = 0.5,
+    tta: bool = False,
+    stop: threading.Event | None = None,
+    labels_out: Any = None,
+    probabilities_out: Any = None,
+    block_voxels: int = BLOCK_VOXELS,
+) -> Generator[Progress, None, tuple[Any, Any]]:
+    """Predict a whole volume; yields progress, returns ``(labels, probs)``.
+
+    ``labels_out``/``probabilities_out`` may be preallocated arrays (numpy
+    or zarr) of shape ``image.shape`` / ``(C, *image.shape)``; by default a
+    uint8 label volume and float32 probabilities are allocated.
+    """
+    shape = tuple(int(s) for s in image.shape)
+    stats = intensity_stats(image, normalisation)
+    plane = shape[1] * shape[2]
+    block_z = max(int(patch_size[0]), block_voxels // max(plane, 1))
+    blocks = _blocks(shape[0], block_z, int(patch_size[0]) // 2)
+    per_pass = sum(
+        count_windows((r1 - r0, *shape[1:]), patch_size, overlap)
+        for r0, r1, _, _ in blocks
+    )
+    total = per_pass * len(_flips(tta))
+    labels = labels_out if labels_out is not None else np.zeros(shape, np.uint8)
+    probs = probabilities_out
+    if probs is None:
+        probs = np.zeros((num_classes, *shape), np.float32)
+    done = 0
+    events: queue.Queue[Progress | None] = queue.Queue()
+
+    def on_window() -> None:
+        nonlocal done
+        if stop is not None and stop.is_set():
+            raise Cancelled("Prediction stopped.")
+        done += 1
+        events.put(Progress(min(done, total), total, "predicting"))
+
+    yield Progress(0, total, "predicting")
+    for r0, r1, w0, w1 in blocks:
+        block = apply_normalisation(image[r0:r1], stats)
+        p = yield from _streamed(
+            lambda block=block: predict_probabilities(
+                model, block, patch_size, device, overlap, tta=tta,
+                on_window=on_window,
+            ),
+            events,
+        )
+        p = p[:, w0 - r0 : w1 - r0]
+        probs[:, w0:w1] = p
+        labels[w0:w1] = np.argmax(p, axis=0).astype(np.uint8)
+    yield Progress(total, total, "done")
+    return labels, probs
+
+
+def _streamed(
+    fn: Callable[[], Any], events: queue.Queue
+) -> Generator[Any, None, Any]:
+    """Run ``fn`` in a helper thread, yielding the events it queues.
+
+    MONAI's sliding window is one call; running it beside the generator
+    lets every window reach the caller (a progress bar) as it happens.
+    """
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+        finally:
+            events.put(None)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    while (event := events.get()) is not None:
+        yield event
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def run(gen: Generator[Any, None, Any], callback: Callable[[Any], None] | None = None) -> Any:
+    """Drain an event generator synchronously and return its result."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as fin:
+            return fin.value
+        if callback is not None:
+            callback(event)

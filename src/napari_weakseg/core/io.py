@@ -1,0 +1,271 @@
+"""Read and write 3D volumes with their physical geometry.
+
+SimpleITK handles the medical formats (NIfTI, NRRD, MetaImage, DICOM
+series); tifffile handles microscopy stacks; zarr handles volumes larger
+than memory.  Geometry always comes back in (z, y, x) order, and writing
+then reading a volume gives the same array, spacing, origin and direction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import WeaksegError
+from .geometry import Geometry
+
+SITK_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+TIFF_SUFFIXES = (".tif", ".tiff")
+ZARR_SUFFIXES = (".zarr",)
+SUFFIXES = SITK_SUFFIXES + TIFF_SUFFIXES + ZARR_SUFFIXES
+
+
+@dataclass
+class Volume:
+    """An array in (z, y, x) order with its geometry and file metadata."""
+
+    data: Any
+    geometry: Geometry = field(default_factory=Geometry)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+
+def suffix_of(path: str | os.PathLike) -> str:
+    """The format suffix, ``.nii.gz`` included, lower case; '' if none."""
+    name = Path(path).name.lower()
+    for s in SUFFIXES:
+        if name.endswith(s):
+            return s
+    return Path(name).suffix
+
+
+def is_dicom_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder holding a DICOM series."""
+    p = Path(path)
+    if not p.is_dir() or suffix_of(p) in ZARR_SUFFIXES:
+        return False
+    import SimpleITK as sitk
+
+    return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p)))
+
+
+def can_read(path: str | os.PathLike) -> bool:
+    """Cheap check used by the napari reader hook."""
+    return suffix_of(path) in SUFFIXES or is_dicom_dir(path)
+
+
+def read_volume(path: str | os.PathLike, lazy: bool = False) -> Volume:
+    """Read a volume.
+
+    Parameters
+    ----------
+    path
+        A file in any supported format, a ``.zarr`` folder or a folder
+        holding one DICOM series.
+    lazy
+        Return a zarr/memory-mapped array instead of loading into memory
+        where the format allows it (zarr, uncompressed TIFF).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise WeaksegError(f"No file or folder at {p}.")
+    suffix = suffix_of(p)
+    try:
+        if suffix in ZARR_SUFFIXES:
+            return _read_zarr(p, lazy)
+        if p.is_dir():
+            return _read_dicom(p)
+        if suffix in TIFF_SUFFIXES:
+            return _read_tiff(p, lazy)
+        if suffix in SITK_SUFFIXES:
+            return _read_sitk(p)
+    except WeaksegError:
+        raise
+    except Exception as exc:  # the libraries raise anything on bad bytes
+        raise WeaksegError(
+            f"Could not read {p.name}: it is damaged or not a valid "
+            f"{suffix or 'image'} file ({type(exc).__name__})."
+        ) from exc
+    raise WeaksegError(
+        f"Unsupported file type '{suffix or p.name}'; napari-weakseg reads "
+        f"{', '.join(SUFFIXES)} and DICOM series folders."
+    )
+
+
+def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
+    """Write ``volume`` atomically (a temporary file, then a rename).
+
+    MetaImage ``.mhd`` pairs are written in place, because the header names
+    its ``.raw`` file.
+    """
+    p = Path(path)
+    suffix = suffix_of(p)
+    if suffix not in SUFFIXES:
+        raise WeaksegError(
+            f"Cannot write '{suffix or p.name}'; use one of "
+            f"{', '.join(s for s in SUFFIXES if s != '.nhdr')}."
+        )
+    data = np.asarray(volume.data)
+    if data.ndim != 3:
+        raise WeaksegError(
+            f"Only 3D volumes can be written, got shape {data.shape}."
+        )
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in (".mhd", ".nhdr"):
+        _write_sitk(p, data, volume.geometry)
+        return p
+    tmp = _temporary_sibling(p)
+    try:
+        if suffix in SITK_SUFFIXES:
+            _write_sitk(tmp, data, volume.geometry)
+        elif suffix in TIFF_SUFFIXES:
+            _write_tiff(tmp, data, volume.geometry)
+        else:
+            _write_zarr(tmp, data, volume.geometry)
+        if p.is_dir():
+            shutil.rmtree(p)
+        os.replace(tmp, p)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+    return p
+
+
+def _temporary_sibling(p: Path) -> Path:
+    fd, name = tempfile.mkstemp(
+        prefix=f".{p.name}.", suffix=suffix_of(p), dir=p.parent
+    )
+    os.close(fd)
+    os.unlink(name)
+    return Path(name)
+
+
+# --- SimpleITK -------------------------------------------------------------
+
+
+def _from_sitk(img: Any) -> Volume:
+    import SimpleITK as sitk
+
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        arr = sitk.GetArrayFromImage(img)
+        return Volume(arr, Geometry(), {})
+    d = np.asarray(img.GetDirection(), dtype=float).reshape(3, 3)
+    geometry = Geometry(
+        spacing=img.GetSpacing()[::-1],
+        origin=img.GetOrigin()[::-1],
+        direction=d[::-1, ::-1].ravel(),
+    )
+    meta = {k: img.GetMetaData(k) for k in img.GetMetaDataKeys()}
+    return Volume(sitk.GetArrayFromImage(img), geometry, meta)
+
+
+def _read_sitk(p: Path) -> Volume:
+    import SimpleITK as sitk
+
+    return _from_sitk(sitk.ReadImage(str(p)))
+
+
+def _read_dicom(p: Path) -> Volume:
+    import SimpleITK as sitk
+
+    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p))
+    if not ids:
+        raise WeaksegError(f"No DICOM series found in the folder {p}.")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(
+        sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(p), ids[0])
+    )
+    return _from_sitk(reader.Execute())
+
+
+def _write_sitk(p: Path, data: np.ndarray, g: Geometry) -> None:
+    import SimpleITK as sitk
+
+    if data.dtype == np.bool_:
+        data = data.astype(np.uint8)
+    img = sitk.GetImageFromArray(data)
+    img.SetSpacing(g.spacing[::-1])
+    img.SetOrigin(g.origin[::-1])
+    img.SetDirection(tuple(g.matrix[::-1, ::-1].ravel()))
+    sitk.WriteImage(img, str(p), useCompression=True)
+
+
+# --- TIFF ------------------------------------------------------------------
+
+
+def _read_tiff(p: Path, lazy: bool) -> Volume:
+    import tifffile
+
+    with tifffile.TiffFile(p) as tif:
+        geometry = _tiff_geometry(tif)
+        meta = {"tiff_axes": tif.series[0].axes}
+    if lazy:
+        try:
+            return Volume(tifffile.memmap(p, mode="r"), geometry, meta)
+        except ValueError:  # compressed: fall back to reading
+            pass
+    return Volume(tifffile.imread(p), geometry, meta)
+
+
+def _tiff_geometry(tif: Any) -> Geometry:
+    shaped = tif.shaped_metadata
+    if shaped and "spacing" in shaped[0]:
+        return Geometry.from_dict(shaped[0])
+    ij = tif.imagej_metadata
+    if ij:
+        page = tif.pages[0]
+        xres = page.tags.get("XResolution")
+        yres = page.tags.get("YResolution")
+
+        def size(tag: Any) -> float:
+            num, den = tag.value if tag else (1, 1)
+            return float(den) / float(num) if num else 1.0
+
+        return Geometry(spacing=(ij.get("spacing", 1.0), size(yres), size(xres)))
+    return Geometry()
+
+
+def _write_tiff(p: Path, data: np.ndarray, g: Geometry) -> None:
+    import tifffile
+
+    tifffile.imwrite(p, data, metadata={"axes": "ZYX", **g.to_dict()})
+
+
+# --- zarr ------------------------------------------------------------------
+
+
+def _read_zarr(p: Path, lazy: bool) -> Volume:
+    import zarr
+
+    arr = zarr.open(str(p), mode="r")
+    if not hasattr(arr, "shape"):
+        raise WeaksegError(
+            f"{p.name} is a zarr group; point at one array inside it."
+        )
+    attrs = dict(arr.attrs)
+    geometry = Geometry.from_dict(attrs.get("weakseg_geometry", {}))
+    meta = {"zarr_attrs": json.dumps(attrs)}
+    return Volume(arr if lazy else arr[...], geometry, meta)
+
+
+def _write_zarr(p: Path, data: np.ndarray, g: Geometry) -> None:
+    import zarr
+
+    chunks = tuple(min(s, 64) for s in data.shape)
+    arr = zarr.open(
+        str(p), mode="w", shape=data.shape, dtype=data.dtype, chunks=chunks
+    )
+    arr[...] = data
+    arr.attrs["weakseg_geometry"] = g.to_dict()

@@ -1,0 +1,258 @@
+"""Network builders, planning for anisotropic data, and safe model files.
+
+The segmentation network is MONAI's :class:`~monai.networks.nets.DynUNet`
+(the nnU-Net generic U-Net): per-axis kernel sizes and strides let it pool
+only along axes that are fine enough, which is how anisotropic volumes (a
+few thick slices of large planes) are handled.
+
+A model file is a single ``.safetensors`` file: tensors plus a JSON config
+in the header metadata.  Loading parses JSON and raw tensors only; no
+pickle, so a model file can never execute code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .errors import WeaksegError
+
+FORMAT_VERSION = 1
+CONFIG_KEY = "weakseg_config"
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a network and use it on a new image."""
+
+    kind: str = "unet"
+    num_classes: int = 2
+    class_names: list[str] = field(default_factory=list)
+    in_channels: int = 1
+    filters: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    kernel_sizes: list[list[int]] = field(default_factory=list)
+    strides: list[list[int]] = field(default_factory=list)
+    norm: str = "instance"
+    patch_size: list[int] = field(default_factory=lambda: [48, 48, 48])
+    spacing: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    normalisation: dict[str, Any] = field(
+        default_factory=lambda: {"method": "percentile_zscore",
+                                 "lower": 0.5, "upper": 99.5}
+    )
+    ignore_label: int = 255
+    format_version: int = FORMAT_VERSION
+    weakseg_version: str = __version__
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        data = json.loads(text)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def plan_network(
+    patch_size: Sequence[int],
+    spacing: Sequence[float],
+    depth: int = 4,
+) -> tuple[list[list[int]], list[list[int]]]:
+    """nnU-Net-style kernel sizes and strides for one patch size/spacing.
+
+    An axis is pooled only while its current spacing is at most twice the
+    finest one and the feature map stays at least 8 voxels long; kernels
+    are 1 along axes still more than twice as coarse as the finest.
+    """
+    size = [int(s) for s in patch_size]
+    sp = [float(s) for s in spacing]
+    kernels: list[list[int]] = []
+    strides: list[list[int]] = [[1, 1, 1]]
+    for level in range(depth):
+        finest = min(sp)
+        kernels.append([3 if s <= 2 * finest else 1 for s in sp])
+        if level == depth - 1:
+            break
+        stride = [
+            2 if (sp[a] <= 2 * finest and size[a] >= 8) else 1
+            for a in range(3)
+        ]
+        strides.append(stride)
+        size = [math.ceil(s / st) for s, st in zip(size, stride)]
+        sp = [s * st for s, st in zip(sp, stride)]
+    return kernels, strides
+
+
+def plan_patch_size(
+    shape: Sequence[int],
+    spacing: Sequence[float],
+    budget_voxels: int = 48**3,
+    depth: int = 4,
+) -> list[int]:
+    """A patch of about ``budget_voxels`` with balanced physical extent.
+
+    The patch covers a similar physical length on each axis, never exceeds
+    the image, and is a multiple of the pooling factor on each axis.
+    """
+    sp = [float(s) for s in spacing]
+    inv = [1.0 / s for s in sp]
+    scale = (budget_voxels / math.prod(inv)) ** (1.0 / 3.0)
+    patch = [max(8, min(int(n), round(scale * v))) for n, v in zip(shape, inv)]
+    # Redistribute the budget lost to the cap on short axes.
+    for _ in range(3):
+        free = [a for a in range(3) if patch[a] < shape[a]]
+        if not free or math.prod(patch) >= budget_voxels:
+            break
+        grow = (budget_voxels / math.prod(patch)) ** (1.0 / len(free))
+        for a in free:
+            patch[a] = min(int(shape[a]), round(patch[a] * grow))
+    _, strides = plan_network(patch, sp, depth)
+    factor = [math.prod(s[a] for s in strides) for a in range(3)]
+    return [max(f, (p // f) * f) for p, f in zip(patch, factor)]
+
+
+def build_network(config: ModelConfig) -> Any:
+    """The torch module a config describes (U-Net only; see cam for more)."""
+    from monai.networks.nets import DynUNet
+
+    if config.kind != "unet":
+        raise WeaksegError(
+            f"A '{config.kind}' model cannot be used for segmentation."
+        )
+    kernels, strides = config.kernel_sizes, config.strides
+    if not kernels:
+        kernels, strides = plan_network(
+            config.patch_size, config.spacing, len(config.filters)
+        )
+        config.kernel_sizes, config.strides = kernels, strides
+    norm = ("INSTANCE", {"affine": True}) if config.norm == "instance" else (
+        "BATCH"
+    )
+    return DynUNet(
+        spatial_dims=3,
+        in_channels=config.in_channels,
+        out_channels=config.num_classes,
+        kernel_size=kernels,
+        strides=strides,
+        upsample_kernel_size=strides[1:],
+        filters=config.filters,
+        norm_name=norm,
+        res_block=False,
+    )
+
+
+def save_model(path: str | os.PathLike, model: Any, config: ModelConfig) -> Path:
+    """Write tensors and config to one ``.safetensors`` file, atomically."""
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tensors = canonical_state(model)
+    tmp = p.with_name(f".{p.name}.tmp")
+    save_file(tensors, str(tmp), metadata={CONFIG_KEY: config.to_json()})
+    os.replace(tmp, p)
+    return p
+
+
+def read_model_file(path: str | os.PathLike) -> tuple[dict, ModelConfig]:
+    """Tensors and config of a model file, with no code execution."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise WeaksegError(f"No model file at {p}.")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(p))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeaksegError(
+            f"{p.name} is not a napari-weakseg model file (a .safetensors "
+            f"file with a weakseg config): {exc}."
+        ) from None
+    if CONFIG_KEY not in meta:
+        raise WeaksegError(
+            f"{p.name} is a safetensors file but not a napari-weakseg model "
+            "(its header has no weakseg config)."
+        )
+    try:
+        config = ModelConfig.from_json(meta[CONFIG_KEY])
+    except (TypeError, ValueError) as exc:
+        raise WeaksegError(
+            f"{p.name} has a damaged model config ({exc})."
+        ) from None
+    if config.format_version != FORMAT_VERSION:
+        raise WeaksegError(
+            f"{p.name} uses model format {config.format_version}; this "
+            f"napari-weakseg ({__version__}) reads format {FORMAT_VERSION}."
+        )
+    return tensors, config
+
+
+def load_model(path: str | os.PathLike, device: Any = "cpu") -> tuple[Any, ModelConfig]:
+    """Rebuild a segmentation network from a model file, in eval mode."""
+    tensors, config = read_model_file(path)
+    model = build_network(config)
+    expected = set(canonical_state(model))
+    if set(tensors) != expected:
+        k = sorted(expected ^ set(tensors))[0]
+        raise WeaksegError(
+            f"{Path(path).name} does not match its own architecture "
+            f"(tensor '{k}' is missing or unexpected)."
+        )
+    transfer_weights(model, tensors, Path(path).name)
+    return model.to(device).eval(), config
+
+
+def canonical_state(model: Any) -> dict:
+    """State dict with each shared tensor once, under its first name.
+
+    MONAI's DynUNet registers its blocks twice (``skip_layers`` alias the
+    encoder/decoder lists); names holding ``skip_layers`` lose.
+    """
+    items = sorted(
+        model.state_dict().items(), key=lambda kv: ("skip_layers" in kv[0], kv[0])
+    )
+    seen: set[int] = set()
+    out = {}
+    for k, v in items:
+        ptr = v.data_ptr() if v.numel() else id(v)
+        if ptr in seen:
+            continue
+        seen.add(ptr)
+        out[k] = v.detach().to("cpu").contiguous()
+    return out
+
+
+def transfer_weights(model: Any, tensors: dict, source: str = "file") -> int:
+    """Copy ``tensors`` into ``model``; every one must fit, or nothing is.
+
+    Returns the number of tensors transferred.  A name the model lacks or a
+    shape that differs is an architecture mismatch and a clear error, never
+    a silent partial load.
+    """
+    own = model.state_dict()
+    missing = [k for k in tensors if k not in own]
+    wrong = [
+        k for k in tensors
+        if k in own and tuple(own[k].shape) != tuple(tensors[k].shape)
+    ]
+    if missing or wrong:
+        k = (missing or wrong)[0]
+        why = "has no tensor" if missing else "has another shape for"
+        raise WeaksegError(
+            f"The architecture of {source} does not match this model: the "
+            f"model {why} '{k}' ({len(missing) + len(wrong)} of "
+            f"{len(tensors)} tensors differ)."
+        )
+    model.load_state_dict(
+        {k: v.to(own[k].dtype) for k, v in tensors.items()}, strict=False
+    )
+    return len(tensors)

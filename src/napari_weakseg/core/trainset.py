@@ -1,0 +1,123 @@
+"""Check sparse training data and hold back slices for validation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .annotation import from_sparse_labels
+from .errors import WeaksegError
+from .normalise import normalise
+from .validate import require_3d, require_finite, require_integer_labels
+
+
+@dataclass
+class TrainSet:
+    """Normalised images, training targets and validation masks."""
+
+    images: list[np.ndarray]
+    targets: list[np.ndarray]
+    val_masks: list[np.ndarray]
+    truths: list[np.ndarray]
+    num_classes: int
+    held_out: bool
+
+    @property
+    def train_voxels(self) -> int:
+        return sum(int((t != self.ignore).sum()) for t in self.targets)
+
+    @property
+    def val_voxels(self) -> int:
+        return sum(int(m.sum()) for m in self.val_masks)
+
+    ignore: int = 255
+
+
+def held_out_slices(
+    sparse: np.ndarray, ignore: int, every: int = 4
+) -> dict[int, list[int]]:
+    """Every ``every``-th fully labelled slice, if there are enough.
+
+    With fewer than ``every`` done slices nothing is held back (all labels
+    are needed for training) and validation runs on training voxels.
+    """
+    _, done = from_sparse_labels(sparse, ignore)
+    flat = [(a, i) for a in range(3) for i in done[a]]
+    if len(flat) < every:
+        return {}
+    out: dict[int, list[int]] = {}
+    for a, i in flat[every // 2 :: every]:
+        out.setdefault(a, []).append(i)
+    return out
+
+
+def prepare(
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    ignore: int = 255,
+    num_classes: int | None = None,
+    normalisation: dict | None = None,
+    hold_out: bool = True,
+) -> TrainSet:
+    """Validate inputs and build targets; one clear sentence on bad input."""
+    if len(images) != len(labels) or not images:
+        raise WeaksegError(
+            f"Give one label volume per image ({len(images)} images, "
+            f"{len(labels)} label volumes)."
+        )
+    norm, targets, masks, truths = [], [], [], []
+    present: set[int] = set()
+    for k, (img, lbl) in enumerate(zip(images, labels)):
+        name = f"image {k + 1}" if len(images) > 1 else "image"
+        require_3d(img, name)
+        require_3d(lbl, "labels")
+        if tuple(img.shape) != tuple(lbl.shape):
+            raise WeaksegError(
+                f"Labels have shape {tuple(lbl.shape)} but {name} has shape "
+                f"{tuple(img.shape)}; they must be on the same voxel grid."
+            )
+        require_integer_labels(lbl)
+        img = np.asarray(img)
+        require_finite(img, name)
+        lbl = np.asarray(lbl).astype(np.int64)
+        values = set(np.unique(lbl).tolist()) - {ignore}
+        bad = sorted(v for v in values if v < 0 or v > 254)
+        if bad:
+            raise WeaksegError(
+                f"Labels hold the value {bad[0]}; use 0 for background, "
+                f"1..254 for classes and {ignore} for unlabelled voxels."
+            )
+        present |= values
+        lbl = lbl.astype(np.uint8)
+        target = lbl.copy()
+        mask = np.zeros(lbl.shape, bool)
+        for axis, idx in (held_out_slices(lbl, ignore) if hold_out else {}).items():
+            sl: list = [slice(None)] * 3
+            sl[axis] = idx
+            mask[tuple(sl)] = True
+        target[mask] = ignore
+        norm.append(normalise(img, normalisation))
+        targets.append(target)
+        truths.append(lbl)
+        masks.append(mask)
+    if not present:
+        raise WeaksegError(
+            "No labelled voxel: annotate at least one slice or scribble."
+        )
+    if len(present) < 2:
+        raise WeaksegError(
+            f"Only class {present.pop()} is labelled; annotate background "
+            "and at least one structure."
+        )
+    k = max(present) + 1 if num_classes is None else num_classes
+    if max(present) >= k:
+        raise WeaksegError(
+            f"Labels hold class {max(present)} but the model has only "
+            f"{k - 1} classes."
+        )
+    held = any(m.any() for m in masks)
+    if not held:  # validate on the training labels themselves
+        masks = [t != ignore for t in targets]
+    return TrainSet(norm, targets, masks, truths, k, held, ignore)
