@@ -116,9 +116,10 @@ def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
             f"{', '.join(s for s in SUFFIXES if s != '.nhdr')}."
         )
     data = np.asarray(volume.data)
-    if data.ndim != 3:
+    if data.ndim not in (3, 4):
         raise WeaksegError(
-            f"Only 3D volumes can be written, got shape {data.shape}."
+            "Only 3D volumes (or channel-first 4D stacks such as class "
+            f"probabilities) can be written, got shape {data.shape}."
         )
     p.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".mhd", ".nhdr"):
@@ -158,9 +159,11 @@ def _temporary_sibling(p: Path) -> Path:
 def _from_sitk(img: Any) -> Volume:
     import SimpleITK as sitk
 
-    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
-        arr = sitk.GetArrayFromImage(img)
+    arr = sitk.GetArrayFromImage(img)
+    if img.GetDimension() != 3:
         return Volume(arr, Geometry(), {})
+    if img.GetNumberOfComponentsPerPixel() > 1:  # channel-last -> first
+        arr = np.moveaxis(arr, -1, 0)
     d = np.asarray(img.GetDirection(), dtype=float).reshape(3, 3)
     geometry = Geometry(
         spacing=img.GetSpacing()[::-1],
@@ -168,7 +171,7 @@ def _from_sitk(img: Any) -> Volume:
         direction=d[::-1, ::-1].ravel(),
     )
     meta = {k: img.GetMetaData(k) for k in img.GetMetaDataKeys()}
-    return Volume(sitk.GetArrayFromImage(img), geometry, meta)
+    return Volume(arr, geometry, meta)
 
 
 def _read_sitk(p: Path) -> Volume:
@@ -195,7 +198,10 @@ def _write_sitk(p: Path, data: np.ndarray, g: Geometry) -> None:
 
     if data.dtype == np.bool_:
         data = data.astype(np.uint8)
-    img = sitk.GetImageFromArray(data)
+    if data.ndim == 4:  # channel-first stack -> one vector-valued image
+        img = sitk.GetImageFromArray(np.moveaxis(data, 0, -1), isVector=True)
+    else:
+        img = sitk.GetImageFromArray(data)
     img.SetSpacing(g.spacing[::-1])
     img.SetOrigin(g.origin[::-1])
     img.SetDirection(tuple(g.matrix[::-1, ::-1].ravel()))
@@ -240,7 +246,8 @@ def _tiff_geometry(tif: Any) -> Geometry:
 def _write_tiff(p: Path, data: np.ndarray, g: Geometry) -> None:
     import tifffile
 
-    tifffile.imwrite(p, data, metadata={"axes": "ZYX", **g.to_dict()})
+    axes = "CZYX" if data.ndim == 4 else "ZYX"
+    tifffile.imwrite(p, data, metadata={"axes": axes, **g.to_dict()})
 
 
 # --- zarr ------------------------------------------------------------------

@@ -174,9 +174,9 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict, ModelConfig]:
         tensors = load_file(str(p))
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeaksegError(
-            f"{p.name} is not a napari-weakseg model file (a .safetensors "
-            f"file with a weakseg config): {exc}."
-        ) from None
+            f"{p.name} is not a napari-weakseg model file (expected a "
+            ".safetensors file written by napari-weakseg)."
+        ) from exc
     if CONFIG_KEY not in meta:
         raise WeaksegError(
             f"{p.name} is a safetensors file but not a napari-weakseg model "

@@ -183,7 +183,7 @@ def iter_train(
             elapsed = time.perf_counter() - t0
             eta = min(elapsed / step * (cfg.steps - step), max(0.0, deadline - t0 - elapsed))
             yield Step(step, cfg.steps, float(loss.detach()), elapsed, eta)
-            if step % cfg.val_every == 0 or step == cfg.steps:
+            if step % cfg.val_every == 0:
                 best = yield from _checkpoint(model, mconf, trainset, device, out, last, step, best)
     except torch.OutOfMemoryError:
         save_model(last, model, mconf)
@@ -192,7 +192,7 @@ def iter_train(
             f"{cfg.batch_size}; try a smaller patch size or batch size "
             f"(the last weights are saved in {last.name})."
         ) from None
-    if step % cfg.val_every and step:
+    if step % cfg.val_every:
         best = yield from _checkpoint(model, mconf, trainset, device, out, last, step, best)
     if best == -math.inf:  # stopped before any validation, or NaN Dice
         save_model(out, model, mconf)

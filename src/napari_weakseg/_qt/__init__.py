@@ -1,0 +1,1 @@
+"""napari docks: thin widgets over :mod:`napari_weakseg.api` and the core."""

@@ -1,0 +1,96 @@
+"""Helpers the docks share: session, workers, names, notifications."""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.utils.notifications import show_error, show_info
+from psygnal import Signal
+
+from ..core.errors import Cancelled, WeaksegError
+from ..core.geometry import Geometry
+
+
+class Session:
+    """What the docks of one viewer share: the model and the last result.
+
+    Widgets hold no model state; they read and observe this object.
+    """
+
+    model_changed = Signal(object)
+    prediction_changed = Signal(object)
+
+    def __init__(self) -> None:
+        self.model_path: Path | None = None
+        self.uncertainty: np.ndarray | None = None
+
+    def set_model(self, path: str | Path | None) -> None:
+        self.model_path = Path(path) if path else None
+        self.model_changed.emit(self.model_path)
+
+
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def session_for(viewer: Any) -> Session:
+    """The session of ``viewer`` (one per viewer, gone with it)."""
+    if viewer not in _SESSIONS:
+        _SESSIONS[viewer] = Session()
+    return _SESSIONS[viewer]
+
+
+def home() -> Path:
+    """Where autosaves and default model files live."""
+    return Path(os.environ.get("WEAKSEG_HOME", Path.home() / ".napari-weakseg"))
+
+
+def unique_name(viewer: Any, base: str) -> str:
+    """``base``, or ``base [2]``... so no existing layer is replaced."""
+    names = {layer.name for layer in viewer.layers}
+    if base not in names:
+        return base
+    k = 2
+    while f"{base} [{k}]" in names:
+        k += 1
+    return f"{base} [{k}]"
+
+
+def geometry_of(layer: Any) -> Geometry:
+    return Geometry.from_layer(layer.scale, layer.translate, layer.metadata)
+
+
+def report_error(exc: BaseException) -> None:
+    """One sentence in a notification for bad input; Stop is no error."""
+    if isinstance(exc, Cancelled):
+        show_info("Stopped.")
+    elif isinstance(exc, WeaksegError):
+        show_error(str(exc))
+    else:
+        show_error(f"Unexpected error ({type(exc).__name__}): {exc}")
+
+
+def start_worker(
+    job: Callable[[], Generator[Any, None, Any]],
+    on_event: Callable[[Any], None],
+    on_return: Callable[[Any], None],
+    on_finish: Callable[[], None],
+) -> Any:
+    """Run a core generator in napari's worker thread.
+
+    Events reach ``on_event`` on the GUI thread; errors become one
+    notification; ``on_finish`` runs however the job ended.
+    """
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(job)
+    worker.yielded.connect(on_event)
+    worker.returned.connect(on_return)
+    worker.errored.connect(report_error)
+    worker.finished.connect(on_finish)
+    worker.start()
+    return worker

@@ -1,0 +1,185 @@
+"""Sparse slice annotation dock: axis, done slices, suggestions, autosave."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label, PushButton, create_widget
+from qtpy.QtCore import QTimer
+
+from ..core.annotation import (
+    AXES,
+    BACKGROUND_BRUSH,
+    AnnotationStore,
+    labelled_fraction,
+    normalise_done,
+    suggest_next_slice,
+    to_sparse_labels,
+)
+from ..core.errors import WeaksegError
+from ._common import home, report_error, session_for, unique_name
+
+DONE_KEY = "weakseg_done"
+
+
+def done_of(layer: Any) -> dict[int, list[int]]:
+    """Done slices stored on an annotation layer."""
+    return normalise_done(layer.metadata.get(DONE_KEY))
+
+
+def sparse_from_layer(layer: Any) -> np.ndarray:
+    """The layer's painting plus done slices as sparse training labels."""
+    return to_sparse_labels(np.asarray(layer.data), done_of(layer))
+
+
+def store_for(image: Any) -> AnnotationStore:
+    """Autosave location for ``image``: keyed by its file, else its name."""
+    source = image.metadata.get("source_path") or image.name
+    key = hashlib.sha1(
+        f"{source}|{tuple(image.data.shape)}".encode()
+    ).hexdigest()[:16]
+    return AnnotationStore(home() / "autosave", key)
+
+
+class AnnotationWidget(Container):
+    """Annotate a few slices in any orientation; the rest stays unlabelled."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._session = session_for(viewer)
+        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.annotations = create_widget(
+            annotation="napari.layers.Labels", label="annotations",
+            options={"nullable": True},
+        )
+        self.axis = ComboBox(choices=list(AXES), value="z", label="slice axis")
+        self.new_layer = PushButton(text="New annotation layer")
+        self.background = PushButton(text="Background brush")
+        self.mark_done = PushButton(text="Mark slice done / undone")
+        self.suggest = PushButton(text="Go to suggested slice")
+        self.info = Label(value="")
+        self.extend([
+            self.image, self.annotations, self.axis, self.new_layer,
+            self.background, self.mark_done, self.suggest, self.info,
+        ])
+        self.new_layer.changed.connect(self.create_annotation_layer)
+        self.background.changed.connect(self.use_background_brush)
+        self.mark_done.changed.connect(self.toggle_current_slice)
+        self.suggest.changed.connect(self.go_to_suggestion)
+        self.axis.changed.connect(self._set_axis)
+        self.annotations.changed.connect(self._watch)
+        self._autosave_timer = QTimer()
+        self._autosave_timer.setSingleShot(True)
+        self._autosave_timer.setInterval(1000)
+        self._autosave_timer.timeout.connect(self.autosave)
+        self._watched: Any = None
+        self._watch(self.annotations.value)
+
+    # --- layers ------------------------------------------------------------
+
+    def create_annotation_layer(self) -> Any:
+        """A new Labels layer on the image's grid, restored from autosave."""
+        image = self.image.value
+        if image is None:
+            report_error(WeaksegError("Open or pick an image first."))
+            return None
+        data = np.zeros(image.data.shape, np.uint8)
+        done: dict = {}
+        saved = store_for(image).load()
+        if saved is not None and saved[0].shape == data.shape:
+            data, done = saved
+        layer = self._viewer.add_labels(
+            data, name=unique_name(self._viewer, f"{image.name} annotations"),
+            scale=image.scale, translate=image.translate,
+            metadata={DONE_KEY: done, "weakseg_image": image.name},
+        )
+        self.reset_choices()
+        self.annotations.value = layer
+        return layer
+
+    def _watch(self, layer: Any) -> None:
+        if self._watched is not None:
+            self._watched.events.paint.disconnect(self._schedule_autosave)
+        self._watched = layer
+        if layer is not None:
+            layer.events.paint.connect(self._schedule_autosave)
+        self.refresh_info()
+
+    def _schedule_autosave(self, *_: Any) -> None:
+        self._autosave_timer.start()
+        self.refresh_info()
+
+    def autosave(self) -> None:
+        """Write the annotation layer and done slices (atomic)."""
+        layer, image = self.annotations.value, self.image.value
+        if layer is None or image is None:
+            return
+        store_for(image).save(np.asarray(layer.data), done_of(layer))
+
+    # --- slices ------------------------------------------------------------
+
+    @property
+    def axis_index(self) -> int:
+        return AXES.index(self.axis.value)
+
+    def _set_axis(self, *_: Any) -> None:
+        ndim = self._viewer.dims.ndim
+        a = ndim - 3 + self.axis_index
+        rest = [d for d in range(ndim) if d != a]
+        self._viewer.dims.order = (*rest[:-2], a, *rest[-2:])
+
+    def current_slice(self) -> int:
+        ndim = self._viewer.dims.ndim
+        return int(self._viewer.dims.current_step[ndim - 3 + self.axis_index])
+
+    def toggle_current_slice(self) -> None:
+        """Mark the slice shown on the chosen axis done, or undo that."""
+        layer = self.annotations.value
+        if layer is None:
+            report_error(WeaksegError("Create or pick an annotation layer first."))
+            return
+        done = done_of(layer)
+        i, a = self.current_slice(), self.axis_index
+        done[a] = sorted(set(done[a]) ^ {i})
+        layer.metadata[DONE_KEY] = done
+        self.autosave()
+        self.refresh_info()
+
+    def use_background_brush(self) -> None:
+        layer = self.annotations.value
+        if layer is not None:
+            layer.selected_label = BACKGROUND_BRUSH
+            layer.mode = "paint"
+
+    def go_to_suggestion(self) -> None:
+        layer = self.annotations.value
+        if layer is None:
+            return
+        try:
+            i = suggest_next_slice(
+                layer.data.shape, done_of(layer), self.axis_index,
+                self._session.uncertainty,
+            )
+        except Exception as exc:  # every slice done -> one sentence
+            report_error(exc)
+            return
+        self._set_axis()
+        step = list(self._viewer.dims.current_step)
+        step[self._viewer.dims.ndim - 3 + self.axis_index] = i
+        self._viewer.dims.current_step = tuple(step)
+
+    def refresh_info(self) -> None:
+        layer = self.annotations.value
+        if layer is None:
+            self.info.value = "No annotation layer."
+            return
+        done = done_of(layer)
+        parts = [f"{AXES[a]}: {done[a] or '-'}" for a in range(3)]
+        frac = labelled_fraction(sparse_from_layer(layer))
+        self.info.value = (
+            "done " + "; ".join(parts) + f"\nlabelled {100 * frac:.2f} %"
+        )

@@ -1,0 +1,160 @@
+"""Apply dock: predict a whole volume, then accept corrected slices."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    create_widget,
+)
+
+from ..core.annotation import AXES, BACKGROUND_BRUSH
+from ..core.errors import WeaksegError
+from ._common import report_error, session_for, start_worker, unique_name
+from .annotation_widget import DONE_KEY, done_of
+
+OUTPUT_KEY = "weakseg_output"
+
+
+class ApplyWidget(Container):
+    """Sliding-window prediction into new layers, with progress and Stop."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._session = session_for(viewer)
+        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.model = FileEdit(mode="r", label="model file", filter="*.safetensors")
+        self.tta = CheckBox(text="flip test-time augmentation", value=False)
+        self.apply_button = PushButton(text="Apply")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.progress = ProgressBar(value=0, max=1, label="progress")
+        self.prediction = create_widget(
+            annotation="napari.layers.Labels", label="prediction"
+        )
+        self.annotations = create_widget(
+            annotation="napari.layers.Labels", label="annotations"
+        )
+        self.accept = PushButton(text="Accept current slice as annotation")
+        self.status = Label(value="")
+        self.extend([
+            self.image, self.model, self.tta, self.apply_button,
+            self.stop_button, self.progress, self.prediction,
+            self.annotations, self.accept, self.status,
+        ])
+        self.apply_button.changed.connect(self.start_apply)
+        self.stop_button.changed.connect(lambda: self._stop.set())
+        self.accept.changed.connect(self.accept_current_slice)
+        self._session.model_changed.connect(self._on_model)
+        self._stop = threading.Event()
+        self.worker: Any = None
+
+    def _on_model(self, path: Path | None) -> None:
+        if path is not None:
+            self.model.value = str(path)
+
+    def start_apply(self) -> Any:
+        """Predict in a worker; returns the worker (tests wait on it)."""
+        from ..api import load_model
+        from ..core.device import resolve_device
+        from ..core.inference import iter_predict
+
+        image = self.image.value
+        if image is None:
+            report_error(WeaksegError("Pick an image to segment."))
+            return None
+        try:
+            device = resolve_device("auto")
+            net, config = load_model(str(self.model.value), str(device))
+        except WeaksegError as exc:
+            report_error(exc)
+            return None
+        data, tta = image.data, bool(self.tta.value)
+        self._stop.clear()
+
+        def job() -> Any:
+            return (yield from iter_predict(
+                net, data, config.patch_size, config.normalisation, device,
+                config.num_classes, tta=tta, stop=self._stop,
+            ))
+
+        self.apply_button.enabled, self.stop_button.enabled = False, True
+        self._image = image
+        self.worker = start_worker(job, self._on_event, self._on_done, self._finished)
+        return self.worker
+
+    def _on_event(self, event: Any) -> None:
+        self.progress.max = max(1, event.total)
+        self.progress.value = event.done
+
+    def _on_done(self, result: Any) -> None:
+        labels, probs = result
+        image = self._image
+        eps = 1e-6
+        entropy = -(probs * np.log(probs + eps)).sum(axis=0)
+        self._session.uncertainty = entropy
+        layer = self._output_layer(f"{image.name} prediction", labels, image)
+        self._output_layer(
+            f"{image.name} probabilities", probs, image, kind="image",
+            channel_axis=None,
+        )
+        self.prediction.value = layer
+        self.status.value = f"prediction in layer '{layer.name}'"
+
+    def _output_layer(
+        self, name: str, data: Any, image: Any, kind: str = "labels", **kw: Any
+    ) -> Any:
+        """Update our own output layer, or add a new one; never a user's."""
+        for layer in self._viewer.layers:
+            if layer.name == name and layer.metadata.get(OUTPUT_KEY):
+                layer.data = data
+                return layer
+        scale, translate = tuple(image.scale), tuple(image.translate)
+        if kind == "image":
+            scale, translate = (1.0, *scale), (0.0, *translate)
+        add = self._viewer.add_labels if kind == "labels" else self._viewer.add_image
+        kw = {} if kind == "labels" else {"visible": False}
+        return add(
+            data, name=unique_name(self._viewer, name), scale=scale,
+            translate=translate, metadata={OUTPUT_KEY: True}, **kw,
+        )
+
+    def _finished(self) -> None:
+        self.apply_button.enabled, self.stop_button.enabled = True, False
+
+    def accept_current_slice(self) -> None:
+        """Copy the (corrected) prediction on the shown slice into the
+        annotation layer and mark that slice done."""
+        pred, ann = self.prediction.value, self.annotations.value
+        if pred is None or ann is None or pred is ann:
+            report_error(WeaksegError(
+                "Pick a prediction layer and a different annotation layer."
+            ))
+            return
+        if pred.data.shape != ann.data.shape:
+            report_error(WeaksegError(
+                "The prediction and the annotation layer have different shapes."
+            ))
+            return
+        dims = self._viewer.dims
+        axis = dims.order[-3] - (dims.ndim - 3)
+        i = int(dims.current_step[dims.order[-3]])
+        sl: list[Any] = [slice(None)] * 3
+        sl[axis] = i
+        plane = np.asarray(pred.data[tuple(sl)])
+        ann.data[tuple(sl)] = np.where(plane == 0, BACKGROUND_BRUSH, plane)
+        done = done_of(ann)
+        done[axis] = sorted(set(done[axis]) | {i})
+        ann.metadata[DONE_KEY] = done
+        ann.refresh()
+        self.status.value = f"slice {AXES[axis]}={i} added to the annotations"

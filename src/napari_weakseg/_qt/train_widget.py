@@ -1,0 +1,141 @@
+"""Train dock: sparse annotations -> 3D U-Net, in a worker thread."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from napari.utils.notifications import show_info
+
+from ..core.errors import WeaksegError
+from ._common import home, report_error, session_for, start_worker
+from .annotation_widget import sparse_from_layer
+from .plot import LossPlot
+
+
+class TrainWidget(Container):
+    """Settings, Start/Stop, progress with ETA and a live loss/Dice plot."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._session = session_for(viewer)
+        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.annotations = create_widget(
+            annotation="napari.layers.Labels", label="annotations"
+        )
+        self.steps = SpinBox(value=300, min=1, max=100_000, label="steps")
+        self.base_filters = SpinBox(value=16, min=4, max=64, label="base filters")
+        self.device = ComboBox(choices=["auto", "cpu", "cuda", "mps"], label="device")
+        self.init = FileEdit(mode="r", label="initialise from", filter="*.safetensors")
+        self.warm = CheckBox(text="continue from current model", value=False)
+        self.out = FileEdit(
+            mode="w", label="model file", filter="*.safetensors",
+            value=str(home() / "models" / "model.safetensors"),
+        )
+        self.start = PushButton(text="Start")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.progress = ProgressBar(value=0, max=1, label="progress")
+        self.status = Label(value="")
+        self.extend([
+            self.image, self.annotations, self.steps, self.base_filters,
+            self.device, self.init, self.warm, self.out, self.start,
+            self.stop_button, self.progress, self.status,
+        ])
+        self.plot = LossPlot()
+        self.native.layout().addWidget(self.plot)
+        self.start.changed.connect(self.start_training)
+        self.stop_button.changed.connect(self.request_stop)
+        self._stop = threading.Event()
+        self.worker: Any = None
+
+    def _init_path(self) -> str | None:
+        if self.warm.value and self._session.model_path is not None:
+            return str(self._session.model_path)
+        p = Path(str(self.init.value))
+        return str(p) if p.is_file() else None
+
+    def start_training(self) -> Any:
+        """Start training in a worker; returns the worker (tests wait on it)."""
+        from ..core.training import TrainConfig, iter_train
+
+        image, ann = self.image.value, self.annotations.value
+        if image is None or ann is None:
+            report_error(WeaksegError("Pick an image and an annotation layer."))
+            return None
+        try:
+            sparse = sparse_from_layer(ann)
+        except Exception as exc:
+            report_error(exc)
+            return None
+        config = TrainConfig(
+            steps=int(self.steps.value), base_filters=int(self.base_filters.value),
+            device=str(self.device.value), val_every=max(1, min(50, self.steps.value // 4)),
+        )
+        data = np.asarray(image.data)
+        spacing = tuple(image.scale)[-3:]
+        out, init = Path(str(self.out.value)), self._init_path()
+        self._stop.clear()
+        self.plot.clear()
+
+        def job() -> Any:
+            return (yield from iter_train(
+                [data], [sparse], out, config, spacing, init, self._stop
+            ))
+
+        self._set_running(True)
+        self.worker = start_worker(job, self._on_event, self._on_done, self._finished)
+        return self.worker
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self.status.value = "Stopping after this step..."
+
+    def _set_running(self, running: bool) -> None:
+        self.start.enabled = not running
+        self.stop_button.enabled = running
+
+    def _on_event(self, event: Any) -> None:
+        from ..core.events import Started, Step, Validation
+
+        if isinstance(event, Started):
+            self.progress.max = event.total_steps
+            self.status.value = f"device {event.device}, patch {event.patch_size}"
+        elif isinstance(event, Step):
+            self.progress.value = event.step
+            self.status.value = (
+                f"step {event.step}/{event.total}  loss {event.loss:.3f}  "
+                f"ETA {event.eta_s:.0f} s"
+            )
+            self.plot.add_loss(event.step, event.loss)
+            if event.step % 5 == 0:
+                self.plot.redraw()
+        elif isinstance(event, Validation):
+            self.plot.add_dice(event.step, event.mean_dice)
+            self.plot.redraw()
+
+    def _on_done(self, result: Any) -> None:
+        self._session.set_model(result.best_path)
+        show_info(
+            f"Training {'stopped' if result.stopped else 'finished'} after "
+            f"{result.steps} steps; best Dice {result.best_dice:.3f}."
+        )
+        self.status.value = f"model: {result.best_path}"
+
+    def _finished(self) -> None:
+        self._set_running(False)
+        self.plot.redraw()

@@ -1,0 +1,155 @@
+"""Headless Python API: one function per widget, same parameter names.
+
+Everything here runs without Qt; the napari docks and the ``weakseg`` CLI
+call these functions (or the core generators behind them).
+
+Examples
+--------
+>>> from napari_weakseg import api
+>>> result = api.train("t1.nii.gz", "sparse.nii.gz", "model.safetensors")
+>>> labels, probabilities = api.predict("model.safetensors", "t1.nii.gz")
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .core.errors import WeaksegError
+from .core.events import Finished
+from .core.io import Volume, read_volume, write_volume
+from .core.validate import require_3d, require_same_grid
+
+PathLike = str | os.PathLike
+VolumeLike = PathLike | np.ndarray | Volume
+
+__all__ = [
+    "Volume",
+    "WeaksegError",
+    "load_model",
+    "predict",
+    "read_volume",
+    "train",
+    "write_volume",
+]
+
+
+def as_volume(v: VolumeLike, lazy: bool = False) -> Volume:
+    """A :class:`Volume` from a path, an array or a Volume."""
+    if isinstance(v, Volume):
+        return v
+    if isinstance(v, str | os.PathLike):
+        return read_volume(v, lazy=lazy)
+    return Volume(v)
+
+
+def _as_list(x: VolumeLike | Sequence[VolumeLike]) -> list[VolumeLike]:
+    if isinstance(x, str | os.PathLike | np.ndarray | Volume):
+        return [x]
+    return list(x)
+
+
+def train(
+    images: VolumeLike | Sequence[VolumeLike],
+    labels: VolumeLike | Sequence[VolumeLike],
+    out: PathLike,
+    *,
+    steps: int = 300,
+    minutes: float | None = None,
+    patch_size: Sequence[int] | None = None,
+    batch_size: int = 2,
+    base_filters: int = 16,
+    learning_rate: float = 1e-2,
+    ignore_label: int = 255,
+    init: PathLike | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    class_names: Sequence[str] = (),
+    callback: Callable[[Any], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Finished:
+    """Train a 3D U-Net on sparse labels and write the model to ``out``.
+
+    ``labels`` hold 0 = background, 1..K = classes and ``ignore_label``
+    for unlabelled voxels.  ``callback`` receives every event (steps,
+    validation, checkpoints); set ``stop`` to end early with a checkpoint.
+    """
+    from .core.inference import run
+    from .core.training import TrainConfig, iter_train
+
+    ims = [as_volume(v) for v in _as_list(images)]
+    lbs = [as_volume(v) for v in _as_list(labels)]
+    if len(ims) != len(lbs):
+        raise WeaksegError(
+            f"Give one label volume per image ({len(ims)} images, "
+            f"{len(lbs)} label volumes)."
+        )
+    for k, (im, lb) in enumerate(zip(ims, lbs), start=1):
+        require_3d(im.data, f"image {k}")
+        require_same_grid(
+            im.shape, lb.shape, im.geometry, lb.geometry,
+            (f"image {k}", f"labels {k}"),
+        )
+    config = TrainConfig(
+        steps=steps, minutes=minutes, batch_size=batch_size,
+        patch_size=list(patch_size) if patch_size else None,
+        base_filters=base_filters, learning_rate=learning_rate,
+        ignore_label=ignore_label, device=device, seed=seed,
+        class_names=list(class_names),
+    )
+    gen = iter_train(
+        [np.asarray(v.data) for v in ims], [np.asarray(v.data) for v in lbs],
+        out, config, spacing=ims[0].geometry.spacing, init=init, stop=stop,
+    )
+    return run(gen, callback)
+
+
+def load_model(path: PathLike, device: str = "auto") -> tuple[Any, Any]:
+    """``(torch module, ModelConfig)`` from a model file; never runs code."""
+    from .core.device import resolve_device
+    from .core.models import load_model as _load
+
+    return _load(path, resolve_device(device))
+
+
+def predict(
+    model: PathLike | tuple[Any, Any],
+    image: VolumeLike,
+    *,
+    out: PathLike | None = None,
+    probabilities: PathLike | None = None,
+    device: str = "auto",
+    tta: bool = False,
+    overlap: float = 0.5,
+    callback: Callable[[Any], None] | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segment a whole volume; optionally write labels/probabilities.
+
+    Returns ``(labels, probabilities)``: uint8 classes and float32
+    ``(C, Z, Y, X)`` softmax.  Written files keep the input's geometry.
+    """
+    from .core.device import resolve_device
+    from .core.inference import iter_predict, run
+
+    dev = resolve_device(device)
+    net, config = load_model(model, str(dev)) if isinstance(
+        model, str | os.PathLike
+    ) else model
+    vol = as_volume(image, lazy=True)
+    require_3d(vol.data, "image")
+    gen = iter_predict(
+        net, vol.data, config.patch_size, config.normalisation, dev,
+        config.num_classes, overlap=overlap, tta=tta, stop=stop,
+    )
+    labels, probs = run(gen, callback)
+    if out is not None:
+        write_volume(out, Volume(labels, vol.geometry))
+    if probabilities is not None:
+        write_volume(probabilities, Volume(probs, vol.geometry))
+    return labels, probs
+

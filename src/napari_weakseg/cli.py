@@ -1,0 +1,153 @@
+"""The ``weakseg`` command line: one subcommand per API function.
+
+Bad input prints one sentence to stderr and exits with status 2; Ctrl-C
+during training stops cooperatively and keeps the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .core.errors import Cancelled, WeaksegError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _train_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train", help="train a 3D U-Net on sparse slice labels",
+        description="Train on images with sparse labels (0 background, "
+        "1..K classes, --ignore-label unlabelled).",
+    )
+    p.add_argument("--image", action="append", required=True, metavar="IMG",
+                   help="image volume; repeat for several")
+    p.add_argument("--labels", action="append", required=True, metavar="LBL",
+                   help="sparse label volume, one per --image")
+    p.add_argument("--out", required=True, metavar="MODEL",
+                   help="model file to write (.safetensors)")
+    p.add_argument("--ignore-label", type=int, default=255)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-clock budget; stops early with a checkpoint")
+    p.add_argument("--patch-size", type=int, nargs=3, metavar=("Z", "Y", "X"))
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--base-filters", type=int, default=16)
+    p.add_argument("--learning-rate", type=float, default=1e-2)
+    p.add_argument("--init", metavar="FILE",
+                   help="model or pretrained encoder to start from")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _predict_parser(sub: Any) -> None:
+    p = sub.add_parser("predict", help="segment a volume with a model")
+    p.add_argument("--model", required=True, metavar="MODEL")
+    p.add_argument("--image", required=True, metavar="IMG")
+    p.add_argument("--out", required=True, metavar="LBL",
+                   help="label volume to write (same geometry as IMG)")
+    p.add_argument("--probabilities", metavar="PROB",
+                   help="also write per-class probabilities (C, Z, Y, X)")
+    p.add_argument("--tta", action="store_true",
+                   help="average over flips (test-time augmentation)")
+    p.add_argument("--overlap", type=float, default=0.5)
+    p.add_argument("--device", choices=DEVICES, default="auto")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="weakseg",
+        description="Dense 3D segmentation from very little annotation.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _predict_parser(sub)
+    return parser
+
+
+def _printer(every: int = 10) -> Any:
+    from .core.events import Finished, Progress, Saved, Started, Step, Validation
+
+    def show(event: Any) -> None:
+        if isinstance(event, Started):
+            print(f"training on {event.device}, patch {event.patch_size}, "
+                  f"{event.train_voxels} labelled voxels", flush=True)
+        elif isinstance(event, Step) and (
+            event.step % every == 0 or event.step == event.total
+        ):
+            print(f"step {event.step}/{event.total}  loss {event.loss:.4f}  "
+                  f"eta {event.eta_s:.0f}s", flush=True)
+        elif isinstance(event, Validation):
+            where = "held-out slices" if event.held_out else "training slices"
+            print(f"  Dice on {where}: {event.mean_dice:.3f}", flush=True)
+        elif isinstance(event, Saved) and event.kind == "best":
+            print(f"  saved best model to {event.path}", flush=True)
+        elif isinstance(event, Progress) and event.done in (0, event.total):
+            print(f"{event.message} {event.done}/{event.total}", flush=True)
+        elif isinstance(event, Finished):
+            print(event.message, flush=True)
+
+    return show
+
+
+def _cmd_train(args: argparse.Namespace, stop: threading.Event) -> None:
+    from . import api
+
+    if len(args.image) != len(args.labels):
+        raise WeaksegError(
+            f"Give one --labels per --image ({len(args.image)} images, "
+            f"{len(args.labels)} label volumes)."
+        )
+    result = api.train(
+        args.image, args.labels, args.out, steps=args.steps,
+        minutes=args.minutes, patch_size=args.patch_size,
+        batch_size=args.batch_size, base_filters=args.base_filters,
+        learning_rate=args.learning_rate, ignore_label=args.ignore_label,
+        init=args.init, device=args.device, seed=args.seed,
+        callback=_printer(), stop=stop,
+    )
+    how = "stopped" if result.stopped else "finished"
+    print(f"{how} after {result.steps} steps; best Dice "
+          f"{result.best_dice:.3f}; model: {result.best_path}")
+
+
+def _cmd_predict(args: argparse.Namespace, stop: threading.Event) -> None:
+    from . import api
+
+    api.predict(
+        args.model, args.image, out=args.out,
+        probabilities=args.probabilities, device=args.device, tta=args.tta,
+        overlap=args.overlap, callback=_printer(), stop=stop,
+    )
+    print(f"wrote {args.out}")
+
+
+COMMANDS = {"train": _cmd_train, "predict": _cmd_predict}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``weakseg``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        COMMANDS[args.command](args, stop)
+    except WeaksegError as exc:
+        print(f"weakseg: error: {exc}", file=sys.stderr)
+        return 2
+    except Cancelled:
+        print("weakseg: stopped", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

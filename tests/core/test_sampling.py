@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from napari_weakseg.core.errors import WeaksegError
+from napari_weakseg.core.sampling import PatchSampler, rotation_planes
+
+
+def _sparse(shape=(20, 24, 24)):
+    labels = np.full(shape, 255, np.uint8)
+    labels[10] = 0
+    labels[10, 5:8, 5:8] = 1  # 9 voxels of class 1 among 576 labelled
+    return labels
+
+
+def test_every_patch_holds_labels_and_classes_are_balanced():
+    labels = _sparse()
+    image = np.random.default_rng(0).random(labels.shape).astype(np.float32)
+    sampler = PatchSampler([image], [labels], (8, 8, 8), 2, seed=1)
+    hits = 0
+    for _ in range(200):
+        lbl = sampler.sample()["label"]
+        assert lbl.shape == (1, 8, 8, 8)
+        assert int((lbl != 255).sum()) > 0
+        hits += int((lbl == 1).any())
+    # class 1 is 1.6 % of labelled voxels but centres half the patches
+    assert hits >= 90
+
+
+def test_small_volumes_are_padded_with_ignore():
+    labels = np.zeros((4, 5, 6), np.uint8)
+    labels[0, 0, 0] = 1
+    sampler = PatchSampler([np.ones((4, 5, 6), np.float32)], [labels], (8, 8, 8), 2)
+    batch = sampler.batch(3)
+    assert batch["image"].shape == (3, 1, 8, 8, 8)
+    assert int((batch["label"] == 255).sum()) == 3 * (512 - 120)
+
+
+def test_no_labels_is_one_sentence():
+    with pytest.raises(WeaksegError, match="No labelled voxel"):
+        PatchSampler([np.zeros((8, 8, 8), np.float32)],
+                     [np.full((8, 8, 8), 255, np.uint8)], (8, 8, 8), 2)
+
+
+def test_rotation_only_in_isotropic_square_planes():
+    assert rotation_planes((8, 16, 16), (5.0, 1.0, 1.0)) == [(1, 2)]
+    assert rotation_planes((8, 8, 8), (1.0, 1.0, 1.0)) == [(1, 2), (0, 2), (0, 1)]
