@@ -56,6 +56,7 @@ class ApplyWidget(Container):
         self.stop_button.changed.connect(lambda: self._stop.set())
         self.accept.changed.connect(self.accept_current_slice)
         self._session.model_changed.connect(self._on_model)
+        self._on_model(self._session.model_path)
         self._stop = threading.Event()
         self.worker: Any = None
 
@@ -104,29 +105,25 @@ class ApplyWidget(Container):
         entropy = -(probs * np.log(probs + eps)).sum(axis=0)
         self._session.uncertainty = entropy
         layer = self._output_layer(f"{image.name} prediction", labels, image)
-        self._output_layer(
-            f"{image.name} probabilities", probs, image, kind="image",
-            channel_axis=None,
-        )
+        for c in range(1, probs.shape[0]):
+            self._output_layer(f"{image.name} p(class {c})", probs[c], image, "image")
+        self.reset_choices()
         self.prediction.value = layer
         self.status.value = f"prediction in layer '{layer.name}'"
 
     def _output_layer(
-        self, name: str, data: Any, image: Any, kind: str = "labels", **kw: Any
+        self, name: str, data: Any, image: Any, kind: str = "labels"
     ) -> Any:
         """Update our own output layer, or add a new one; never a user's."""
         for layer in self._viewer.layers:
-            if layer.name == name and layer.metadata.get(OUTPUT_KEY):
+            if layer.metadata.get(OUTPUT_KEY) == name:
                 layer.data = data
                 return layer
-        scale, translate = tuple(image.scale), tuple(image.translate)
-        if kind == "image":
-            scale, translate = (1.0, *scale), (0.0, *translate)
         add = self._viewer.add_labels if kind == "labels" else self._viewer.add_image
-        kw = {} if kind == "labels" else {"visible": False}
+        kw = {} if kind == "labels" else {"visible": False, "colormap": "magma"}
         return add(
-            data, name=unique_name(self._viewer, name), scale=scale,
-            translate=translate, metadata={OUTPUT_KEY: True}, **kw,
+            data, name=unique_name(self._viewer, name), scale=image.scale,
+            translate=image.translate, metadata={OUTPUT_KEY: name}, **kw,
         )
 
     def _finished(self) -> None:

@@ -1,0 +1,61 @@
+"""The plugin in a real viewer: sample data, docks, a real screenshot."""
+
+import numpy as np
+import pytest
+
+DOCKS = ["Sparse slice annotation", "Train (sparse slices)", "Apply and correct"]
+
+
+def test_sample_data_docks_and_screenshot(make_napari_viewer):
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-weakseg", "mni152")
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["MNI152 T1", "tissue (reference)", "annotations"]
+    t1 = viewer.layers["MNI152 T1"]
+    np.testing.assert_allclose(t1.scale, (2.0, 2.0, 2.0))
+    assert viewer.layers["annotations"].metadata["weakseg_done"][0]
+    widgets = []
+    for name in DOCKS:
+        dock, widget = viewer.window.add_plugin_dock_widget("napari-weakseg", name)
+        assert dock.widget() is not None
+        widgets.append(type(widget).__name__)
+    assert widgets == ["AnnotationWidget", "TrainWidget", "ApplyWidget"]
+    shot = viewer.screenshot(canvas_only=True)
+    assert shot.ndim == 3 and shot.shape[2] == 4
+    rgb = shot[..., :3].astype(int)
+    assert rgb.std() > 10, "the canvas rendered blank"
+
+
+def test_reader_opens_volume_with_geometry(make_napari_viewer, tmp_path, oblique):
+    from napari_weakseg.core.io import Volume, write_volume
+
+    write_volume(tmp_path / "ct.nii.gz", Volume(np.ones((4, 5, 6), np.float32), oblique))
+    write_volume(tmp_path / "ct_labels.nii.gz", Volume(np.ones((4, 5, 6), np.uint8), oblique))
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(tmp_path / "ct.nii.gz"), plugin="napari-weakseg")
+    layers += viewer.open(str(tmp_path / "ct_labels.nii.gz"), plugin="napari-weakseg")
+    assert [type(x).__name__ for x in layers] == ["Image", "Labels"]
+    np.testing.assert_allclose(layers[0].scale, oblique.spacing)
+    np.testing.assert_allclose(layers[0].translate, oblique.origin)
+
+
+def test_writer_round_trips_geometry(make_napari_viewer, tmp_path, oblique):
+    from napari_weakseg.core.io import Volume, read_volume, write_volume
+
+    write_volume(tmp_path / "a.nrrd", Volume(np.arange(120, dtype=np.uint8).reshape(4, 5, 6), oblique))
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(tmp_path / "a.nrrd"), plugin="napari-weakseg")
+    out = tmp_path / "b.nii.gz"
+    layer.save(str(out), plugin="napari-weakseg")
+    back = read_volume(out)
+    np.testing.assert_array_equal(back.data, layer.data)
+    assert back.geometry.allclose(oblique)
+
+
+def test_unreadable_file_is_refused_with_one_sentence(make_napari_viewer, tmp_path):
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"not an image")
+    viewer = make_napari_viewer()
+    with pytest.raises(Exception, match="Could not read broken.nii.gz"):
+        viewer.open(str(bad), plugin="napari-weakseg")
+    assert len(viewer.layers) == 0

@@ -1,0 +1,130 @@
+"""Drive the real docks in a real viewer: annotate, train, stop, apply."""
+
+import numpy as np
+
+from napari_weakseg._qt.annotation_widget import AnnotationWidget, done_of
+from napari_weakseg._qt.apply_widget import ApplyWidget
+from napari_weakseg._qt.train_widget import TrainWidget
+from napari_weakseg.core.events import Step
+from napari_weakseg.core.phantom import make_phantom
+
+
+def _viewer_with_phantom(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image, truth = make_phantom((16, 24, 24))
+    layer = viewer.add_image(image, name="phantom", scale=(3.0, 1.0, 1.0))
+    return viewer, layer, truth
+
+
+def _annotate_three_slices(widget, truth):
+    layer = widget.create_annotation_layer()
+    for axis, index in [("z", 8), ("y", 12), ("x", 12)]:
+        widget.axis.value = axis
+        a = "zyx".index(axis)
+        sl = [slice(None)] * 3
+        sl[a] = index
+        layer.data[tuple(sl)] = truth[tuple(sl)]
+        step = list(widget._viewer.dims.current_step)
+        step[a] = index
+        widget._viewer.dims.current_step = tuple(step)
+        widget.toggle_current_slice()
+    return layer
+
+
+def test_annotate_train_stop_apply(make_napari_viewer, qtbot, tmp_path):
+    viewer, image, truth = _viewer_with_phantom(make_napari_viewer)
+    ann_w = AnnotationWidget(viewer)
+    ann = _annotate_three_slices(ann_w, truth)
+    assert done_of(ann) == {0: [8], 1: [12], 2: [12]}
+    assert "labelled" in ann_w.info.value
+
+    train_w = TrainWidget(viewer)
+    train_w.reset_choices()
+    train_w.image.value, train_w.annotations.value = image, ann
+    train_w.steps.value, train_w.base_filters.value = 200, 4
+    train_w.device.value = "cpu"
+    train_w.out.value = str(tmp_path / "m.safetensors")
+    steps = []
+
+    def stop_after_three(event):
+        if isinstance(event, Step):
+            steps.append(event.step)
+            if event.step == 3:
+                train_w.request_stop()
+
+    with qtbot.waitSignal(train_w.start_training().finished, timeout=120_000) as _:
+        train_w.worker.yielded.connect(stop_after_three)
+    assert steps[-1] < 200 and train_w.start.enabled
+    assert (tmp_path / "m.safetensors").exists()
+
+    apply_w = ApplyWidget(viewer)
+    apply_w.reset_choices()
+    assert apply_w.model.value.name == "m.safetensors"  # from the session
+    apply_w.image.value = image
+    with qtbot.waitSignal(apply_w.start_apply().finished, timeout=120_000):
+        pass
+    pred = viewer.layers["phantom prediction"]
+    assert pred.data.shape == image.data.shape == (16, 24, 24)
+    np.testing.assert_allclose(pred.scale, image.scale)
+    for c in (1, 2):
+        p = viewer.layers[f"phantom p(class {c})"]
+        assert p.data.shape == (16, 24, 24) and p.data.max() <= 1.0
+    # the annotation layer is untouched by Apply
+    assert np.array_equal(ann.data[8] > 0, truth[8] > 0)
+
+    # correction loop: accept slice z=4 of the prediction as annotation
+    apply_w.reset_choices()
+    apply_w.prediction.value, apply_w.annotations.value = pred, ann
+    ann_w.axis.value = "z"
+    step = list(viewer.dims.current_step)
+    step[0] = 4
+    viewer.dims.current_step = tuple(step)
+    apply_w.accept_current_slice()
+    assert 4 in done_of(ann)[0]
+    assert np.all(ann.data[4] > 0)
+
+
+def test_apply_again_never_overwrites_a_user_layer(make_napari_viewer):
+    viewer, image, _ = _viewer_with_phantom(make_napari_viewer)
+    user = viewer.add_labels(np.zeros((16, 24, 24), np.uint8), name="phantom prediction")
+    apply_w = ApplyWidget(viewer)
+    apply_w._image = image
+    probs = np.full((2, 16, 24, 24), 0.5, np.float32)
+    apply_w._on_done((np.ones((16, 24, 24), np.uint8), probs))
+    assert not user.data.any()
+    assert viewer.layers["phantom prediction [2]"].data.all()
+    apply_w._on_done((np.zeros((16, 24, 24), np.uint8), probs))  # again
+    assert viewer.layers["phantom prediction [2]"].data.sum() == 0
+    assert "phantom prediction [3]" not in viewer.layers
+
+
+def test_autosave_then_reopen_restores_annotations(make_napari_viewer):
+    viewer, image, truth = _viewer_with_phantom(make_napari_viewer)
+    widget = AnnotationWidget(viewer)
+    ann = _annotate_three_slices(widget, truth)
+    widget.autosave()
+    expected = np.asarray(ann.data).copy()
+    viewer.layers.clear()
+
+    viewer.add_image(image.data, name="phantom", scale=(3.0, 1.0, 1.0))
+    again = AnnotationWidget(viewer)
+    again.reset_choices()
+    restored = again.create_annotation_layer()
+    np.testing.assert_array_equal(restored.data, expected)
+    assert done_of(restored) == {0: [8], 1: [12], 2: [12]}
+
+
+def test_buttons_without_layers_notify_instead_of_raising(make_napari_viewer, monkeypatch):
+    import napari_weakseg._qt._common as common
+
+    said = []
+    monkeypatch.setattr(common, "show_error", said.append)
+    viewer = make_napari_viewer()
+    AnnotationWidget(viewer).toggle_current_slice()
+    TrainWidget(viewer).start_training()
+    ApplyWidget(viewer).start_apply()
+    assert said == [
+        "Create or pick an annotation layer first.",
+        "Pick an image and an annotation layer.",
+        "Pick an image to segment.",
+    ]
