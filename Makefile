@@ -14,9 +14,9 @@ APT_PKGS := xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 \
 .PHONY: demo test lint bench system venv install clean
 
 demo: install system
-	@if [ -n "$$DISPLAY" ]; then $(PY) -m napari_weakseg.demo; \
+	@if [ -n "$$DISPLAY" ]; then $(PY) -m napari_weakseg._qt.demo; \
 	else echo "No display: running the demo under Xvfb."; \
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m napari_weakseg.demo --headless; fi
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m napari_weakseg._qt.demo --headless; fi
 
 test: install system
 	$(PY) -m ruff check src tests benchmarks

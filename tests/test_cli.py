@@ -20,17 +20,53 @@ def files(tmp_path, oblique):
     return img, lbl
 
 
-def test_train_predict_round_trip_keeps_geometry(files, tmp_path, capsys, oblique):
+def test_train_predict_round_trip_keeps_geometry(
+    files, tmp_path, capsys, oblique
+):
     img, lbl = files
     model = tmp_path / "m.safetensors"
-    assert main(["train", "--image", str(img), "--labels", str(lbl), "--out",
-                 str(model), "--steps", "3", "--base-filters", "4",
-                 "--device", "cpu", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--image",
+                str(img),
+                "--labels",
+                str(lbl),
+                "--out",
+                str(model),
+                "--steps",
+                "3",
+                "--base-filters",
+                "4",
+                "--device",
+                "cpu",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "finished after 3 steps" in capsys.readouterr().out
     out, prob = tmp_path / "pred.mha", tmp_path / "prob.nii.gz"
-    assert main(["predict", "--model", str(model), "--image", str(img),
-                 "--out", str(out), "--probabilities", str(prob),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                "--image",
+                str(img),
+                "--out",
+                str(out),
+                "--probabilities",
+                str(prob),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     pred = read_volume(out)
     assert pred.data.shape == (16, 24, 24) and pred.data.dtype == np.uint8
     assert set(np.unique(pred.data)) <= {0, 1, 2}
@@ -42,15 +78,49 @@ def test_train_predict_round_trip_keeps_geometry(files, tmp_path, capsys, obliqu
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["predict", "--model", "nope.safetensors", "--image", "x.nii",
-          "--out", "y.nii"], "No model file at nope.safetensors."),
-        (["train", "--image", "a.nii", "--labels", "b.nii", "--labels",
-          "c.nii", "--out", "m.safetensors"], "Give one --labels per --image"),
-        (["train", "--image", "missing.nii.gz", "--labels", "missing.nii.gz",
-          "--out", "m.safetensors"], "No file or folder at missing.nii.gz."),
+        (
+            [
+                "predict",
+                "--model",
+                "nope.safetensors",
+                "--image",
+                "x.nii",
+                "--out",
+                "y.nii",
+            ],
+            "No model file at nope.safetensors.",
+        ),
+        (
+            [
+                "train",
+                "--image",
+                "a.nii",
+                "--labels",
+                "b.nii",
+                "--labels",
+                "c.nii",
+                "--out",
+                "m.safetensors",
+            ],
+            "Give one --labels per --image",
+        ),
+        (
+            [
+                "train",
+                "--image",
+                "missing.nii.gz",
+                "--labels",
+                "missing.nii.gz",
+                "--out",
+                "m.safetensors",
+            ],
+            "No file or folder at missing.nii.gz.",
+        ),
     ],
 )
-def test_bad_input_is_one_line_on_stderr_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
+def test_bad_input_is_one_line_on_stderr_and_exit_2(
+    args, message, capsys, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -61,14 +131,31 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(args, message, capsys, tmp_p
 
 def test_mismatched_geometry_is_refused(files, tmp_path, capsys):
     img, _ = files
-    other = write_volume(tmp_path / "other.nii.gz",
-                         Volume(np.zeros((16, 24, 24), np.uint8)))
-    assert main(["train", "--image", str(img), "--labels", str(other),
-                 "--out", str(tmp_path / "m.safetensors")]) == 2
+    other = write_volume(
+        tmp_path / "other.nii.gz", Volume(np.zeros((16, 24, 24), np.uint8))
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--image",
+                str(img),
+                "--labels",
+                str(other),
+                "--out",
+                str(tmp_path / "m.safetensors"),
+            ]
+        )
+        == 2
+    )
     assert "different spacing, origin or direction" in capsys.readouterr().err
 
 
 def test_console_script_is_installed():
-    out = subprocess.run([sys.executable, "-m", "napari_weakseg.cli", "--help"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "napari_weakseg.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "train" in out.stdout and "predict" in out.stdout

@@ -29,7 +29,11 @@ def layer_type_for(path: str | Path, data: Any) -> str:
     """``labels`` for integer volumes whose name says so, else ``image``."""
     name = Path(path).name.lower()
     integer = np.issubdtype(np.dtype(data.dtype), np.integer)
-    return "labels" if integer and any(h in name for h in LABEL_HINTS) else "image"
+    return (
+        "labels"
+        if integer and any(h in name for h in LABEL_HINTS)
+        else "image"
+    )
 
 
 def read_layers(path: str | list[str]) -> list[LayerData]:
@@ -46,8 +50,16 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
         kwargs["metadata"]["source_path"] = str(p)
         kwargs["metadata"]["source_metadata"] = vol.metadata
         name = Path(p).name
-        for s in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".tif",
-                  ".tiff", ".zarr"):
+        for s in (
+            ".nii.gz",
+            ".nii",
+            ".nrrd",
+            ".mha",
+            ".mhd",
+            ".tif",
+            ".tiff",
+            ".zarr",
+        ):
             if name.lower().endswith(s):
                 name = name[: -len(s)]
                 break

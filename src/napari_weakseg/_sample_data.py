@@ -43,8 +43,11 @@ def mni152() -> list[LayerData]:
             {**geo, "name": "tissue (reference)", "visible": False},
             "labels",
         ),
-        (painted, {**geo, "metadata": ann_meta, "name": "annotations"},
-         "labels"),
+        (
+            painted,
+            {**geo, "metadata": ann_meta, "name": "annotations"},
+            "labels",
+        ),
     ]
 
 

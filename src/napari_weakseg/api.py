@@ -91,19 +91,32 @@ def train(
     for k, (im, lb) in enumerate(zip(ims, lbs), start=1):
         require_3d(im.data, f"image {k}")
         require_same_grid(
-            im.shape, lb.shape, im.geometry, lb.geometry,
+            im.shape,
+            lb.shape,
+            im.geometry,
+            lb.geometry,
             (f"image {k}", f"labels {k}"),
         )
     config = TrainConfig(
-        steps=steps, minutes=minutes, batch_size=batch_size,
+        steps=steps,
+        minutes=minutes,
+        batch_size=batch_size,
         patch_size=list(patch_size) if patch_size else None,
-        base_filters=base_filters, learning_rate=learning_rate,
-        ignore_label=ignore_label, device=device, seed=seed,
+        base_filters=base_filters,
+        learning_rate=learning_rate,
+        ignore_label=ignore_label,
+        device=device,
+        seed=seed,
         class_names=list(class_names),
     )
     gen = iter_train(
-        [np.asarray(v.data) for v in ims], [np.asarray(v.data) for v in lbs],
-        out, config, spacing=ims[0].geometry.spacing, init=init, stop=stop,
+        [np.asarray(v.data) for v in ims],
+        [np.asarray(v.data) for v in lbs],
+        out,
+        config,
+        spacing=ims[0].geometry.spacing,
+        init=init,
+        stop=stop,
     )
     return run(gen, callback)
 
@@ -137,14 +150,23 @@ def predict(
     from .core.inference import iter_predict, run
 
     dev = resolve_device(device)
-    net, config = load_model(model, str(dev)) if isinstance(
-        model, str | os.PathLike
-    ) else model
+    net, config = (
+        load_model(model, str(dev))
+        if isinstance(model, str | os.PathLike)
+        else model
+    )
     vol = as_volume(image, lazy=True)
     require_3d(vol.data, "image")
     gen = iter_predict(
-        net, vol.data, config.patch_size, config.normalisation, dev,
-        config.num_classes, overlap=overlap, tta=tta, stop=stop,
+        net,
+        vol.data,
+        config.patch_size,
+        config.normalisation,
+        dev,
+        config.num_classes,
+        overlap=overlap,
+        tta=tta,
+        stop=stop,
     )
     labels, probs = run(gen, callback)
     if out is not None:
@@ -152,4 +174,3 @@ def predict(
     if probabilities is not None:
         write_volume(probabilities, Volume(probs, vol.geometry))
     return labels, probs
-

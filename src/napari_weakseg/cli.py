@@ -21,26 +21,48 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 def _train_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "train", help="train a 3D U-Net on sparse slice labels",
+        "train",
+        help="train a 3D U-Net on sparse slice labels",
         description="Train on images with sparse labels (0 background, "
         "1..K classes, --ignore-label unlabelled).",
     )
-    p.add_argument("--image", action="append", required=True, metavar="IMG",
-                   help="image volume; repeat for several")
-    p.add_argument("--labels", action="append", required=True, metavar="LBL",
-                   help="sparse label volume, one per --image")
-    p.add_argument("--out", required=True, metavar="MODEL",
-                   help="model file to write (.safetensors)")
+    p.add_argument(
+        "--image",
+        action="append",
+        required=True,
+        metavar="IMG",
+        help="image volume; repeat for several",
+    )
+    p.add_argument(
+        "--labels",
+        action="append",
+        required=True,
+        metavar="LBL",
+        help="sparse label volume, one per --image",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="MODEL",
+        help="model file to write (.safetensors)",
+    )
     p.add_argument("--ignore-label", type=int, default=255)
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--minutes", type=float, default=None,
-                   help="wall-clock budget; stops early with a checkpoint")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="wall-clock budget; stops early with a checkpoint",
+    )
     p.add_argument("--patch-size", type=int, nargs=3, metavar=("Z", "Y", "X"))
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--base-filters", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=1e-2)
-    p.add_argument("--init", metavar="FILE",
-                   help="model or pretrained encoder to start from")
+    p.add_argument(
+        "--init",
+        metavar="FILE",
+        help="model or pretrained encoder to start from",
+    )
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--seed", type=int, default=0)
 
@@ -49,12 +71,22 @@ def _predict_parser(sub: Any) -> None:
     p = sub.add_parser("predict", help="segment a volume with a model")
     p.add_argument("--model", required=True, metavar="MODEL")
     p.add_argument("--image", required=True, metavar="IMG")
-    p.add_argument("--out", required=True, metavar="LBL",
-                   help="label volume to write (same geometry as IMG)")
-    p.add_argument("--probabilities", metavar="PROB",
-                   help="also write per-class probabilities (C, Z, Y, X)")
-    p.add_argument("--tta", action="store_true",
-                   help="average over flips (test-time augmentation)")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="LBL",
+        help="label volume to write (same geometry as IMG)",
+    )
+    p.add_argument(
+        "--probabilities",
+        metavar="PROB",
+        help="also write per-class probabilities (C, Z, Y, X)",
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="average over flips (test-time augmentation)",
+    )
     p.add_argument("--overlap", type=float, default=0.5)
     p.add_argument("--device", choices=DEVICES, default="auto")
 
@@ -72,17 +104,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _printer(every: int = 10) -> Any:
-    from .core.events import Finished, Progress, Saved, Started, Step, Validation
+    from .core.events import (
+        Finished,
+        Progress,
+        Saved,
+        Started,
+        Step,
+        Validation,
+    )
 
     def show(event: Any) -> None:
         if isinstance(event, Started):
-            print(f"training on {event.device}, patch {event.patch_size}, "
-                  f"{event.train_voxels} labelled voxels", flush=True)
+            print(
+                f"training on {event.device}, patch {event.patch_size}, "
+                f"{event.train_voxels} labelled voxels",
+                flush=True,
+            )
         elif isinstance(event, Step) and (
             event.step % every == 0 or event.step == event.total
         ):
-            print(f"step {event.step}/{event.total}  loss {event.loss:.4f}  "
-                  f"eta {event.eta_s:.0f}s", flush=True)
+            print(
+                f"step {event.step}/{event.total}  loss {event.loss:.4f}  "
+                f"eta {event.eta_s:.0f}s",
+                flush=True,
+            )
         elif isinstance(event, Validation):
             where = "held-out slices" if event.held_out else "training slices"
             print(f"  Dice on {where}: {event.mean_dice:.3f}", flush=True)
@@ -105,25 +150,42 @@ def _cmd_train(args: argparse.Namespace, stop: threading.Event) -> None:
             f"{len(args.labels)} label volumes)."
         )
     result = api.train(
-        args.image, args.labels, args.out, steps=args.steps,
-        minutes=args.minutes, patch_size=args.patch_size,
-        batch_size=args.batch_size, base_filters=args.base_filters,
-        learning_rate=args.learning_rate, ignore_label=args.ignore_label,
-        init=args.init, device=args.device, seed=args.seed,
-        callback=_printer(), stop=stop,
+        args.image,
+        args.labels,
+        args.out,
+        steps=args.steps,
+        minutes=args.minutes,
+        patch_size=args.patch_size,
+        batch_size=args.batch_size,
+        base_filters=args.base_filters,
+        learning_rate=args.learning_rate,
+        ignore_label=args.ignore_label,
+        init=args.init,
+        device=args.device,
+        seed=args.seed,
+        callback=_printer(),
+        stop=stop,
     )
     how = "stopped" if result.stopped else "finished"
-    print(f"{how} after {result.steps} steps; best Dice "
-          f"{result.best_dice:.3f}; model: {result.best_path}")
+    print(
+        f"{how} after {result.steps} steps; best Dice "
+        f"{result.best_dice:.3f}; model: {result.best_path}"
+    )
 
 
 def _cmd_predict(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
 
     api.predict(
-        args.model, args.image, out=args.out,
-        probabilities=args.probabilities, device=args.device, tta=args.tta,
-        overlap=args.overlap, callback=_printer(), stop=stop,
+        args.model,
+        args.image,
+        out=args.out,
+        probabilities=args.probabilities,
+        device=args.device,
+        tta=args.tta,
+        overlap=args.overlap,
+        callback=_printer(),
+        stop=stop,
     )
     print(f"wrote {args.out}")
 

@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
-DOCKS = ["Sparse slice annotation", "Train (sparse slices)", "Apply and correct"]
+DOCKS = [
+    "Sparse slice annotation",
+    "Train (sparse slices)",
+    "Apply and correct",
+]
 
 
 def test_sample_data_docks_and_screenshot(make_napari_viewer):
@@ -16,7 +20,9 @@ def test_sample_data_docks_and_screenshot(make_napari_viewer):
     assert viewer.layers["annotations"].metadata["weakseg_done"][0]
     widgets = []
     for name in DOCKS:
-        dock, widget = viewer.window.add_plugin_dock_widget("napari-weakseg", name)
+        dock, widget = viewer.window.add_plugin_dock_widget(
+            "napari-weakseg", name
+        )
         assert dock.widget() is not None
         widgets.append(type(widget).__name__)
     assert widgets == ["AnnotationWidget", "TrainWidget", "ApplyWidget"]
@@ -26,14 +32,23 @@ def test_sample_data_docks_and_screenshot(make_napari_viewer):
     assert rgb.std() > 10, "the canvas rendered blank"
 
 
-def test_reader_opens_volume_with_geometry(make_napari_viewer, tmp_path, oblique):
+def test_reader_opens_volume_with_geometry(
+    make_napari_viewer, tmp_path, oblique
+):
     from napari_weakseg.core.io import Volume, write_volume
 
-    write_volume(tmp_path / "ct.nii.gz", Volume(np.ones((4, 5, 6), np.float32), oblique))
-    write_volume(tmp_path / "ct_labels.nii.gz", Volume(np.ones((4, 5, 6), np.uint8), oblique))
+    write_volume(
+        tmp_path / "ct.nii.gz", Volume(np.ones((4, 5, 6), np.float32), oblique)
+    )
+    write_volume(
+        tmp_path / "ct_labels.nii.gz",
+        Volume(np.ones((4, 5, 6), np.uint8), oblique),
+    )
     viewer = make_napari_viewer()
     layers = viewer.open(str(tmp_path / "ct.nii.gz"), plugin="napari-weakseg")
-    layers += viewer.open(str(tmp_path / "ct_labels.nii.gz"), plugin="napari-weakseg")
+    layers += viewer.open(
+        str(tmp_path / "ct_labels.nii.gz"), plugin="napari-weakseg"
+    )
     assert [type(x).__name__ for x in layers] == ["Image", "Labels"]
     np.testing.assert_allclose(layers[0].scale, oblique.spacing)
     np.testing.assert_allclose(layers[0].translate, oblique.origin)
@@ -42,7 +57,10 @@ def test_reader_opens_volume_with_geometry(make_napari_viewer, tmp_path, oblique
 def test_writer_round_trips_geometry(make_napari_viewer, tmp_path, oblique):
     from napari_weakseg.core.io import Volume, read_volume, write_volume
 
-    write_volume(tmp_path / "a.nrrd", Volume(np.arange(120, dtype=np.uint8).reshape(4, 5, 6), oblique))
+    write_volume(
+        tmp_path / "a.nrrd",
+        Volume(np.arange(120, dtype=np.uint8).reshape(4, 5, 6), oblique),
+    )
     viewer = make_napari_viewer()
     (layer,) = viewer.open(str(tmp_path / "a.nrrd"), plugin="napari-weakseg")
     out = tmp_path / "b.nii.gz"
@@ -52,7 +70,9 @@ def test_writer_round_trips_geometry(make_napari_viewer, tmp_path, oblique):
     assert back.geometry.allclose(oblique)
 
 
-def test_unreadable_file_is_refused_with_one_sentence(make_napari_viewer, tmp_path):
+def test_unreadable_file_is_refused_with_one_sentence(
+    make_napari_viewer, tmp_path
+):
     bad = tmp_path / "broken.nii.gz"
     bad.write_bytes(b"not an image")
     viewer = make_napari_viewer()

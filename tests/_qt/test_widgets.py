@@ -52,7 +52,9 @@ def test_annotate_train_stop_apply(make_napari_viewer, qtbot, tmp_path):
             if event.step == 3:
                 train_w.request_stop()
 
-    with qtbot.waitSignal(train_w.start_training().finished, timeout=120_000) as _:
+    with qtbot.waitSignal(
+        train_w.start_training().finished, timeout=120_000
+    ) as _:
         train_w.worker.yielded.connect(stop_after_three)
     assert steps[-1] < 200 and train_w.start.enabled
     assert (tmp_path / "m.safetensors").exists()
@@ -86,7 +88,9 @@ def test_annotate_train_stop_apply(make_napari_viewer, qtbot, tmp_path):
 
 def test_apply_again_never_overwrites_a_user_layer(make_napari_viewer):
     viewer, image, _ = _viewer_with_phantom(make_napari_viewer)
-    user = viewer.add_labels(np.zeros((16, 24, 24), np.uint8), name="phantom prediction")
+    user = viewer.add_labels(
+        np.zeros((16, 24, 24), np.uint8), name="phantom prediction"
+    )
     apply_w = ApplyWidget(viewer)
     apply_w._image = image
     probs = np.full((2, 16, 24, 24), 0.5, np.float32)
@@ -114,7 +118,9 @@ def test_autosave_then_reopen_restores_annotations(make_napari_viewer):
     assert done_of(restored) == {0: [8], 1: [12], 2: [12]}
 
 
-def test_buttons_without_layers_notify_instead_of_raising(make_napari_viewer, monkeypatch):
+def test_buttons_without_layers_notify_instead_of_raising(
+    make_napari_viewer, monkeypatch
+):
     import napari_weakseg._qt._common as common
 
     said = []

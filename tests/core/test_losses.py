@@ -26,7 +26,9 @@ def test_masked_ce_with_class_weights_matches_torch():
     logits, target, _ = _case(3)
     w = torch.tensor([0.2, 1.0, 3.0])
     ours = masked_cross_entropy(logits, target, 255, w)
-    assert torch.allclose(ours, F.cross_entropy(logits, target, w, ignore_index=255))
+    assert torch.allclose(
+        ours, F.cross_entropy(logits, target, w, ignore_index=255)
+    )
 
 
 @pytest.mark.parametrize("dice_weight", [0.0, 1.0])

@@ -18,7 +18,9 @@ from napari_weakseg.core.models import (
 
 
 def _small(num_classes=3):
-    return ModelConfig(num_classes=num_classes, filters=[4, 8, 16], patch_size=[16, 16, 16])
+    return ModelConfig(
+        num_classes=num_classes, filters=[4, 8, 16], patch_size=[16, 16, 16]
+    )
 
 
 def test_anisotropic_plan_pools_the_fine_axes_first():
@@ -28,7 +30,8 @@ def test_anisotropic_plan_pools_the_fine_axes_first():
     assert patch[0] <= 20 and patch[1] == patch[2] > 4 * patch[0]
     assert strides[1] == [1, 2, 2] and kernels[0] == [1, 3, 3]
     assert plan_network((32, 32, 32), (1, 1, 1), 3) == (
-        [[3, 3, 3]] * 3, [[1, 1, 1], [2, 2, 2], [2, 2, 2]]
+        [[3, 3, 3]] * 3,
+        [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
     )
 
 
@@ -81,8 +84,11 @@ def test_foreign_and_future_files_are_refused(tmp_path):
 
     meta = json.loads(cfg.to_json())
     meta["format_version"] = 99
-    save_file(load_file(str(path)), str(tmp_path / "future.safetensors"),
-              metadata={"weakseg_config": json.dumps(meta)})
+    save_file(
+        load_file(str(path)),
+        str(tmp_path / "future.safetensors"),
+        metadata={"weakseg_config": json.dumps(meta)},
+    )
     with pytest.raises(WeaksegError, match="format 99"):
         load_model(tmp_path / "future.safetensors")
     with pytest.raises(WeaksegError, match="No model file"):
@@ -96,7 +102,11 @@ def test_transfer_refuses_a_mismatch_and_changes_nothing():
         transfer_weights(b, a.state_dict(), "a")
     for k, v in b.state_dict().items():
         assert torch.equal(v, before[k])
-    enc = {k: v for k, v in a.state_dict().items() if k.startswith("input_block")}
+    enc = {
+        k: v for k, v in a.state_dict().items() if k.startswith("input_block")
+    }
     assert transfer_weights(b, enc) == len(enc) > 0
-    assert torch.equal(b.state_dict()["input_block.conv1.conv.weight"],
-                       a.state_dict()["input_block.conv1.conv.weight"])
+    assert torch.equal(
+        b.state_dict()["input_block.conv1.conv.weight"],
+        a.state_dict()["input_block.conv1.conv.weight"],
+    )

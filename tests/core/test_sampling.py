@@ -29,7 +29,9 @@ def test_every_patch_holds_labels_and_classes_are_balanced():
 def test_small_volumes_are_padded_with_ignore():
     labels = np.zeros((4, 5, 6), np.uint8)
     labels[0, 0, 0] = 1
-    sampler = PatchSampler([np.ones((4, 5, 6), np.float32)], [labels], (8, 8, 8), 2)
+    sampler = PatchSampler(
+        [np.ones((4, 5, 6), np.float32)], [labels], (8, 8, 8), 2
+    )
     batch = sampler.batch(3)
     assert batch["image"].shape == (3, 1, 8, 8, 8)
     assert int((batch["label"] == 255).sum()) == 3 * (512 - 120)
@@ -37,10 +39,18 @@ def test_small_volumes_are_padded_with_ignore():
 
 def test_no_labels_is_one_sentence():
     with pytest.raises(WeaksegError, match="No labelled voxel"):
-        PatchSampler([np.zeros((8, 8, 8), np.float32)],
-                     [np.full((8, 8, 8), 255, np.uint8)], (8, 8, 8), 2)
+        PatchSampler(
+            [np.zeros((8, 8, 8), np.float32)],
+            [np.full((8, 8, 8), 255, np.uint8)],
+            (8, 8, 8),
+            2,
+        )
 
 
 def test_rotation_only_in_isotropic_square_planes():
     assert rotation_planes((8, 16, 16), (5.0, 1.0, 1.0)) == [(1, 2)]
-    assert rotation_planes((8, 8, 8), (1.0, 1.0, 1.0)) == [(1, 2), (0, 2), (0, 1)]
+    assert rotation_planes((8, 8, 8), (1.0, 1.0, 1.0)) == [
+        (1, 2),
+        (0, 2),
+        (0, 1),
+    ]

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from napari_weakseg.core.errors import WeaksegError
-from napari_weakseg.core.events import Finished, Saved, Started, Step, Validation
+from napari_weakseg.core.events import (
+    Finished,
+    Saved,
+    Started,
+    Step,
+    Validation,
+)
 from napari_weakseg.core.inference import iter_predict, run
 from napari_weakseg.core.metrics import dice_per_class
 from napari_weakseg.core.models import load_model
@@ -27,18 +33,31 @@ def three_slices(labels):
 def test_three_slices_train_to_dice_090_on_the_phantom(tmp_path):
     image, truth = make_phantom()
     sparse = three_slices(truth)
-    cfg = TrainConfig(steps=250, val_every=250, base_filters=8,
-                      patch_size=[32, 32, 32], device="cpu")
+    cfg = TrainConfig(
+        steps=250,
+        val_every=250,
+        base_filters=8,
+        patch_size=[32, 32, 32],
+        device="cpu",
+    )
     events = []
-    fin = run(iter_train([image], [sparse], tmp_path / "m.safetensors", cfg),
-              events.append)
+    fin = run(
+        iter_train([image], [sparse], tmp_path / "m.safetensors", cfg),
+        events.append,
+    )
     assert isinstance(events[0], Started) and isinstance(fin, Finished)
     assert sum(isinstance(e, Step) for e in events) == 250
     model, config = load_model(tmp_path / "m.safetensors")
-    labels, probs = run(iter_predict(
-        model, image, config.patch_size, config.normalisation,
-        __import__("torch").device("cpu"), config.num_classes,
-    ))
+    labels, probs = run(
+        iter_predict(
+            model,
+            image,
+            config.patch_size,
+            config.normalisation,
+            __import__("torch").device("cpu"),
+            config.num_classes,
+        )
+    )
     assert labels.shape == image.shape and probs.shape == (3, *image.shape)
     np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-4)
     dice = dice_per_class(labels, truth, 3, mask=sparse == 255)
@@ -55,13 +74,17 @@ def test_stop_mid_training_leaves_loadable_checkpoints(tmp_path):
 
     cfg = TrainConfig(steps=50, val_every=100, base_filters=4, device="cpu")
     out = tmp_path / "m.safetensors"
-    fin = run(iter_train([image], [three_slices(truth)], out, cfg, stop=stop), on_event)
+    fin = run(
+        iter_train([image], [three_slices(truth)], out, cfg, stop=stop),
+        on_event,
+    )
     assert fin.stopped and fin.steps == 3
     for p in (out, last_path(out)):
         model, config = load_model(p)
         assert config.num_classes == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "m.last.safetensors", "m.safetensors"
+        "m.last.safetensors",
+        "m.safetensors",
     ]
 
 
@@ -74,9 +97,15 @@ def test_validation_uses_held_out_slices_when_there_are_enough(tmp_path):
     assert ts.held_out and ts.val_voxels == 24 * 24
     assert int((ts.targets[0] != 255).sum()) == 4 * 24 * 24
     events = []
-    run(iter_train([image], [sparse], tmp_path / "m.safetensors",
-                   TrainConfig(steps=2, val_every=1, base_filters=4, device="cpu")),
-        events.append)
+    run(
+        iter_train(
+            [image],
+            [sparse],
+            tmp_path / "m.safetensors",
+            TrainConfig(steps=2, val_every=1, base_filters=4, device="cpu"),
+        ),
+        events.append,
+    )
     vals = [e for e in events if isinstance(e, Validation)]
     assert len(vals) == 2 and all(v.held_out for v in vals)
     kinds = [e.kind for e in events if isinstance(e, Saved)]
@@ -92,7 +121,9 @@ def test_warm_start_from_a_model_keeps_its_weights(tmp_path):
     run(iter_train([image], [three_slices(truth)], second, cfg, init=first))
     a, _ = load_model(first)
     b, _ = load_model(second)
-    for (k, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (k, va), (_, vb) in zip(
+        a.state_dict().items(), b.state_dict().items()
+    ):
         if "norm" not in k:
             assert np.array_equal(va.numpy(), vb.numpy()), k
 
@@ -114,22 +145,35 @@ def test_bad_training_input_is_one_sentence(labels, image, message, tmp_path):
     if image == "nan":
         img[1, 2, 3] = np.nan
     with pytest.raises(WeaksegError, match=message):
-        run(iter_train([img], [labels], tmp_path / "m.safetensors",
-                       TrainConfig(steps=1, device="cpu")))
+        run(
+            iter_train(
+                [img],
+                [labels],
+                tmp_path / "m.safetensors",
+                TrainConfig(steps=1, device="cpu"),
+            )
+        )
     assert not any(tmp_path.iterdir())
 
 
 def test_prediction_can_be_cancelled(tmp_path):
+    import torch
+
     from napari_weakseg.core.errors import Cancelled
     from napari_weakseg.core.models import ModelConfig, build_network
-
-    import torch
 
     cfg = ModelConfig(num_classes=2, filters=[4, 8, 8], patch_size=[8, 8, 8])
     net = build_network(cfg)
     stop = threading.Event()
-    gen = iter_predict(net, np.zeros((16, 16, 16), np.float32), [8, 8, 8], {},
-                       torch.device("cpu"), 2, stop=stop)
+    gen = iter_predict(
+        net,
+        np.zeros((16, 16, 16), np.float32),
+        [8, 8, 8],
+        {},
+        torch.device("cpu"),
+        2,
+        stop=stop,
+    )
     first = next(gen)
     assert first.done == 0 and first.total == 27
     stop.set()

@@ -46,7 +46,9 @@ def session_for(viewer: Any) -> Session:
 
 def home() -> Path:
     """Where autosaves and default model files live."""
-    return Path(os.environ.get("WEAKSEG_HOME", Path.home() / ".napari-weakseg"))
+    return Path(
+        os.environ.get("WEAKSEG_HOME", Path.home() / ".napari-weakseg")
+    )
 
 
 def unique_name(viewer: Any, base: str) -> str:

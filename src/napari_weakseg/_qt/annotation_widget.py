@@ -7,7 +7,13 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton, create_widget
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    Label,
+    PushButton,
+    create_widget,
+)
 from qtpy.QtCore import QTimer
 
 from ..core.annotation import (
@@ -51,9 +57,12 @@ class AnnotationWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._session = session_for(viewer)
-        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.image = create_widget(
+            annotation="napari.layers.Image", label="image"
+        )
         self.annotations = create_widget(
-            annotation="napari.layers.Labels", label="annotations",
+            annotation="napari.layers.Labels",
+            label="annotations",
             options={"nullable": True},
         )
         self.axis = ComboBox(choices=list(AXES), value="z", label="slice axis")
@@ -62,10 +71,18 @@ class AnnotationWidget(Container):
         self.mark_done = PushButton(text="Mark slice done / undone")
         self.suggest = PushButton(text="Go to suggested slice")
         self.info = Label(value="")
-        self.extend([
-            self.image, self.annotations, self.axis, self.new_layer,
-            self.background, self.mark_done, self.suggest, self.info,
-        ])
+        self.extend(
+            [
+                self.image,
+                self.annotations,
+                self.axis,
+                self.new_layer,
+                self.background,
+                self.mark_done,
+                self.suggest,
+                self.info,
+            ]
+        )
         self.new_layer.changed.connect(self.create_annotation_layer)
         self.background.changed.connect(self.use_background_brush)
         self.mark_done.changed.connect(self.toggle_current_slice)
@@ -93,8 +110,10 @@ class AnnotationWidget(Container):
         if saved is not None and saved[0].shape == data.shape:
             data, done = saved
         layer = self._viewer.add_labels(
-            data, name=unique_name(self._viewer, f"{image.name} annotations"),
-            scale=image.scale, translate=image.translate,
+            data,
+            name=unique_name(self._viewer, f"{image.name} annotations"),
+            scale=image.scale,
+            translate=image.translate,
             metadata={DONE_KEY: done, "weakseg_image": image.name},
         )
         self.reset_choices()
@@ -140,7 +159,9 @@ class AnnotationWidget(Container):
         """Mark the slice shown on the chosen axis done, or undo that."""
         layer = self.annotations.value
         if layer is None:
-            report_error(WeaksegError("Create or pick an annotation layer first."))
+            report_error(
+                WeaksegError("Create or pick an annotation layer first.")
+            )
             return
         done = done_of(layer)
         i, a = self.current_slice(), self.axis_index
@@ -161,7 +182,9 @@ class AnnotationWidget(Container):
             return
         try:
             i = suggest_next_slice(
-                layer.data.shape, done_of(layer), self.axis_index,
+                layer.data.shape,
+                done_of(layer),
+                self.axis_index,
                 self._session.uncertainty,
             )
         except Exception as exc:  # every slice done -> one sentence

@@ -33,8 +33,12 @@ class ApplyWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._session = session_for(viewer)
-        self.image = create_widget(annotation="napari.layers.Image", label="image")
-        self.model = FileEdit(mode="r", label="model file", filter="*.safetensors")
+        self.image = create_widget(
+            annotation="napari.layers.Image", label="image"
+        )
+        self.model = FileEdit(
+            mode="r", label="model file", filter="*.safetensors"
+        )
         self.tta = CheckBox(text="flip test-time augmentation", value=False)
         self.apply_button = PushButton(text="Apply")
         self.stop_button = PushButton(text="Stop", enabled=False)
@@ -47,11 +51,20 @@ class ApplyWidget(Container):
         )
         self.accept = PushButton(text="Accept current slice as annotation")
         self.status = Label(value="")
-        self.extend([
-            self.image, self.model, self.tta, self.apply_button,
-            self.stop_button, self.progress, self.prediction,
-            self.annotations, self.accept, self.status,
-        ])
+        self.extend(
+            [
+                self.image,
+                self.model,
+                self.tta,
+                self.apply_button,
+                self.stop_button,
+                self.progress,
+                self.prediction,
+                self.annotations,
+                self.accept,
+                self.status,
+            ]
+        )
         self.apply_button.changed.connect(self.start_apply)
         self.stop_button.changed.connect(lambda: self._stop.set())
         self.accept.changed.connect(self.accept_current_slice)
@@ -84,14 +97,24 @@ class ApplyWidget(Container):
         self._stop.clear()
 
         def job() -> Any:
-            return (yield from iter_predict(
-                net, data, config.patch_size, config.normalisation, device,
-                config.num_classes, tta=tta, stop=self._stop,
-            ))
+            return (
+                yield from iter_predict(
+                    net,
+                    data,
+                    config.patch_size,
+                    config.normalisation,
+                    device,
+                    config.num_classes,
+                    tta=tta,
+                    stop=self._stop,
+                )
+            )
 
         self.apply_button.enabled, self.stop_button.enabled = False, True
         self._image = image
-        self.worker = start_worker(job, self._on_event, self._on_done, self._finished)
+        self.worker = start_worker(
+            job, self._on_event, self._on_done, self._finished
+        )
         return self.worker
 
     def _on_event(self, event: Any) -> None:
@@ -106,7 +129,9 @@ class ApplyWidget(Container):
         self._session.uncertainty = entropy
         layer = self._output_layer(f"{image.name} prediction", labels, image)
         for c in range(1, probs.shape[0]):
-            self._output_layer(f"{image.name} p(class {c})", probs[c], image, "image")
+            self._output_layer(
+                f"{image.name} p(class {c})", probs[c], image, "image"
+            )
         self.reset_choices()
         self.prediction.value = layer
         self.status.value = f"prediction in layer '{layer.name}'"
@@ -119,11 +144,21 @@ class ApplyWidget(Container):
             if layer.metadata.get(OUTPUT_KEY) == name:
                 layer.data = data
                 return layer
-        add = self._viewer.add_labels if kind == "labels" else self._viewer.add_image
-        kw = {} if kind == "labels" else {"visible": False, "colormap": "magma"}
+        add = (
+            self._viewer.add_labels
+            if kind == "labels"
+            else self._viewer.add_image
+        )
+        kw = (
+            {} if kind == "labels" else {"visible": False, "colormap": "magma"}
+        )
         return add(
-            data, name=unique_name(self._viewer, name), scale=image.scale,
-            translate=image.translate, metadata={OUTPUT_KEY: name}, **kw,
+            data,
+            name=unique_name(self._viewer, name),
+            scale=image.scale,
+            translate=image.translate,
+            metadata={OUTPUT_KEY: name},
+            **kw,
         )
 
     def _finished(self) -> None:
@@ -134,14 +169,19 @@ class ApplyWidget(Container):
         annotation layer and mark that slice done."""
         pred, ann = self.prediction.value, self.annotations.value
         if pred is None or ann is None or pred is ann:
-            report_error(WeaksegError(
-                "Pick a prediction layer and a different annotation layer."
-            ))
+            report_error(
+                WeaksegError(
+                    "Pick a prediction layer and a different annotation layer."
+                )
+            )
             return
         if pred.data.shape != ann.data.shape:
-            report_error(WeaksegError(
-                "The prediction and the annotation layer have different shapes."
-            ))
+            report_error(
+                WeaksegError(
+                    "The prediction and the annotation layer have different "
+                    "shapes."
+                )
+            )
             return
         dims = self._viewer.dims
         axis = dims.order[-3] - (dims.ndim - 3)

@@ -12,6 +12,7 @@ class LossPlot(FigureCanvasQTAgg):
     def __init__(self) -> None:
         fig = Figure(figsize=(3.5, 2.2), tight_layout=True)
         super().__init__(fig)
+        self.setMinimumHeight(170)
         self.ax = fig.add_subplot(111)
         self.ax2 = self.ax.twinx()
         self.clear()
@@ -35,7 +36,9 @@ class LossPlot(FigureCanvasQTAgg):
         self.ax.cla()
         self.ax2.cla()
         self.ax.plot(self.steps, self.losses, color="tab:blue", lw=1)
-        self.ax2.plot(self.val_steps, self.dice, "o-", color="tab:orange", ms=3)
+        self.ax2.plot(
+            self.val_steps, self.dice, "o-", color="tab:orange", ms=3
+        )
         self.ax.set_xlabel("step", fontsize=7)
         self.ax.set_ylabel("loss", color="tab:blue", fontsize=7)
         self.ax2.set_ylabel("val. Dice", color="tab:orange", fontsize=7)

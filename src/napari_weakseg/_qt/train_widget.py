@@ -34,28 +34,49 @@ class TrainWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._session = session_for(viewer)
-        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.image = create_widget(
+            annotation="napari.layers.Image", label="image"
+        )
         self.annotations = create_widget(
             annotation="napari.layers.Labels", label="annotations"
         )
         self.steps = SpinBox(value=300, min=1, max=100_000, label="steps")
-        self.base_filters = SpinBox(value=16, min=4, max=64, label="base filters")
-        self.device = ComboBox(choices=["auto", "cpu", "cuda", "mps"], label="device")
-        self.init = FileEdit(mode="r", label="initialise from", filter="*.safetensors")
+        self.base_filters = SpinBox(
+            value=16, min=4, max=64, label="base filters"
+        )
+        self.device = ComboBox(
+            choices=["auto", "cpu", "cuda", "mps"], label="device"
+        )
+        self.init = FileEdit(
+            mode="r", label="initialise from", filter="*.safetensors"
+        )
         self.warm = CheckBox(text="continue from current model", value=False)
         self.out = FileEdit(
-            mode="w", label="model file", filter="*.safetensors",
+            mode="w",
+            label="model file",
+            filter="*.safetensors",
             value=str(home() / "models" / "model.safetensors"),
         )
         self.start = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(value=0, max=1, label="progress")
         self.status = Label(value="")
-        self.extend([
-            self.image, self.annotations, self.steps, self.base_filters,
-            self.device, self.init, self.warm, self.out, self.start,
-            self.stop_button, self.progress, self.status,
-        ])
+        self.extend(
+            [
+                self.image,
+                self.annotations,
+                self.steps,
+                self.base_filters,
+                self.device,
+                self.init,
+                self.warm,
+                self.out,
+                self.start,
+                self.stop_button,
+                self.progress,
+                self.status,
+            ]
+        )
         self.plot = LossPlot()
         self.native.layout().addWidget(self.plot)
         self.start.changed.connect(self.start_training)
@@ -70,12 +91,14 @@ class TrainWidget(Container):
         return str(p) if p.is_file() else None
 
     def start_training(self) -> Any:
-        """Start training in a worker; returns the worker (tests wait on it)."""
+        """Start training in a worker; return it (tests wait on it)."""
         from ..core.training import TrainConfig, iter_train
 
         image, ann = self.image.value, self.annotations.value
         if image is None or ann is None:
-            report_error(WeaksegError("Pick an image and an annotation layer."))
+            report_error(
+                WeaksegError("Pick an image and an annotation layer.")
+            )
             return None
         try:
             sparse = sparse_from_layer(ann)
@@ -83,8 +106,10 @@ class TrainWidget(Container):
             report_error(exc)
             return None
         config = TrainConfig(
-            steps=int(self.steps.value), base_filters=int(self.base_filters.value),
-            device=str(self.device.value), val_every=max(1, min(50, self.steps.value // 4)),
+            steps=int(self.steps.value),
+            base_filters=int(self.base_filters.value),
+            device=str(self.device.value),
+            val_every=max(1, min(50, self.steps.value // 4)),
         )
         data = np.asarray(image.data)
         spacing = tuple(image.scale)[-3:]
@@ -93,12 +118,16 @@ class TrainWidget(Container):
         self.plot.clear()
 
         def job() -> Any:
-            return (yield from iter_train(
-                [data], [sparse], out, config, spacing, init, self._stop
-            ))
+            return (
+                yield from iter_train(
+                    [data], [sparse], out, config, spacing, init, self._stop
+                )
+            )
 
         self._set_running(True)
-        self.worker = start_worker(job, self._on_event, self._on_done, self._finished)
+        self.worker = start_worker(
+            job, self._on_event, self._on_done, self._finished
+        )
         return self.worker
 
     def request_stop(self) -> None:
@@ -114,7 +143,9 @@ class TrainWidget(Container):
 
         if isinstance(event, Started):
             self.progress.max = event.total_steps
-            self.status.value = f"device {event.device}, patch {event.patch_size}"
+            self.status.value = (
+                f"device {event.device}, patch {event.patch_size}"
+            )
         elif isinstance(event, Step):
             self.progress.value = event.step
             self.status.value = (

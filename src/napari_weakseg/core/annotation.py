@@ -38,11 +38,17 @@ def _slicer(axis: int, index: int) -> tuple[slice | int, ...]:
     return tuple(idx)
 
 
-def normalise_done(done: Mapping[int | str, Iterable[int]] | None) -> DoneSlices:
+def normalise_done(
+    done: Mapping[int | str, Iterable[int]] | None,
+) -> DoneSlices:
     """``{axis: sorted unique slice indices}`` for axes 0, 1, 2."""
     out: DoneSlices = {0: [], 1: [], 2: []}
     for key, values in (done or {}).items():
-        axis = AXES.index(key) if isinstance(key, str) and key in AXES else int(key)
+        axis = (
+            AXES.index(key)
+            if isinstance(key, str) and key in AXES
+            else int(key)
+        )
         out[axis] = sorted({int(v) for v in values})
     return out
 

@@ -39,7 +39,9 @@ class Geometry:
     direction: tuple[float, ...] = field(default=_IDENTITY)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "spacing", _floats(self.spacing, 3, "spacing"))
+        object.__setattr__(
+            self, "spacing", _floats(self.spacing, 3, "spacing")
+        )
         object.__setattr__(self, "origin", _floats(self.origin, 3, "origin"))
         object.__setattr__(
             self, "direction", _floats(self.direction, 9, "direction")

@@ -56,8 +56,12 @@ def predict_probabilities(
 ) -> np.ndarray:
     """Softmax probabilities ``(C, Z, Y, X)`` of a normalised image."""
     inferer = SlidingWindowInferer(
-        roi_size=[min(int(p), int(s)) for p, s in zip(patch_size, image.shape)],
-        sw_batch_size=sw_batch_size, overlap=overlap, mode="gaussian",
+        roi_size=[
+            min(int(p), int(s)) for p, s in zip(patch_size, image.shape)
+        ],
+        sw_batch_size=sw_batch_size,
+        overlap=overlap,
+        mode="gaussian",
         padding_mode="replicate",
     )
     amp = autocast_dtype(device)
@@ -121,7 +125,9 @@ def iter_predict(
         for r0, r1, _, _ in blocks
     )
     total = per_pass * len(_flips(tta))
-    labels = labels_out if labels_out is not None else np.zeros(shape, np.uint8)
+    labels = (
+        labels_out if labels_out is not None else np.zeros(shape, np.uint8)
+    )
     probs = probabilities_out
     if probs is None:
         probs = np.zeros((num_classes, *shape), np.float32)
@@ -140,7 +146,12 @@ def iter_predict(
         block = apply_normalisation(image[r0:r1], stats)
         p = yield from _streamed(
             lambda block=block: predict_probabilities(
-                model, block, patch_size, device, overlap, tta=tta,
+                model,
+                block,
+                patch_size,
+                device,
+                overlap,
+                tta=tta,
                 on_window=on_window,
             ),
             events,
@@ -180,7 +191,10 @@ def _streamed(
     return result["value"]
 
 
-def run(gen: Generator[Any, None, Any], callback: Callable[[Any], None] | None = None) -> Any:
+def run(
+    gen: Generator[Any, None, Any],
+    callback: Callable[[Any], None] | None = None,
+) -> Any:
     """Drain an event generator synchronously and return its result."""
     while True:
         try:

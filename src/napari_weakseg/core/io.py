@@ -239,7 +239,9 @@ def _tiff_geometry(tif: Any) -> Geometry:
             num, den = tag.value if tag else (1, 1)
             return float(den) / float(num) if num else 1.0
 
-        return Geometry(spacing=(ij.get("spacing", 1.0), size(yres), size(xres)))
+        return Geometry(
+            spacing=(ij.get("spacing", 1.0), size(yres), size(xres))
+        )
     return Geometry()
 
 

@@ -53,16 +53,22 @@ class MaskedDiceCELoss(nn.Module):
         self.ignore_index = ignore_index
         self.ce_weight = ce_weight
         self.dice_weight = dice_weight
-        w = None if class_weights is None else torch.tensor(
-            list(class_weights), dtype=torch.float32
+        w = (
+            None
+            if class_weights is None
+            else torch.tensor(list(class_weights), dtype=torch.float32)
         )
         self.register_buffer("class_weights", w)
         self.dice = MaskedDiceLoss(
-            include_background=False, to_onehot_y=True, softmax=True,
+            include_background=False,
+            to_onehot_y=True,
+            softmax=True,
             batch=True,
         )
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
         if target.ndim == logits.ndim - 1:
             target = target[:, None]
         target = target.long()

@@ -42,8 +42,11 @@ class ModelConfig:
     patch_size: list[int] = field(default_factory=lambda: [48, 48, 48])
     spacing: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     normalisation: dict[str, Any] = field(
-        default_factory=lambda: {"method": "percentile_zscore",
-                                 "lower": 0.5, "upper": 99.5}
+        default_factory=lambda: {
+            "method": "percentile_zscore",
+            "lower": 0.5,
+            "upper": 99.5,
+        }
     )
     ignore_label: int = 255
     format_version: int = FORMAT_VERSION
@@ -55,7 +58,7 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         data = json.loads(text)
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -131,8 +134,10 @@ def build_network(config: ModelConfig) -> Any:
             config.patch_size, config.spacing, len(config.filters)
         )
         config.kernel_sizes, config.strides = kernels, strides
-    norm = ("INSTANCE", {"affine": True}) if config.norm == "instance" else (
-        "BATCH"
+    norm = (
+        ("INSTANCE", {"affine": True})
+        if config.norm == "instance"
+        else ("BATCH")
     )
     return DynUNet(
         spatial_dims=3,
@@ -147,7 +152,9 @@ def build_network(config: ModelConfig) -> Any:
     )
 
 
-def save_model(path: str | os.PathLike, model: Any, config: ModelConfig) -> Path:
+def save_model(
+    path: str | os.PathLike, model: Any, config: ModelConfig
+) -> Path:
     """Write tensors and config to one ``.safetensors`` file, atomically."""
     from safetensors.torch import save_file
 
@@ -196,7 +203,9 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict, ModelConfig]:
     return tensors, config
 
 
-def load_model(path: str | os.PathLike, device: Any = "cpu") -> tuple[Any, ModelConfig]:
+def load_model(
+    path: str | os.PathLike, device: Any = "cpu"
+) -> tuple[Any, ModelConfig]:
     """Rebuild a segmentation network from a model file, in eval mode."""
     tensors, config = read_model_file(path)
     model = build_network(config)
@@ -218,7 +227,8 @@ def canonical_state(model: Any) -> dict:
     encoder/decoder lists); names holding ``skip_layers`` lose.
     """
     items = sorted(
-        model.state_dict().items(), key=lambda kv: ("skip_layers" in kv[0], kv[0])
+        model.state_dict().items(),
+        key=lambda kv: ("skip_layers" in kv[0], kv[0]),
     )
     seen: set[int] = set()
     out = {}
@@ -241,7 +251,8 @@ def transfer_weights(model: Any, tensors: dict, source: str = "file") -> int:
     own = model.state_dict()
     missing = [k for k in tensors if k not in own]
     wrong = [
-        k for k in tensors
+        k
+        for k in tensors
         if k in own and tuple(own[k].shape) != tuple(tensors[k].shape)
     ]
     if missing or wrong:

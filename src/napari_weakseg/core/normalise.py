@@ -43,6 +43,8 @@ def apply_normalisation(block: Any, stats: Mapping[str, float]) -> np.ndarray:
     return (arr - np.float32(stats["mean"])) / np.float32(stats["std"])
 
 
-def normalise(image: Any, config: Mapping[str, Any] | None = None) -> np.ndarray:
+def normalise(
+    image: Any, config: Mapping[str, Any] | None = None
+) -> np.ndarray:
     """Normalise a whole in-memory image with its own statistics."""
     return apply_normalisation(image, intensity_stats(image, config))

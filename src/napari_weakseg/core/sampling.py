@@ -48,7 +48,9 @@ def rotation_planes(
     """Planes (spatial axes) where a 90° turn keeps shape and physics."""
     planes = []
     for a, b in ((1, 2), (0, 2), (0, 1)):
-        if patch[a] == patch[b] and np.isclose(spacing[a], spacing[b], rtol=0.1):
+        if patch[a] == patch[b] and np.isclose(
+            spacing[a], spacing[b], rtol=0.1
+        ):
             planes.append((a, b))
     return planes
 
@@ -81,7 +83,8 @@ class PatchSampler:
         self._items = []
         self._weights = []
         index = ClassesToIndicesd(
-            keys="label", num_classes=self.num_classes,
+            keys="label",
+            num_classes=self.num_classes,
             max_samples_per_class=200_000,
         )
         for img, lbl in zip(self.images, self.labels):
@@ -97,9 +100,13 @@ class PatchSampler:
                 "No labelled voxel: annotate at least one slice or scribble."
             )
         self._crop = RandCropByLabelClassesd(
-            keys=["image", "label"], label_key="label", spatial_size=patch,
-            num_classes=self.num_classes, num_samples=1,
-            indices_key="label_cls_indices", warn=False,
+            keys=["image", "label"],
+            label_key="label",
+            spatial_size=patch,
+            num_classes=self.num_classes,
+            num_samples=1,
+            indices_key="label_cls_indices",
+            warn=False,
         )
         steps = [self._crop]
         if self.augment:
@@ -125,7 +132,9 @@ class PatchSampler:
         out = self._transform(self._items[i])
         out = out[0] if isinstance(out, list) else out
         return {
-            "image": torch.as_tensor(np.asarray(out["image"]), dtype=torch.float32),
+            "image": torch.as_tensor(
+                np.asarray(out["image"]), dtype=torch.float32
+            ),
             "label": torch.as_tensor(np.asarray(out["label"])).to(torch.uint8),
         }
 

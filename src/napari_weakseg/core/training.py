@@ -68,8 +68,11 @@ def last_path(out: str | Path) -> Path:
 
 
 def model_config_for(
-    trainset: TrainSet, shape: Sequence[int], spacing: Sequence[float],
-    cfg: TrainConfig, device: torch.device,
+    trainset: TrainSet,
+    shape: Sequence[int],
+    spacing: Sequence[float],
+    cfg: TrainConfig,
+    device: torch.device,
 ) -> ModelConfig:
     depth = cfg.depth
     budget = 96**3 if device.type == "cuda" else 48**3
@@ -80,20 +83,29 @@ def model_config_for(
         f"class {c}" for c in range(1, trainset.num_classes)
     ]
     return ModelConfig(
-        num_classes=trainset.num_classes, class_names=list(names),
-        filters=filters, kernel_sizes=kernels, strides=strides,
-        norm=cfg.norm, patch_size=[int(p) for p in patch],
-        spacing=[float(s) for s in spacing], ignore_label=cfg.ignore_label,
+        num_classes=trainset.num_classes,
+        class_names=list(names),
+        filters=filters,
+        kernel_sizes=kernels,
+        strides=strides,
+        norm=cfg.norm,
+        patch_size=[int(p) for p in patch],
+        spacing=[float(s) for s in spacing],
+        ignore_label=cfg.ignore_label,
     )
 
 
 def validate(
-    model: torch.nn.Module, trainset: TrainSet, patch: Sequence[int],
+    model: torch.nn.Module,
+    trainset: TrainSet,
+    patch: Sequence[int],
     device: torch.device,
 ) -> list[float]:
     """Per-class Dice on the validation voxels (their bounding box only)."""
     scores = []
-    for img, truth, mask in zip(trainset.images, trainset.truths, trainset.val_masks):
+    for img, truth, mask in zip(
+        trainset.images, trainset.truths, trainset.val_masks
+    ):
         if not mask.any():
             continue
         nz = np.nonzero(mask)
@@ -101,14 +113,20 @@ def validate(
             slice(max(0, int(i.min()) - p // 2), int(i.max()) + 1 + p // 2)
             for i, p in zip(nz, patch)
         )
-        probs = predict_probabilities(model, img[box], patch, device, overlap=0.25)
+        probs = predict_probabilities(
+            model, img[box], patch, device, overlap=0.25
+        )
         pred = np.argmax(probs, axis=0)
-        scores.append(dice_per_class(pred, truth[box], trainset.num_classes, mask[box]))
+        scores.append(
+            dice_per_class(pred, truth[box], trainset.num_classes, mask[box])
+        )
     model.train()
     return list(np.nanmean(np.asarray(scores, float), axis=0))
 
 
-def _init_model(init: str | Path | None, config: ModelConfig) -> tuple[ModelConfig, dict | None]:
+def _init_model(
+    init: str | Path | None, config: ModelConfig
+) -> tuple[ModelConfig, dict | None]:
     """Warm start: a full model keeps its architecture; an encoder fits in."""
     if init is None:
         return config, None
@@ -145,35 +163,53 @@ def iter_train(
         transfer_weights(model, init_tensors, Path(init).name)
     model.to(device).train()
     sampler = PatchSampler(
-        trainset.images, trainset.targets, mconf.patch_size,
-        trainset.num_classes, spacing, cfg.ignore_label, cfg.augment, cfg.seed,
+        trainset.images,
+        trainset.targets,
+        mconf.patch_size,
+        trainset.num_classes,
+        spacing,
+        cfg.ignore_label,
+        cfg.augment,
+        cfg.seed,
     )
     loss_fn = MaskedDiceCELoss(
-        trainset.num_classes, cfg.ignore_label, cfg.class_weights,
+        trainset.num_classes,
+        cfg.ignore_label,
+        cfg.class_weights,
         dice_weight=cfg.dice_weight,
     ).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=1e-4)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.learning_rate, weight_decay=1e-4
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (1 - min(s, cfg.steps - 1) / cfg.steps) ** 0.9
     )
     amp = autocast_dtype(device)
     out, last = Path(out), last_path(out)
     yield Started(
-        cfg.steps, str(device), tuple(mconf.patch_size),
-        trainset.train_voxels, trainset.val_voxels, trainset.held_out,
+        cfg.steps,
+        str(device),
+        tuple(mconf.patch_size),
+        trainset.train_voxels,
+        trainset.val_voxels,
+        trainset.held_out,
     )
     best, step, t0 = -math.inf, 0, time.perf_counter()
     deadline = t0 + cfg.minutes * 60 if cfg.minutes else math.inf
     stopped = False
     try:
         while step < cfg.steps:
-            if (stop is not None and stop.is_set()) or time.perf_counter() > deadline:
+            if (
+                stop is not None and stop.is_set()
+            ) or time.perf_counter() > deadline:
                 stopped = stop is not None and stop.is_set()
                 break
             batch = sampler.batch(cfg.batch_size)
             x = batch["image"].to(device, non_blocking=True)
             y = batch["label"].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            with torch.autocast(
+                device.type, dtype=amp, enabled=amp is not None
+            ):
                 loss = loss_fn(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -181,10 +217,15 @@ def iter_train(
             sched.step()
             step += 1
             elapsed = time.perf_counter() - t0
-            eta = min(elapsed / step * (cfg.steps - step), max(0.0, deadline - t0 - elapsed))
+            eta = min(
+                elapsed / step * (cfg.steps - step),
+                max(0.0, deadline - t0 - elapsed),
+            )
             yield Step(step, cfg.steps, float(loss.detach()), elapsed, eta)
             if step % cfg.val_every == 0:
-                best = yield from _checkpoint(model, mconf, trainset, device, out, last, step, best)
+                best = yield from _checkpoint(
+                    model, mconf, trainset, device, out, last, step, best
+                )
     except torch.OutOfMemoryError:
         save_model(last, model, mconf)
         raise WeaksegError(
@@ -193,7 +234,9 @@ def iter_train(
             f"(the last weights are saved in {last.name})."
         ) from None
     if step % cfg.val_every:
-        best = yield from _checkpoint(model, mconf, trainset, device, out, last, step, best)
+        best = yield from _checkpoint(
+            model, mconf, trainset, device, out, last, step, best
+        )
     if best == -math.inf:  # stopped before any validation, or NaN Dice
         save_model(out, model, mconf)
         save_model(last, model, mconf)
@@ -201,8 +244,14 @@ def iter_train(
 
 
 def _checkpoint(
-    model: torch.nn.Module, mconf: ModelConfig, trainset: TrainSet,
-    device: torch.device, out: Path, last: Path, step: int, best: float,
+    model: torch.nn.Module,
+    mconf: ModelConfig,
+    trainset: TrainSet,
+    device: torch.device,
+    out: Path,
+    last: Path,
+    step: int,
+    best: float,
 ) -> Generator[Any, None, float]:
     dice = validate(model, trainset, mconf.patch_size, device)
     mean = float(np.nanmean(dice)) if dice else float("nan")

@@ -93,7 +93,9 @@ def prepare(
         lbl = lbl.astype(np.uint8)
         target = lbl.copy()
         mask = np.zeros(lbl.shape, bool)
-        for axis, idx in (held_out_slices(lbl, ignore) if hold_out else {}).items():
+        for axis, idx in (
+            held_out_slices(lbl, ignore) if hold_out else {}
+        ).items():
             sl: list = [slice(None)] * 3
             sl[axis] = idx
             mask[tuple(sl)] = True

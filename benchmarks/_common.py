@@ -1,0 +1,63 @@
+"""Shared helpers of the benchmark scripts (not part of the package)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+from pathlib import Path
+
+import numpy as np
+
+from napari_weakseg._sample_data import sample_path
+from napari_weakseg.core.io import Volume, read_volume
+
+
+def sample_volumes() -> tuple[Volume, Volume]:
+    """The shipped MNI152 T1 and its tissue labels."""
+    return (
+        read_volume(sample_path("mni152_t1_2mm.nii.gz")),
+        read_volume(sample_path("mni152_tissue_2mm.nii.gz")),
+    )
+
+
+def machine() -> str:
+    """One line naming the hardware the numbers came from."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores {cpu}, torch {torch.__version__} CPU"
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def save_plot(path, labels, series, ylabel, title) -> None:
+    """Grouped bars with error bars; ``series`` maps name -> (means, stds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(labels))
+    w = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(6, 3.2), tight_layout=True)
+    for k, (name, (means, stds)) in enumerate(series.items()):
+        ax.bar(x + k * w, means, w, yerr=stds, label=name, capsize=3)
+    ax.set_xticks(x + w * (len(series) - 1) / 2, labels)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+    print(f"plot written to {path}")
