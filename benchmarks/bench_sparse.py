@@ -134,17 +134,14 @@ def main() -> None:
         f"\nMNI152 2 mm, {args.steps} steps, base filters {args.filters}, "
         f"seeds {args.seeds}, {machine()}"
     )
-    print(
-        "| labels | labelled voxels | Dice GM | Dice WM | mean | × dense "
-        "| train s |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    print("| labels | labelled voxels | Dice GM | Dice WM | mean | × dense |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['setting']} | {100 * r['labelled_voxels']:.1f} % | "
             f"{r['gm_mean']:.3f} ± {r['gm_std']:.3f} | "
             f"{r['wm_mean']:.3f} ± {r['wm_std']:.3f} | {r['mean']:.3f} | "
-            f"{r['of_dense']:.2f} | {r['train_s']:.0f} |"
+            f"{r['of_dense']:.2f} |"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sparse.json").write_text(

@@ -159,3 +159,100 @@ def test_console_script_is_installed():
         check=True,
     )
     assert "train" in out.stdout and "predict" in out.stdout
+
+
+def test_api_label_arrays_take_the_image_geometry(files, tmp_path):
+    from napari_weakseg import api
+
+    img, lbl = files
+    result = api.train(
+        img,
+        read_volume(lbl).data,
+        tmp_path / "m.safetensors",
+        steps=1,
+        base_filters=4,
+        device="cpu",
+    )
+    assert result.steps == 1
+
+
+def test_box2mask_and_crf_commands(tmp_path, capsys, oblique):
+    from napari_weakseg.core.boxes import Box, write_boxes
+    from napari_weakseg.core.phantom import boxes_of, make_blobs
+
+    image, truth = make_blobs((12, 24, 24))
+    img = write_volume(tmp_path / "img.nii.gz", Volume(image, oblique))
+    boxes = write_boxes(tmp_path / "b.csv", [Box(*b) for b in boxes_of(truth)])
+    out = tmp_path / "masks.nii.gz"
+    assert (
+        main(
+            [
+                "box2mask",
+                "--image",
+                str(img),
+                "--boxes",
+                str(boxes),
+                "--out",
+                str(out),
+                "--rounds",
+                "1",
+                "--steps-per-round",
+                "2",
+                "--base-filters",
+                "4",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert "round 1/1" in capsys.readouterr().out
+    masks = read_volume(out)
+    assert masks.data.shape == image.shape and masks.geometry.allclose(oblique)
+    assert set(np.unique(masks.data)) <= {0, 1, 2}
+
+    probs = np.stack([truth == 0, truth == 1, truth == 2]).astype(np.float32)
+    prob = write_volume(
+        tmp_path / "p.nii.gz", Volume(probs * 0.8 + 0.2 / 3, oblique)
+    )
+    assert (
+        main(
+            [
+                "crf",
+                "--image",
+                str(img),
+                "--probabilities",
+                str(prob),
+                "--out",
+                str(tmp_path / "crf.nii.gz"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    refined = read_volume(tmp_path / "crf.nii.gz").data
+    assert np.mean(refined == truth) > 0.97
+
+
+def test_box2mask_refuses_bad_boxes(tmp_path, capsys):
+    img = write_volume(
+        tmp_path / "img.nii.gz", Volume(np.zeros((8, 8, 8), np.float32))
+    )
+    (tmp_path / "b.csv").write_text("z0,y0,x0,z1,y1,x1,class\n5,0,0,2,4,4,1\n")
+    assert (
+        main(
+            [
+                "box2mask",
+                "--image",
+                str(img),
+                "--boxes",
+                str(tmp_path / "b.csv"),
+                "--out",
+                str(tmp_path / "o.nii.gz"),
+            ]
+        )
+        == 2
+    )
+    assert "Box 1 has z1=2 <= z0=5" in capsys.readouterr().err
+    assert not (tmp_path / "o.nii.gz").exists()

@@ -30,6 +30,8 @@ VolumeLike = PathLike | np.ndarray | Volume
 __all__ = [
     "Volume",
     "WeaksegError",
+    "boxes_to_masks",
+    "crf",
     "load_model",
     "predict",
     "read_volume",
@@ -38,13 +40,19 @@ __all__ = [
 ]
 
 
-def as_volume(v: VolumeLike, lazy: bool = False) -> Volume:
-    """A :class:`Volume` from a path, an array or a Volume."""
+def as_volume(
+    v: VolumeLike, lazy: bool = False, like: Volume | None = None
+) -> Volume:
+    """A :class:`Volume` from a path, an array or a Volume.
+
+    A bare array has no geometry of its own: it takes that of ``like``
+    (labels drawn on an image share its grid).
+    """
     if isinstance(v, Volume):
         return v
     if isinstance(v, str | os.PathLike):
         return read_volume(v, lazy=lazy)
-    return Volume(v)
+    return Volume(v) if like is None else Volume(v, like.geometry)
 
 
 def _as_list(x: VolumeLike | Sequence[VolumeLike]) -> list[VolumeLike]:
@@ -82,7 +90,9 @@ def train(
     from .core.training import TrainConfig, iter_train
 
     ims = [as_volume(v) for v in _as_list(images)]
-    lbs = [as_volume(v) for v in _as_list(labels)]
+    lbs = [as_volume(v, like=im) for v, im in zip(_as_list(labels), ims)] + [
+        as_volume(v) for v in _as_list(labels)[len(ims) :]
+    ]
     if len(ims) != len(lbs):
         raise WeaksegError(
             f"Give one label volume per image ({len(ims)} images, "
@@ -174,3 +184,105 @@ def predict(
     if probabilities is not None:
         write_volume(probabilities, Volume(probs, vol.geometry))
     return labels, probs
+
+
+def boxes_to_masks(
+    image: VolumeLike,
+    boxes: PathLike | Sequence[Any],
+    *,
+    out: PathLike | None = None,
+    model_out: PathLike | None = None,
+    rounds: int = 3,
+    steps_per_round: int = 150,
+    initial: str = "box",
+    crf: bool = True,
+    outside_boxes: bool = True,
+    wrong_class: bool = True,
+    off_core: bool = True,
+    min_fill: float = 0.1,
+    core_fraction: float = 0.2,
+    base_filters: int = 16,
+    init: PathLike | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    callback: Callable[[Any], None] | None = None,
+    stop: threading.Event | None = None,
+) -> np.ndarray:
+    """Dense masks from 3D boxes by recursive training with suppression.
+
+    ``boxes`` is a CSV/JSON file (``z0,y0,x0,z1,y1,x1,class``, voxel
+    indices, end exclusive) or a list of :class:`~.core.boxes.Box`.  Each
+    suppression rule can be switched off; ``initial`` is ``"box"`` (Box^i)
+    or ``"grabcut"``.
+    """
+    import tempfile
+
+    from .core.box2mask import Rules, iter_boxes_to_masks
+    from .core.boxes import read_boxes
+    from .core.inference import run
+    from .core.training import TrainConfig
+
+    vol = as_volume(image)
+    require_3d(vol.data, "image")
+    if isinstance(boxes, str | os.PathLike):
+        boxes = read_boxes(boxes)
+    rules = Rules(outside_boxes, wrong_class, off_core, min_fill, crf)
+    config = TrainConfig(
+        steps=steps_per_round,
+        base_filters=base_filters,
+        device=device,
+        seed=seed,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        model = model_out or os.path.join(tmp, "box2mask.safetensors")
+        gen = iter_boxes_to_masks(
+            np.asarray(vol.data),
+            list(boxes),
+            model,
+            rounds,
+            config,
+            vol.geometry.spacing,
+            rules,
+            initial,
+            core_fraction,
+            init=init,
+            stop=stop,
+        )
+        labels = run(gen, callback)
+    if out is not None:
+        write_volume(out, Volume(labels, vol.geometry))
+    return labels
+
+
+def crf(
+    image: VolumeLike,
+    probabilities: VolumeLike,
+    *,
+    out: PathLike | None = None,
+    device: str = "auto",
+) -> np.ndarray:
+    """Dense-CRF refinement of class probabilities ``(C, Z, Y, X)``.
+
+    Returns (and optionally writes) the refined label volume.
+    """
+    from .core.crf import crf_refine
+    from .core.device import resolve_device
+
+    vol, prob = as_volume(image), as_volume(probabilities)
+    require_3d(vol.data, "image")
+    shape = tuple(np.shape(prob.data))
+    if len(shape) != 4 or shape[1:] != vol.shape:
+        raise WeaksegError(
+            f"Probabilities of shape {shape} do not fit the image of shape "
+            f"{vol.shape}; expected (classes, *image shape)."
+        )
+    q = crf_refine(
+        np.asarray(vol.data),
+        np.asarray(prob.data),
+        vol.geometry.spacing,
+        device=resolve_device(device),
+    )
+    labels = np.argmax(q, axis=0).astype(np.uint8)
+    if out is not None:
+        write_volume(out, Volume(labels, vol.geometry))
+    return labels

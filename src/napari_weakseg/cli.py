@@ -91,6 +91,43 @@ def _predict_parser(sub: Any) -> None:
     p.add_argument("--device", choices=DEVICES, default="auto")
 
 
+def _box_parsers(sub: Any) -> None:
+    p = sub.add_parser("box2mask", help="dense masks from 3D boxes")
+    p.add_argument("--image", required=True, metavar="IMG")
+    p.add_argument(
+        "--boxes",
+        required=True,
+        metavar="BOXES",
+        help="CSV z0,y0,x0,z1,y1,x1,class (or JSON)",
+    )
+    p.add_argument("--out", required=True, metavar="LBL")
+    p.add_argument(
+        "--model-out", metavar="MODEL", help="also keep the last round's model"
+    )
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps-per-round", type=int, default=150)
+    p.add_argument("--initial", choices=("box", "grabcut"), default="box")
+    p.add_argument("--no-crf", action="store_true")
+    p.add_argument("--no-outside-rule", action="store_true")
+    p.add_argument("--no-class-rule", action="store_true")
+    p.add_argument("--no-core-rule", action="store_true")
+    p.add_argument(
+        "--min-fill",
+        type=float,
+        default=0.1,
+        help="reset objects filling less of their box (0: off)",
+    )
+    p.add_argument("--base-filters", type=int, default=16)
+    p.add_argument("--init", metavar="FILE")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    c = sub.add_parser("crf", help="dense-CRF refinement of probabilities")
+    c.add_argument("--image", required=True, metavar="IMG")
+    c.add_argument("--probabilities", required=True, metavar="PROB")
+    c.add_argument("--out", required=True, metavar="LBL")
+    c.add_argument("--device", choices=DEVICES, default="auto")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="weakseg",
@@ -100,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _predict_parser(sub)
+    _box_parsers(sub)
     return parser
 
 
@@ -190,7 +228,54 @@ def _cmd_predict(args: argparse.Namespace, stop: threading.Event) -> None:
     print(f"wrote {args.out}")
 
 
-COMMANDS = {"train": _cmd_train, "predict": _cmd_predict}
+def _cmd_box2mask(args: argparse.Namespace, stop: threading.Event) -> None:
+    from . import api
+    from .core.events import Round
+
+    def show(event: Any) -> None:
+        if isinstance(event, Round):
+            print(
+                f"round {event.round}/{event.rounds}: "
+                f"{100 * event.changed:.2f} % of box voxels changed",
+                flush=True,
+            )
+
+    api.boxes_to_masks(
+        args.image,
+        args.boxes,
+        out=args.out,
+        model_out=args.model_out,
+        rounds=args.rounds,
+        steps_per_round=args.steps_per_round,
+        initial=args.initial,
+        crf=not args.no_crf,
+        outside_boxes=not args.no_outside_rule,
+        wrong_class=not args.no_class_rule,
+        off_core=not args.no_core_rule,
+        min_fill=args.min_fill,
+        base_filters=args.base_filters,
+        init=args.init,
+        device=args.device,
+        seed=args.seed,
+        callback=show,
+        stop=stop,
+    )
+    print(f"wrote {args.out}")
+
+
+def _cmd_crf(args: argparse.Namespace, stop: threading.Event) -> None:
+    from . import api
+
+    api.crf(args.image, args.probabilities, out=args.out, device=args.device)
+    print(f"wrote {args.out}")
+
+
+COMMANDS = {
+    "train": _cmd_train,
+    "predict": _cmd_predict,
+    "box2mask": _cmd_box2mask,
+    "crf": _cmd_crf,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

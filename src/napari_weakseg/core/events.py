@@ -59,3 +59,13 @@ class Progress:
     done: int
     total: int
     message: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Round:
+    """One recursive round of boxes-to-masks: its post-processed labels."""
+
+    round: int
+    rounds: int
+    labels: object
+    changed: float

@@ -39,3 +39,48 @@ def make_phantom(
     bias = 0.15 * np.sin(3.0 * xx + 2.0 * yy) * np.cos(2.0 * zz)
     image = base + bias + noise * rng.standard_normal(shape, dtype=np.float32)
     return image.astype(np.float32), labels
+
+
+def make_blobs(
+    shape: tuple[int, int, int] = (24, 48, 48),
+    seed: int = 0,
+    grid: tuple[int, int, int] = (1, 2, 2),
+    noise: float = 0.15,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Separate roundish objects of two classes, one per grid cell.
+
+    The box-supervision phantom: each object sits alone in its cell, so a
+    box around it holds one object and background.  Class 1 is bright,
+    class 2 dimmer; ``(image, labels)`` as :func:`make_phantom`.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.uint8)
+    cells = [s // g for s, g in zip(shape, grid)]
+    for k, idx in enumerate(np.ndindex(*grid)):
+        lo = [i * c for i, c in zip(idx, cells)]
+        r = [c * rng.uniform(0.25, 0.38) for c in cells]
+        centre = [
+            lo_a + c / 2 + rng.uniform(-0.1, 0.1) * c
+            for lo_a, c in zip(lo, cells)
+        ]
+        zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
+        d = sum(
+            ((g - c) / ra) ** 2 for g, c, ra in zip((zz, yy, xx), centre, r)
+        )
+        labels[d <= 1.0] = 1 + k % 2
+    base = np.array([0.0, 1.0, 0.6], np.float32)[labels]
+    image = base + noise * rng.standard_normal(shape, dtype=np.float32)
+    return image.astype(np.float32), labels
+
+
+def boxes_of(labels: np.ndarray) -> list[tuple[int, ...]]:
+    """Tight boxes ``(z0, y0, x0, z1, y1, x1, class)`` of each object."""
+    from scipy import ndimage
+
+    out = []
+    for c in range(1, int(labels.max()) + 1):
+        comp, _ = ndimage.label(labels == c)
+        for sl in ndimage.find_objects(comp):
+            if sl is not None:
+                out.append((*(s.start for s in sl), *(s.stop for s in sl), c))
+    return out

@@ -57,6 +57,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     ignore_label: int = 255
+    hold_out: bool = True
     class_names: list[str] = field(default_factory=list)
 
 
@@ -155,7 +156,7 @@ def iter_train(
     cfg = config or TrainConfig()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    trainset = prepare(images, labels, cfg.ignore_label)
+    trainset = prepare(images, labels, cfg.ignore_label, hold_out=cfg.hold_out)
     mconf = model_config_for(trainset, images[0].shape, spacing, cfg, device)
     mconf, init_tensors = _init_model(init, mconf)
     model = build_network(mconf)

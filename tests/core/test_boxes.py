@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+
+from napari_weakseg.core.box2mask import Rules, suppress
+from napari_weakseg.core.boxes import (
+    Box,
+    box_targets,
+    check_boxes,
+    core_mask,
+    grabcut_targets,
+    read_boxes,
+    write_boxes,
+)
+from napari_weakseg.core.errors import WeaksegError
+
+SHAPE = (20, 30, 30)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_boxes_round_trip(tmp_path, suffix):
+    boxes = [Box(1, 2, 3, 4, 5, 6, 1), Box(0, 0, 0, 9, 9, 9, 2)]
+    assert read_boxes(write_boxes(tmp_path / f"b{suffix}", boxes)) == boxes
+
+
+def test_csv_header_is_the_documented_one(tmp_path):
+    path = write_boxes(tmp_path / "b.csv", [Box(1, 2, 3, 4, 5, 6, 1)])
+    assert path.read_text().splitlines() == [
+        "z0,y0,x0,z1,y1,x1,class",
+        "1,2,3,4,5,6,1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("box", "message"),
+    [
+        (Box(5, 0, 0, 5, 4, 4), "z1=5 <= z0=5"),
+        (Box(0, 6, 0, 4, 2, 4), "y1=2 <= y0=6"),
+        (Box(25, 0, 0, 30, 4, 4), "outside the image"),
+        (Box(-9, 0, 0, -1, 4, 4), "outside the image"),
+        (Box(0, 0, 0, 4, 4, 4, 0), "class 0"),
+    ],
+)
+def test_impossible_boxes_are_one_sentence(box, message):
+    with pytest.raises(WeaksegError, match=message):
+        check_boxes([box], SHAPE)
+
+
+def test_boxes_sticking_out_are_clipped_and_unknown_classes_refused():
+    assert check_boxes([Box(-3, 25, 0, 4, 40, 5, 1)], SHAPE) == [
+        Box(0, 25, 0, 4, 30, 5, 1)
+    ]
+    with pytest.raises(WeaksegError, match="only classes 1..1"):
+        check_boxes([Box(0, 0, 0, 4, 4, 4, 2)], SHAPE, num_classes=2)
+    with pytest.raises(WeaksegError, match="at least one box"):
+        check_boxes([], SHAPE)
+
+
+def test_box_i_core_is_a_fifth_of_the_box():
+    b = Box(0, 0, 0, 20, 30, 30, 1)
+    assert abs(core_mask(b).mean() - 0.2) < 0.01
+    t = box_targets([Box(2, 3, 4, 12, 13, 14, 1)], SHAPE)
+    assert set(np.unique(t)) == {0, 1, 255}
+    assert np.all(t[2:12, 3:13, 4:14] != 0)  # nothing in the box is background
+    assert t[7, 8, 9] == 1 and t[2, 3, 4] == 255  # centre core, corner ignore
+    assert np.count_nonzero(t == 0) == np.prod(SHAPE) - 1000
+
+
+def test_overlap_of_different_classes_is_ignore():
+    a, b = Box(0, 0, 0, 10, 10, 10, 1), Box(0, 0, 4, 10, 10, 14, 2)
+    t = box_targets([a, b], SHAPE)
+    overlap_cores = core_mask(a)[:, :, 4:10] & core_mask(b)[:, :, 0:6]
+    assert overlap_cores.any()
+    assert np.all(t[:10, :10, 4:10][overlap_cores] == 255)
+
+
+def test_suppression_rules_each_on_a_constructed_case():
+    box = Box(5, 5, 5, 15, 15, 15, 1)
+    initial = box_targets([box], SHAPE)
+    pred = np.zeros(SHAPE, np.uint8)
+    pred[8:12, 8:12, 8:12] = 1  # the object, on the core
+    pred[0:2, 0:2, 0:2] = 1  # outside every box
+    pred[9, 9, 13] = 2  # a class the box does not have
+    pred[5, 5, 5] = 1  # an island in the corner, off the core
+    out = suppress(pred, [box], initial, Rules(crf=False, min_fill=0))
+    expected = np.zeros(SHAPE, np.uint8)
+    expected[8:12, 8:12, 8:12] = 1
+    np.testing.assert_array_equal(out, expected)
+
+    # each rule off keeps what it would have removed
+    def kept(rules, index, value):
+        return suppress(pred, [box], initial, rules)[index] == value
+
+    assert kept(
+        Rules(outside_boxes=False, wrong_class=False, min_fill=0), (0, 0, 0), 1
+    )
+    assert not kept(
+        Rules(outside_boxes=True, wrong_class=False, min_fill=0), (0, 0, 0), 1
+    )
+    assert kept(Rules(wrong_class=False, min_fill=0), (9, 9, 13), 2)
+    assert kept(Rules(off_core=False, min_fill=0), (5, 5, 5), 1)
+
+
+def test_too_small_objects_are_reset_to_their_initial_target():
+    box = Box(5, 5, 5, 15, 15, 15, 1)
+    initial = box_targets([box], SHAPE)
+    pred = np.zeros(SHAPE, np.uint8)
+    pred[10, 10, 10] = 1  # 1 voxel of 1000: below 10 %
+    out = suppress(pred, [box], initial, Rules(min_fill=0.1))
+    np.testing.assert_array_equal(out[box.slices], initial[box.slices])
+    assert not out[0].any()
+
+
+def test_grabcut_targets_follow_the_intensity_inside_the_box():
+    img = np.zeros(SHAPE, np.float32)
+    zz, yy, xx = np.ogrid[:20, :30, :30]
+    ball = (zz - 10) ** 2 + (yy - 15) ** 2 + (xx - 15) ** 2 <= 36
+    img[ball] = 1.0
+    img += np.random.default_rng(0).normal(0, 0.1, SHAPE).astype(np.float32)
+    box = Box(3, 8, 8, 18, 23, 23, 1)
+    t = grabcut_targets(img, [box])
+    decided = t[box.slices] != 255
+    assert decided.mean() > 0.8  # far more decided than Box^i's core
+    agree = (t[box.slices] == 1) == ball[box.slices]
+    assert agree[decided].mean() > 0.97
+
+
+@pytest.mark.slow
+def test_recursive_rounds_beat_the_initial_box_targets(tmp_path):
+    from napari_weakseg.core.box2mask import iter_boxes_to_masks
+    from napari_weakseg.core.events import Round
+    from napari_weakseg.core.inference import run
+    from napari_weakseg.core.metrics import dice_per_class
+    from napari_weakseg.core.phantom import boxes_of, make_blobs
+    from napari_weakseg.core.training import TrainConfig
+
+    image, truth = make_blobs()
+    boxes = [Box(*b) for b in boxes_of(truth)]
+    filled = np.zeros_like(truth)
+    for b in boxes:
+        filled[b.slices] = b.cls
+    rounds = []
+    cfg = TrainConfig(steps=60, base_filters=8, device="cpu")
+    labels = run(
+        iter_boxes_to_masks(image, boxes, tmp_path / "m.safetensors", 2, cfg),
+        lambda e: rounds.append(e) if isinstance(e, Round) else None,
+    )
+    assert [r.round for r in rounds] == [1, 2]
+    box_dice = np.mean(dice_per_class(filled, truth, 3))
+    final = np.mean(dice_per_class(labels, truth, 3))
+    assert final > box_dice + 0.2, (box_dice, final)
