@@ -256,3 +256,131 @@ def test_box2mask_refuses_bad_boxes(tmp_path, capsys):
     )
     assert "Box 1 has z1=2 <= z0=5" in capsys.readouterr().err
     assert not (tmp_path / "o.nii.gz").exists()
+
+
+@pytest.fixture
+def crops_csv(tmp_path):
+    from napari_weakseg.core.phantom import make_blobs
+
+    image, truth = make_blobs((12, 24, 24))
+    write_volume(tmp_path / "img.nii.gz", Volume(image))
+    # left half holds objects of class 1 at y < 12; crops: object vs empty
+    rows = ["image,z0,y0,x0,z1,y1,x1,class"]
+    for y0 in (0, 12):
+        for x0 in (0, 12):
+            cls = int((truth[:, y0 : y0 + 12, x0 : x0 + 12] == 1).any())
+            rows.append(f"img.nii.gz,0,{y0},{x0},12,{y0 + 12},{x0 + 12},{cls}")
+    rows.append("img.nii.gz,,,,,,,1")
+    (tmp_path / "crops.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "crops.csv"
+
+
+def test_train_classifier_then_cam_and_pseudo_labels(
+    crops_csv, tmp_path, capsys
+):
+    model = tmp_path / "clf.safetensors"
+    assert (
+        main(
+            [
+                "train-classifier",
+                "--crops",
+                str(crops_csv),
+                "--out",
+                str(model),
+                "--steps",
+                "3",
+                "--base-filters",
+                "4",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert "accuracy on training data" in capsys.readouterr().out
+    img = tmp_path / "img.nii.gz"
+    for method in ("gradcam", "gradcam++", "cam"):
+        out = tmp_path / f"{method}.nii.gz"
+        assert (
+            main(
+                [
+                    "cam",
+                    "--model",
+                    str(model),
+                    "--image",
+                    str(img),
+                    "--out",
+                    str(out),
+                    "--method",
+                    method,
+                    "--class",
+                    "1",
+                    "--pseudo-labels",
+                    str(tmp_path / "seeds.nii.gz"),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
+        m = read_volume(out).data
+        assert m.shape == (12, 24, 24) and m.min() >= 0
+    seeds = read_volume(tmp_path / "seeds.nii.gz").data
+    assert set(np.unique(seeds)) <= {0, 1, 255}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--layer", "nope"],
+            "No layer 'nope' to take a map from; choose one of",
+        ),
+        (["--class", "7"], "Class 7 is out of range"),
+    ],
+)
+def test_cam_bad_requests(crops_csv, tmp_path, capsys, extra, message):
+    from napari_weakseg import api
+
+    model = tmp_path / "clf.safetensors"
+    api.train_classifier(
+        crops_csv, model, steps=1, base_filters=4, device="cpu"
+    )
+    assert (
+        main(
+            [
+                "cam",
+                "--model",
+                str(model),
+                "--image",
+                str(tmp_path / "img.nii.gz"),
+                "--out",
+                str(tmp_path / "m.nii.gz"),
+                "--device",
+                "cpu",
+                *extra,
+            ]
+        )
+        == 2
+    )
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "m.nii.gz").exists()
+
+
+def test_classifier_with_one_class_is_refused(crops_csv, tmp_path, capsys):
+    rows = crops_csv.read_text().splitlines()
+    one = [rows[0]] + [r.rsplit(",", 1)[0] + ",1" for r in rows[1:]]
+    crops_csv.write_text("\n".join(one) + "\n")
+    assert (
+        main(
+            [
+                "train-classifier",
+                "--crops",
+                str(crops_csv),
+                "--out",
+                str(tmp_path / "c.safetensors"),
+            ]
+        )
+        == 2
+    )
+    assert "Every crop has class 1" in capsys.readouterr().err

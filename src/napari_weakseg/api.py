@@ -31,11 +31,13 @@ __all__ = [
     "Volume",
     "WeaksegError",
     "boxes_to_masks",
+    "class_activation_map",
     "crf",
     "load_model",
     "predict",
     "read_volume",
     "train",
+    "train_classifier",
     "write_volume",
 ]
 
@@ -286,3 +288,101 @@ def crf(
     if out is not None:
         write_volume(out, Volume(labels, vol.geometry))
     return labels
+
+
+def train_classifier(
+    crops: PathLike | Sequence[Any],
+    out: PathLike,
+    *,
+    steps: int = 300,
+    base_filters: int = 16,
+    batch_size: int = 4,
+    init: PathLike | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    callback: Callable[[Any], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Finished:
+    """Train a 3D classifier from image-level labels of crops.
+
+    ``crops`` is a CSV (``image,z0,y0,x0,z1,y1,x1,class``; empty box =
+    whole image) or a list of :class:`~.core.classifier.Crop`.  Each image
+    is read and normalised once; ``init`` may be a U-Net, a classifier or
+    a pretrained encoder.
+    """
+    from .core.classifier import cut, iter_train_classifier, read_crops
+    from .core.inference import run
+    from .core.normalise import normalise
+    from .core.training import TrainConfig
+
+    if isinstance(crops, str | os.PathLike):
+        crops = read_crops(crops)
+    volumes: dict[str, Volume] = {}
+    arrays, classes = [], []
+    for c in crops:
+        if c.image not in volumes:
+            vol = as_volume(c.image)
+            require_3d(vol.data, c.image)
+            volumes[c.image] = Volume(
+                normalise(np.asarray(vol.data)), vol.geometry
+            )
+        arrays.append(cut(volumes[c.image].data, c.box))
+        classes.append(c.cls)
+    spacing = next(iter(volumes.values())).geometry.spacing
+    config = TrainConfig(
+        steps=steps,
+        base_filters=base_filters,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        val_every=max(1, min(50, steps)),
+    )
+    gen = iter_train_classifier(
+        arrays, classes, out, config, spacing, init, stop
+    )
+    return run(gen, callback)
+
+
+def class_activation_map(
+    model: PathLike,
+    image: VolumeLike,
+    *,
+    out: PathLike | None = None,
+    method: str = "gradcam",
+    layer: str | None = None,
+    class_index: int = 1,
+    device: str = "auto",
+    callback: Callable[[Any], None] | None = None,
+) -> np.ndarray:
+    """Raw CAM / Grad-CAM / Grad-CAM++ map of a whole volume.
+
+    Works with segmentation models (class logits summed over the volume,
+    by sliding windows of the model's patch size) and classifiers (one
+    pass up to 192^3 voxels).  The map has the image's geometry.
+    """
+    from .core.cam import map_volume
+    from .core.device import resolve_device
+    from .core.events import Progress
+    from .core.normalise import normalise
+
+    dev = resolve_device(device)
+    net, config = load_model(model, str(dev))
+    vol = as_volume(image)
+    require_3d(vol.data, "image")
+    img = normalise(np.asarray(vol.data), config.normalisation)
+    window = (
+        config.patch_size
+        if (config.kind == "unet" or img.size > 192**3)
+        else None
+    )
+
+    def on_window(i: int, n: int) -> None:
+        if callback is not None:
+            callback(Progress(i, n, "map"))
+
+    m = map_volume(
+        net, img, class_index, method, layer, window, dev, on_window
+    )
+    if out is not None:
+        write_volume(out, Volume(m, vol.geometry))
+    return m

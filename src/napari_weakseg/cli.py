@@ -128,6 +128,43 @@ def _box_parsers(sub: Any) -> None:
     c.add_argument("--device", choices=DEVICES, default="auto")
 
 
+def _cam_parsers(sub: Any) -> None:
+    p = sub.add_parser(
+        "train-classifier", help="train a 3D classifier from labelled crops"
+    )
+    p.add_argument(
+        "--crops",
+        required=True,
+        metavar="CROPS.csv",
+        help="header image,z0,y0,x0,z1,y1,x1,class",
+    )
+    p.add_argument("--out", required=True, metavar="MODEL")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--base-filters", type=int, default=16)
+    p.add_argument("--init", metavar="FILE")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    c = sub.add_parser("cam", help="CAM / Grad-CAM map of a volume")
+    c.add_argument("--model", required=True, metavar="MODEL")
+    c.add_argument("--image", required=True, metavar="IMG")
+    c.add_argument("--out", required=True, metavar="MAP")
+    c.add_argument(
+        "--method", choices=("gradcam", "gradcam++", "cam"), default="gradcam"
+    )
+    c.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="block to take the map from (default: deepest)",
+    )
+    c.add_argument("--class", dest="class_index", type=int, default=1)
+    c.add_argument(
+        "--pseudo-labels",
+        metavar="LBL",
+        help="also write seeds (class / 0 / 255) from the map",
+    )
+    c.add_argument("--device", choices=DEVICES, default="auto")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="weakseg",
@@ -138,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _predict_parser(sub)
     _box_parsers(sub)
+    _cam_parsers(sub)
     return parser
 
 
@@ -167,13 +205,16 @@ def _printer(every: int = 10) -> Any:
                 flush=True,
             )
         elif isinstance(event, Validation):
-            where = "held-out slices" if event.held_out else "training slices"
-            print(f"  Dice on {where}: {event.mean_dice:.3f}", flush=True)
+            where = "held-out slices" if event.held_out else "training data"
+            print(
+                f"  {event.metric} on {where}: {event.mean_dice:.3f}",
+                flush=True,
+            )
         elif isinstance(event, Saved) and event.kind == "best":
             print(f"  saved best model to {event.path}", flush=True)
         elif isinstance(event, Progress) and event.done in (0, event.total):
             print(f"{event.message} {event.done}/{event.total}", flush=True)
-        elif isinstance(event, Finished):
+        elif isinstance(event, Finished) and event.message:
             print(event.message, flush=True)
 
     return show
@@ -270,7 +311,52 @@ def _cmd_crf(args: argparse.Namespace, stop: threading.Event) -> None:
     print(f"wrote {args.out}")
 
 
+def _cmd_train_classifier(
+    args: argparse.Namespace, stop: threading.Event
+) -> None:
+    from . import api
+
+    result = api.train_classifier(
+        args.crops,
+        args.out,
+        steps=args.steps,
+        base_filters=args.base_filters,
+        init=args.init,
+        device=args.device,
+        seed=args.seed,
+        callback=_printer(),
+        stop=stop,
+    )
+    print(
+        f"finished after {result.steps} steps; best accuracy "
+        f"{result.best_dice:.3f}; model: {result.best_path}"
+    )
+
+
+def _cmd_cam(args: argparse.Namespace, stop: threading.Event) -> None:
+    from . import api
+    from .core.cam import pseudo_labels
+
+    m = api.class_activation_map(
+        args.model,
+        args.image,
+        out=args.out,
+        method=args.method,
+        layer=args.layer,
+        class_index=args.class_index,
+        device=args.device,
+    )
+    print(f"wrote {args.out}")
+    if args.pseudo_labels:
+        geometry = api.read_volume(args.out).geometry
+        seeds = pseudo_labels(m, args.class_index)
+        api.write_volume(args.pseudo_labels, api.Volume(seeds, geometry))
+        print(f"wrote {args.pseudo_labels}")
+
+
 COMMANDS = {
+    "train-classifier": _cmd_train_classifier,
+    "cam": _cmd_cam,
     "train": _cmd_train,
     "predict": _cmd_predict,
     "box2mask": _cmd_box2mask,

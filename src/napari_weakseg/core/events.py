@@ -35,6 +35,7 @@ class Validation:
     dice: tuple[float, ...]
     mean_dice: float
     held_out: bool
+    metric: str = "Dice"
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,7 @@ def iter_predict(
     yield Progress(0, total, "predicting")
     for r0, r1, w0, w1 in blocks:
         block = apply_normalisation(image[r0:r1], stats)
-        p = yield from _streamed(
+        p = yield from streamed(
             lambda block=block: predict_probabilities(
                 model,
                 block,
@@ -163,7 +163,7 @@ def iter_predict(
     return labels, probs
 
 
-def _streamed(
+def streamed(
     fn: Callable[[], Any], events: queue.Queue
 ) -> Generator[Any, None, Any]:
     """Run ``fn`` in a helper thread, yielding the events it queues.

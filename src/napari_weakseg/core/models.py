@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .. import __version__
 from .errors import WeaksegError
 
@@ -121,13 +123,45 @@ def plan_patch_size(
 
 
 def build_network(config: ModelConfig) -> Any:
-    """The torch module a config describes (U-Net only; see cam for more)."""
+    """The torch module a config describes: U-Net or encoder classifier."""
+    if config.kind == "unet":
+        return _dynunet(config)
+    if config.kind == "classifier":
+        return EncoderClassifier(_dynunet(config), config.num_classes)
+    raise WeaksegError(
+        f"Unknown model kind '{config.kind}' in the model file."
+    )
+
+
+class EncoderClassifier(torch.nn.Module):
+    """The U-Net encoder, global average pooling and one linear layer.
+
+    Its blocks carry the U-Net's names (``input_block``, ``downsamples``,
+    ``bottleneck``), so U-Net and pretrained-encoder weights transfer
+    directly, and GAP + linear makes CAM exact.
+    """
+
+    def __init__(self, unet: Any, num_classes: int) -> None:
+        super().__init__()
+        self.input_block = unet.input_block
+        self.downsamples = unet.downsamples
+        self.bottleneck = unet.bottleneck
+        self.pool = torch.nn.AdaptiveAvgPool3d(1)
+        self.fc = torch.nn.Linear(unet.filters[-1], num_classes)
+
+    def features(self, x: Any) -> Any:
+        x = self.input_block(x)
+        for block in self.downsamples:
+            x = block(x)
+        return self.bottleneck(x)
+
+    def forward(self, x: Any) -> Any:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def _dynunet(config: ModelConfig) -> Any:
     from monai.networks.nets import DynUNet
 
-    if config.kind != "unet":
-        raise WeaksegError(
-            f"A '{config.kind}' model cannot be used for segmentation."
-        )
     kernels, strides = config.kernel_sizes, config.strides
     if not kernels:
         kernels, strides = plan_network(

@@ -1,0 +1,225 @@
+"""Boxes to masks vs dense labels, baselines and one ablation per rule.
+
+Data: the blob phantom (separate roundish objects of two classes) and the
+MNI152 sample (white matter of each hemisphere as one object, class 1, so
+each box holds much grey matter too).  Every trained row has the same
+budget (``rounds x steps``); the dense-label model gets that many steps.
+Dice is the mean over classes on the whole volume.  Also: dense-CRF time and
+memory on a 120 x 150 x 100 volume (the issue's target: < 6 s on 2 cores).
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_boxes.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import machine, sample_volumes, save_plot  # noqa: E402
+
+from napari_weakseg import api  # noqa: E402
+from napari_weakseg.core.boxes import Box  # noqa: E402
+from napari_weakseg.core.metrics import dice_per_class  # noqa: E402
+from napari_weakseg.core.phantom import boxes_of, make_blobs  # noqa: E402
+
+ABLATIONS = {
+    "no outside rule": {"outside_boxes": False},
+    "no class rule": {"wrong_class": False},
+    "no core rule": {"off_core": False},
+    "no min-fill reset": {"min_fill": 0.0},
+    "no CRF": {"crf": False},
+}
+
+CRF_SNIPPET = """
+import resource, time, numpy as np
+from napari_weakseg.core.crf import crf_refine
+rng = np.random.default_rng(0)
+img = rng.random((120, 150, 100)).astype(np.float32)
+p = rng.random((2, 120, 150, 100)).astype(np.float32); p /= p.sum(0)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter(); crf_refine(img, p); dt = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(dt, (peak - base) / 1024)
+"""
+
+
+def mni_objects():
+    image, tissue = sample_volumes()
+    wm = (tissue.data == 2).astype(np.uint8)
+    mid = wm.shape[2] // 2
+    truth = np.zeros_like(wm)
+    truth[..., :mid] = wm[..., :mid]
+    truth[..., mid:] = wm[..., mid:]
+    boxes = []
+    for half in (slice(0, mid), slice(mid, None)):
+        part = np.zeros_like(wm)
+        part[..., half] = wm[..., half]
+        nz = np.nonzero(part)
+        boxes.append(
+            Box(
+                *(int(i.min()) for i in nz), *(int(i.max()) + 1 for i in nz), 1
+            )
+        )
+    return np.asarray(image.data), truth, boxes, 2
+
+
+def blob_objects():
+    image, truth = make_blobs((32, 64, 64), seed=3, noise=0.3)
+    return image, truth, [Box(*b) for b in boxes_of(truth)], 3
+
+
+def baselines(image, truth, boxes, k):
+    from skimage.filters import threshold_otsu
+
+    filled = np.zeros_like(truth)
+    otsu = np.zeros_like(truth)
+    for b in boxes:
+        filled[b.slices] = b.cls
+        patch = image[b.slices]
+        otsu[b.slices][patch > threshold_otsu(patch)] = b.cls
+    return {
+        "filled box": np.nanmean(dice_per_class(filled, truth, k)),
+        "Otsu in box": np.nanmean(dice_per_class(otsu, truth, k)),
+    }
+
+
+def run_rows(name, image, truth, boxes, k, rounds, steps, filters, ablate):
+    rows = baselines(image, truth, boxes, k)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        api.train(
+            image,
+            truth,
+            Path(tmp) / "dense.safetensors",
+            steps=rounds * steps,
+            base_filters=filters,
+        )
+        dense, _ = api.predict(Path(tmp) / "dense.safetensors", image)
+        rows["dense labels (reference)"] = np.nanmean(
+            dice_per_class(dense, truth, k)
+        )
+        print(
+            f"{name}: dense {rows['dense labels (reference)']:.3f} "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+    variants = {"Box^i + rounds (all rules)": {}, "GrabCut init + rounds": {}}
+    if ablate:
+        variants.update(ABLATIONS)
+    for label, kw in variants.items():
+        t0 = time.perf_counter()
+        initial = "grabcut" if label.startswith("GrabCut") else "box"
+        masks = api.boxes_to_masks(
+            image,
+            boxes,
+            rounds=rounds,
+            steps_per_round=steps,
+            base_filters=filters,
+            initial=initial,
+            **kw,
+        )
+        rows[label] = np.nanmean(dice_per_class(masks, truth, k))
+        print(
+            f"{name}: {label} {rows[label]:.3f} "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--filters", type=int, default=8)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.steps = 1, 3
+    out = subprocess.run(
+        [sys.executable, "-c", CRF_SNIPPET],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    crf_s, crf_mib = map(float, out.stdout.split())
+    results = {
+        "blob phantom": run_rows(
+            "blobs",
+            *blob_objects(),
+            args.rounds,
+            args.steps,
+            args.filters,
+            ablate=True,
+        ),
+        "MNI152 WM (2 boxes)": run_rows(
+            "mni",
+            *mni_objects(),
+            args.rounds,
+            args.steps,
+            args.filters,
+            ablate=False,
+        ),
+    }
+    print(
+        f"\nBoxes to masks, {args.rounds} rounds x {args.steps} steps, "
+        f"base filters {args.filters}, {machine()}"
+    )
+    names = list(results)
+    print("| method | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    keys = list(results[names[0]])
+    for key in keys:
+        cells = []
+        for n in names:
+            if key not in results[n]:
+                cells.append("–")
+                continue
+            dense = results[n]["dense labels (reference)"]
+            cells.append(
+                f"{results[n][key]:.3f} ({results[n][key] / dense:.0%})"
+            )
+        print(f"| {key} | " + " | ".join(cells) + " |")
+    print(
+        f"\nDense CRF, 120x150x100, 2 classes, 5 iterations: {crf_s:.2f} s, "
+        f"peak memory +{crf_mib:.0f} MiB"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "boxes.json").write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "rounds": args.rounds,
+                "steps": args.steps,
+                "results": results,
+                "crf_s": crf_s,
+                "crf_mib": crf_mib,
+            },
+            indent=1,
+        )
+    )
+    save_plot(
+        args.out / "boxes.png",
+        keys,
+        {
+            n: ([results[n].get(k, 0) for k in keys], [0] * len(keys))
+            for n in names
+        },
+        "mean Dice",
+        "Boxes to masks",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""CAM dock: where a model looks, as an overlay, and seeds from it."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+
+from ..core.errors import Cancelled, WeaksegError
+from ._common import report_error, session_for, start_worker, unique_name
+
+MAP_KEY = "weakseg_cam"
+
+
+class CamWidget(Container):
+    """Pick a model, a layer, a class and a method; see the map."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._session = session_for(viewer)
+        self.image = create_widget(
+            annotation="napari.layers.Image", label="image"
+        )
+        self.model = FileEdit(
+            mode="r", label="model file", filter="*.safetensors"
+        )
+        self.layer = ComboBox(choices=[], label="target layer")
+        self.class_index = SpinBox(value=1, min=0, max=254, label="class")
+        self.method = ComboBox(
+            choices=["gradcam", "gradcam++", "cam"], label="method"
+        )
+        self.compute = PushButton(text="Compute map")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.progress = ProgressBar(value=0, max=1, label="windows")
+        self.opacity = FloatSlider(
+            value=0.6, min=0, max=1, label="map opacity"
+        )
+        self.to_labels = PushButton(text="Map to pseudo-labels")
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.image,
+                self.model,
+                self.layer,
+                self.class_index,
+                self.method,
+                self.compute,
+                self.stop_button,
+                self.progress,
+                self.opacity,
+                self.to_labels,
+                self.status,
+            ]
+        )
+        self.model.changed.connect(self.load_layers)
+        self.compute.changed.connect(self.start_map)
+        self.stop_button.changed.connect(lambda: self._stop.set())
+        self.opacity.changed.connect(self._set_opacity)
+        self.to_labels.changed.connect(self.map_to_pseudo_labels)
+        self._stop = threading.Event()
+        self._map_layer: Any = None
+        self.worker: Any = None
+        if self._session.model_path is not None:
+            self.model.value = str(self._session.model_path)
+
+    def load_layers(self, *_: Any) -> list[str]:
+        """Fill the layer dropdown from the model file."""
+        from ..api import load_model
+        from ..core.cam import default_layer, list_layers
+
+        try:
+            net, config = load_model(str(self.model.value), "cpu")
+            names = list_layers(net)
+        except WeaksegError as exc:
+            report_error(exc)
+            return []
+        self.layer.choices = names
+        self.layer.value = default_layer(net)
+        self.class_index.max = config.num_classes - 1
+        self.status.value = f"{config.kind}, {config.num_classes} classes"
+        return names
+
+    def start_map(self) -> Any:
+        from ..api import class_activation_map
+        from ..core.inference import streamed
+
+        image = self.image.value
+        if image is None or not self.layer.choices:
+            report_error(WeaksegError("Pick an image and a model file first."))
+            return None
+        args = dict(
+            model=str(self.model.value),
+            image=np.asarray(image.data),
+            method=str(self.method.value),
+            layer=str(self.layer.value),
+            class_index=int(self.class_index.value),
+        )
+        self._stop.clear()
+        self._image = image
+        stop = self._stop
+
+        def job() -> Any:
+            events: queue.Queue = queue.Queue()
+
+            def cb(e: Any) -> None:
+                if stop.is_set():
+                    raise Cancelled("Map stopped.")
+                events.put(e)
+
+            return (
+                yield from streamed(
+                    lambda: class_activation_map(**args, callback=cb), events
+                )
+            )
+
+        self.compute.enabled, self.stop_button.enabled = False, True
+        self.worker = start_worker(
+            job, self._on_event, self._on_done, self._done
+        )
+        return self.worker
+
+    def _on_event(self, event: Any) -> None:
+        self.progress.max, self.progress.value = event.total, event.done
+
+    def _on_done(self, m: np.ndarray) -> None:
+        name = (
+            f"{self._image.name} {self.method.value} "
+            f"class {self.class_index.value}"
+        )
+        for layer in self._viewer.layers:
+            if layer.metadata.get(MAP_KEY) == name:
+                layer.data = m
+                self._map_layer = layer
+                return
+        self._map_layer = self._viewer.add_image(
+            m,
+            name=unique_name(self._viewer, name),
+            scale=self._image.scale,
+            translate=self._image.translate,
+            colormap="inferno",
+            blending="additive",
+            opacity=float(self.opacity.value),
+            metadata={MAP_KEY: name},
+        )
+
+    def _done(self) -> None:
+        self.compute.enabled, self.stop_button.enabled = True, False
+
+    def _set_opacity(self, value: float) -> None:
+        if self._map_layer is not None:
+            self._map_layer.opacity = float(value)
+
+    def map_to_pseudo_labels(self) -> Any:
+        """Seeds as a painting layer the Train dock consumes directly."""
+        from ..core.annotation import from_sparse_labels
+        from ..core.cam import pseudo_labels
+
+        if self._map_layer is None:
+            report_error(WeaksegError("Compute a map first."))
+            return None
+        try:
+            sparse = pseudo_labels(
+                self._map_layer.data, int(self.class_index.value)
+            )
+        except WeaksegError as exc:
+            report_error(exc)
+            return None
+        painted, _ = from_sparse_labels(sparse)
+        return self._viewer.add_labels(
+            painted,
+            name=unique_name(self._viewer, f"{self._image.name} seeds"),
+            scale=self._image.scale,
+            translate=self._image.translate,
+            metadata={"weakseg_done": {}},
+        )
