@@ -103,13 +103,13 @@ class CamWidget(Container):
         if image is None or not self.layer.choices:
             report_error(WeaksegError("Pick an image and a model file first."))
             return None
-        args = dict(
-            model=str(self.model.value),
-            image=np.asarray(image.data),
-            method=str(self.method.value),
-            layer=str(self.layer.value),
-            class_index=int(self.class_index.value),
-        )
+        args = {
+            "model": str(self.model.value),
+            "image": np.asarray(image.data),
+            "method": str(self.method.value),
+            "layer": str(self.layer.value),
+            "class_index": int(self.class_index.value),
+        }
         self._stop.clear()
         self._image = image
         stop = self._stop
