@@ -384,3 +384,48 @@ def test_classifier_with_one_class_is_refused(crops_csv, tmp_path, capsys):
         == 2
     )
     assert "Every crop has class 1" in capsys.readouterr().err
+
+
+def test_large_volumes_stream_blocks_into_zarr(tmp_path, monkeypatch):
+    """z-blocks with a halo; outputs written chunk by chunk to zarr."""
+    from napari_weakseg import api
+    from napari_weakseg.core import inference
+
+    image, truth = make_phantom((24, 16, 16))
+    model = tmp_path / "m.safetensors"
+    sparse = np.full(truth.shape, 255, np.uint8)
+    sparse[12] = truth[12]
+    api.train(image, sparse, model, steps=2, base_filters=4, device="cpu")
+    whole, _ = api.predict(model, image, device="cpu")
+    monkeypatch.setattr(inference, "BLOCK_VOXELS", 8 * 16 * 16)
+    zimg = write_volume(tmp_path / "img.zarr", Volume(image))
+    out = tmp_path / "seg.zarr"
+    labels, probs = api.predict(
+        model, zimg, out=out, device="cpu", probabilities=tmp_path / "p.zarr"
+    )
+    back = read_volume(out, lazy=True)
+    assert type(back.data).__module__.startswith("zarr")
+    assert back.data.shape == (24, 16, 16)
+    agree = np.mean(np.asarray(back.data) == whole)
+    assert agree > 0.99, agree
+    assert read_volume(tmp_path / "p.zarr").data.shape == (3, 24, 16, 16)
+
+
+def test_volume_smaller_than_a_patch_is_padded(tmp_path):
+    from napari_weakseg import api
+
+    image, truth = make_phantom((4, 6, 7))
+    result = api.train(
+        image,
+        truth,
+        tmp_path / "m.safetensors",
+        steps=2,
+        base_filters=4,
+        device="cpu",
+        patch_size=(8, 8, 8),
+    )
+    assert result.steps == 2
+    labels, probs = api.predict(
+        tmp_path / "m.safetensors", image, device="cpu"
+    )
+    assert labels.shape == (4, 6, 7) and probs.shape == (3, 4, 6, 7)

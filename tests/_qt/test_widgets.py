@@ -134,3 +134,29 @@ def test_buttons_without_layers_notify_instead_of_raising(
         "Pick an image and an annotation layer.",
         "Pick an image to segment.",
     ]
+
+
+def test_live_preview_fills_the_shown_slice(
+    make_napari_viewer, qtbot, tmp_path
+):
+    viewer, image, truth = _viewer_with_phantom(make_napari_viewer)
+    ann_w = AnnotationWidget(viewer)
+    ann = _annotate_three_slices(ann_w, truth)
+    train_w = TrainWidget(viewer)
+    train_w.reset_choices()
+    train_w.image.value, train_w.annotations.value = image, ann
+    train_w.steps.value, train_w.base_filters.value = 4, 4
+    train_w.device.value = "cpu"
+    train_w.preview.value = True
+    train_w.out.value = str(tmp_path / "m.safetensors")
+    ann_w.axis.value = "z"
+    step = list(viewer.dims.current_step)
+    step[0] = 5
+    viewer.dims.current_step = tuple(step)
+    with qtbot.waitSignal(train_w.start_training().finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: train_w.preview_worker is None, timeout=60_000)
+    preview = viewer.layers["phantom preview"]
+    assert preview.data.shape == (16, 24, 24)
+    others = np.delete(np.asarray(preview.data), 5, axis=0)
+    assert not others.any()  # only the shown slice is predicted

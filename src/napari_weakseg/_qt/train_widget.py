@@ -22,7 +22,13 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_info
 
 from ..core.errors import WeaksegError
-from ._common import home, report_error, session_for, start_worker
+from ._common import (
+    home,
+    report_error,
+    session_for,
+    start_worker,
+    unique_name,
+)
 from .annotation_widget import sparse_from_layer
 from .plot import LossPlot
 
@@ -51,6 +57,9 @@ class TrainWidget(Container):
             mode="r", label="initialise from", filter="*.safetensors"
         )
         self.warm = CheckBox(text="continue from current model", value=False)
+        self.preview = CheckBox(
+            text="live preview of the shown slice", value=False
+        )
         self.out = FileEdit(
             mode="w",
             label="model file",
@@ -83,6 +92,7 @@ class TrainWidget(Container):
         self.stop_button.changed.connect(self.request_stop)
         self._stop = threading.Event()
         self.worker: Any = None
+        self.preview_worker: Any = None
 
     def _init_path(self) -> str | None:
         if self.warm.value and self._session.model_path is not None:
@@ -139,7 +149,7 @@ class TrainWidget(Container):
         self.stop_button.enabled = running
 
     def _on_event(self, event: Any) -> None:
-        from ..core.events import Started, Step, Validation
+        from ..core.events import Saved, Started, Step, Validation
 
         if isinstance(event, Started):
             self.progress.max = event.total_steps
@@ -158,6 +168,56 @@ class TrainWidget(Container):
         elif isinstance(event, Validation):
             self.plot.add_dice(event.step, event.mean_dice)
             self.plot.redraw()
+        elif (
+            isinstance(event, Saved)
+            and event.kind == "last"
+            and self.preview.value
+            and self.preview_worker is None
+        ):
+            self.start_preview(event.path)
+
+    def start_preview(self, checkpoint: str) -> Any:
+        """Predict the slice on screen with the latest checkpoint."""
+        from ..core.models import load_model
+        from ..core.normalise import apply_normalisation, intensity_stats
+        from .preview import predict_slice
+
+        image = self.image.value
+        dims = self._viewer.dims
+        axis = dims.order[-3] - (dims.ndim - 3)
+        index = int(dims.current_step[dims.order[-3]])
+        data = np.asarray(image.data)
+
+        def job() -> Any:
+            net, config = load_model(checkpoint)
+            norm = apply_normalisation(data, intensity_stats(data))
+            yield
+            return predict_slice(net, config, norm, axis, index)
+
+        def show(result: Any) -> None:
+            sl, plane = result
+            layer = self._preview_layer(image)
+            layer.data[sl] = plane
+            layer.refresh()
+
+        def done() -> None:
+            self.preview_worker = None
+
+        self.preview_worker = start_worker(job, lambda _: None, show, done)
+        return self.preview_worker
+
+    def _preview_layer(self, image: Any) -> Any:
+        for layer in self._viewer.layers:
+            if layer.metadata.get("weakseg_output") == "preview":
+                return layer
+        return self._viewer.add_labels(
+            np.zeros(image.data.shape, np.uint8),
+            name=unique_name(self._viewer, f"{image.name} preview"),
+            scale=image.scale,
+            translate=image.translate,
+            opacity=0.5,
+            metadata={"weakseg_output": "preview"},
+        )
 
     def _on_done(self, result: Any) -> None:
         self._session.set_model(result.best_path)

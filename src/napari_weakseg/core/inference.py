@@ -56,9 +56,7 @@ def predict_probabilities(
 ) -> np.ndarray:
     """Softmax probabilities ``(C, Z, Y, X)`` of a normalised image."""
     inferer = SlidingWindowInferer(
-        roi_size=[
-            min(int(p), int(s)) for p, s in zip(patch_size, image.shape)
-        ],
+        roi_size=[int(p) for p in patch_size],  # MONAI pads smaller input
         sw_batch_size=sw_batch_size,
         overlap=overlap,
         mode="gaussian",
@@ -107,7 +105,7 @@ def iter_predict(
     stop: threading.Event | None = None,
     labels_out: Any = None,
     probabilities_out: Any = None,
-    block_voxels: int = BLOCK_VOXELS,
+    block_voxels: int | None = None,
 ) -> Generator[Progress, None, tuple[Any, Any]]:
     """Predict a whole volume; yields progress, returns ``(labels, probs)``.
 
@@ -118,7 +116,8 @@ def iter_predict(
     shape = tuple(int(s) for s in image.shape)
     stats = intensity_stats(image, normalisation)
     plane = shape[1] * shape[2]
-    block_z = max(int(patch_size[0]), block_voxels // max(plane, 1))
+    budget = block_voxels or BLOCK_VOXELS
+    block_z = max(int(patch_size[0]), budget // max(plane, 1))
     blocks = _blocks(shape[0], block_z, int(patch_size[0]) // 2)
     per_pass = sum(
         count_windows((r1 - r0, *shape[1:]), patch_size, overlap)

@@ -140,7 +140,8 @@ def _init_model(
             )
         src.class_names = config.class_names or src.class_names
         return src, tensors
-    return config, tensors
+    encoder = ("input_block.", "downsamples.", "bottleneck.")
+    return config, {k: v for k, v in tensors.items() if k.startswith(encoder)}
 
 
 def iter_train(
