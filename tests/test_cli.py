@@ -429,3 +429,75 @@ def test_volume_smaller_than_a_patch_is_padded(tmp_path):
         tmp_path / "m.safetensors", image, device="cpu"
     )
     assert labels.shape == (4, 6, 7) and probs.shape == (3, 4, 6, 7)
+
+
+def test_pretrain_then_init_reports_transferred_tensors(tmp_path, capsys):
+    image, truth = make_phantom((24, 32, 32))
+    img = write_volume(tmp_path / "img.nii.gz", Volume(image))
+    enc = tmp_path / "enc.safetensors"
+    assert (
+        main(
+            [
+                "pretrain",
+                "--image",
+                str(img),
+                "--image",
+                str(img),
+                "--out",
+                str(enc),
+                "--steps",
+                "10",
+                "--patch",
+                "16",
+                "--base-filters",
+                "4",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert "rotation acc" in capsys.readouterr().out
+    sparse = np.full(truth.shape, 255, np.uint8)
+    sparse[12] = truth[12]
+    lbl = write_volume(tmp_path / "s.nii.gz", Volume(sparse))
+    assert (
+        main(
+            [
+                "train",
+                "--image",
+                str(img),
+                "--labels",
+                str(lbl),
+                "--out",
+                str(tmp_path / "u.safetensors"),
+                "--steps",
+                "1",
+                "--base-filters",
+                "4",
+                "--init",
+                str(enc),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert (
+        "initialised 20 tensors from enc.safetensors"
+        in capsys.readouterr().out
+    )
+    assert (
+        main(
+            [
+                "pretrain",
+                "--image",
+                str(img),
+                "--out",
+                str(enc),
+                "--tasks",
+                "jigsaw",
+            ]
+        )
+        == 2
+    )

@@ -35,6 +35,7 @@ __all__ = [
     "crf",
     "load_model",
     "predict",
+    "pretrain",
     "read_volume",
     "train",
     "train_classifier",
@@ -386,3 +387,49 @@ def class_activation_map(
     if out is not None:
         write_volume(out, Volume(m, vol.geometry))
     return m
+
+
+def pretrain(
+    images: VolumeLike | Sequence[VolumeLike],
+    out: PathLike,
+    *,
+    tasks: str | Sequence[str] = ("rotation", "contrastive"),
+    steps: int = 300,
+    minutes: float | None = None,
+    patch: int = 32,
+    batch_size: int = 4,
+    base_filters: int = 16,
+    device: str = "auto",
+    seed: int = 0,
+    callback: Callable[[Any], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Finished:
+    """Self-supervised pretraining of the shared encoder; writes ``out``.
+
+    The encoder file initialises :func:`train`, :func:`train_classifier`
+    and :func:`boxes_to_masks` (``init=``) when their ``base_filters``
+    match.
+    """
+    from .core.inference import run
+    from .core.pretraining import PretrainConfig, iter_pretrain
+    from .core.ssl import parse_tasks
+
+    vols = [as_volume(v) for v in _as_list(images)]
+    config = PretrainConfig(
+        steps=steps,
+        minutes=minutes,
+        tasks=parse_tasks(tasks),
+        patch=patch,
+        batch_size=batch_size,
+        base_filters=base_filters,
+        device=device,
+        seed=seed,
+    )
+    gen = iter_pretrain(
+        [np.asarray(v.data) for v in vols],
+        out,
+        config,
+        vols[0].geometry.spacing,
+        stop,
+    )
+    return run(gen, callback)

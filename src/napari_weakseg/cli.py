@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -165,6 +166,31 @@ def _cam_parsers(sub: Any) -> None:
     c.add_argument("--device", choices=DEVICES, default="auto")
 
 
+def _pretrain_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "pretrain", help="self-supervised pretraining of the encoder"
+    )
+    p.add_argument(
+        "--image",
+        action="append",
+        required=True,
+        metavar="IMG",
+        help="unlabelled volume; repeat for several",
+    )
+    p.add_argument("--out", required=True, metavar="ENCODER")
+    p.add_argument(
+        "--tasks",
+        default="rotation,contrastive",
+        help="comma-separated: rotation, contrastive, inpainting",
+    )
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--minutes", type=float, default=None)
+    p.add_argument("--patch", type=int, default=32)
+    p.add_argument("--base-filters", type=int, default=16)
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="weakseg",
@@ -176,10 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     _predict_parser(sub)
     _box_parsers(sub)
     _cam_parsers(sub)
+    _pretrain_parser(sub)
     return parser
 
 
-def _printer(every: int = 10) -> Any:
+def _printer(every: int = 10, init_name: str = "") -> Any:
     from .core.events import (
         Finished,
         Progress,
@@ -196,6 +223,12 @@ def _printer(every: int = 10) -> Any:
                 f"{event.train_voxels} labelled voxels",
                 flush=True,
             )
+            if event.transferred:
+                print(
+                    f"initialised {event.transferred} tensors from "
+                    f"{init_name}",
+                    flush=True,
+                )
         elif isinstance(event, Step) and (
             event.step % every == 0 or event.step == event.total
         ):
@@ -242,7 +275,7 @@ def _cmd_train(args: argparse.Namespace, stop: threading.Event) -> None:
         init=args.init,
         device=args.device,
         seed=args.seed,
-        callback=_printer(),
+        callback=_printer(init_name=Path(args.init or "").name),
         stop=stop,
     )
     how = "stopped" if result.stopped else "finished"
@@ -354,7 +387,38 @@ def _cmd_cam(args: argparse.Namespace, stop: threading.Event) -> None:
         print(f"wrote {args.pseudo_labels}")
 
 
+def _cmd_pretrain(args: argparse.Namespace, stop: threading.Event) -> None:
+    from . import api
+    from .core.events import Pretext
+
+    def show(event: Any) -> None:
+        if isinstance(event, Pretext) and event.step % 10 == 0:
+            parts = "  ".join(f"{k} {v:.3f}" for k, v in event.losses)
+            print(
+                f"step {event.step}  {parts}  rotation acc "
+                f"{event.rotation_accuracy:.2f}  contrastive top-1 "
+                f"{event.contrastive_top1:.2f}",
+                flush=True,
+            )
+
+    result = api.pretrain(
+        args.image,
+        args.out,
+        tasks=args.tasks,
+        steps=args.steps,
+        minutes=args.minutes,
+        patch=args.patch,
+        base_filters=args.base_filters,
+        device=args.device,
+        seed=args.seed,
+        callback=show,
+        stop=stop,
+    )
+    print(f"pretrained {result.steps} steps; encoder: {result.best_path}")
+
+
 COMMANDS = {
+    "pretrain": _cmd_pretrain,
     "train-classifier": _cmd_train_classifier,
     "cam": _cmd_cam,
     "train": _cmd_train,

@@ -18,6 +18,7 @@ class Started:
     train_voxels: int
     val_voxels: int
     held_out: bool
+    transferred: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,13 @@ class Round:
     rounds: int
     labels: object
     changed: float
+
+
+@dataclass(frozen=True)
+class Pretext:
+    """Per-task losses and pretext accuracies of one pretraining step."""
+
+    step: int
+    losses: tuple[tuple[str, float], ...]
+    rotation_accuracy: float
+    contrastive_top1: float

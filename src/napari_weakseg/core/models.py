@@ -189,12 +189,18 @@ def _dynunet(config: ModelConfig) -> Any:
 def save_model(
     path: str | os.PathLike, model: Any, config: ModelConfig
 ) -> Path:
+    """Write a module's tensors and config to one file, atomically."""
+    return save_tensors(path, canonical_state(model), config)
+
+
+def save_tensors(
+    path: str | os.PathLike, tensors: dict, config: ModelConfig
+) -> Path:
     """Write tensors and config to one ``.safetensors`` file, atomically."""
     from safetensors.torch import save_file
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tensors = canonical_state(model)
     tmp = p.with_name(f".{p.name}.tmp")
     save_file(tensors, str(tmp), metadata={CONFIG_KEY: config.to_json()})
     os.replace(tmp, p)

@@ -161,8 +161,9 @@ def iter_train(
     mconf = model_config_for(trainset, images[0].shape, spacing, cfg, device)
     mconf, init_tensors = _init_model(init, mconf)
     model = build_network(mconf)
+    transferred = 0
     if init_tensors is not None:
-        transfer_weights(model, init_tensors, Path(init).name)
+        transferred = transfer_weights(model, init_tensors, Path(init).name)
     model.to(device).train()
     sampler = PatchSampler(
         trainset.images,
@@ -195,6 +196,7 @@ def iter_train(
         trainset.train_voxels,
         trainset.val_voxels,
         trainset.held_out,
+        transferred,
     )
     best, step, t0 = -math.inf, 0, time.perf_counter()
     deadline = t0 + cfg.minutes * 60 if cfg.minutes else math.inf

@@ -1,0 +1,203 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_weakseg.core.errors import WeaksegError
+from napari_weakseg.core.events import Pretext, Started
+from napari_weakseg.core.inference import run
+from napari_weakseg.core.models import read_model_file
+from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.pretraining import PretrainConfig, iter_pretrain
+from napari_weakseg.core.ssl import (
+    ROTATIONS,
+    contrastive_top1,
+    parse_tasks,
+    rotate,
+)
+from napari_weakseg.core.training import TrainConfig, iter_train
+
+
+def nt_xent_by_hand(z1, z2, tau):
+    z = torch.cat([z1, z2])
+    z = z / z.norm(dim=1, keepdim=True)
+    n2 = len(z)
+    n = n2 // 2
+    total = 0.0
+    for i in range(n2):
+        j = (i + n) % n2
+        num = math.exp(float(z[i] @ z[j]) / tau)
+        den = sum(
+            math.exp(float(z[i] @ z[k]) / tau) for k in range(n2) if k != i
+        )
+        total += -math.log(num / den)
+    return total / n2
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+def test_nt_xent_equals_the_formula(tau):
+    from monai.losses import ContrastiveLoss
+
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    assert float(ContrastiveLoss(tau)(z1, z2)) == pytest.approx(
+        nt_xent_by_hand(z1, z2, tau), rel=1e-5
+    )
+
+
+def test_nt_xent_of_random_embeddings_is_near_ln_2n_minus_1():
+    from monai.losses import ContrastiveLoss
+
+    g = torch.Generator().manual_seed(1)
+    n = 8
+    z1, z2 = (
+        torch.randn(n, 4096, generator=g),
+        torch.randn(n, 4096, generator=g),
+    )
+    assert float(ContrastiveLoss(0.5)(z1, z2)) == pytest.approx(
+        math.log(2 * n - 1), abs=0.05
+    )
+
+
+def test_rotation_labels_are_ten_distinct_invertible_turns():
+    x = torch.arange(4 * 4 * 4, dtype=torch.float32).reshape(1, 4, 4, 4)
+    assert len(ROTATIONS) == 10
+    turned = [rotate(x, k) for k in range(10)]
+    for k, t in enumerate(turned):
+        assert torch.equal(rotate(t, k, inverse=True), x)
+    flat = {tuple(t.flatten().tolist()) for t in turned}
+    assert len(flat) == 10
+
+
+def test_contrastive_top1_counts_partners():
+    z = torch.eye(4)
+    assert contrastive_top1(z, z.clone()) == 1.0
+
+
+def test_pretext_loss_decreases_and_encoder_transfers(tmp_path):
+    image, truth = make_phantom((32, 40, 40))
+    events = []
+    cfg = PretrainConfig(
+        steps=40,
+        tasks=("rotation",),
+        base_filters=4,
+        patch=16,
+        batch_size=8,
+        learning_rate=3e-3,
+        save_every=20,
+        device="cpu",
+    )
+    run(
+        iter_pretrain([image], tmp_path / "enc.safetensors", cfg),
+        events.append,
+    )
+    losses = [
+        dict(e.losses)["rotation"] for e in events if isinstance(e, Pretext)
+    ]
+    assert len(losses) == 40
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    tensors, conf = read_model_file(tmp_path / "enc.safetensors")
+    assert conf.kind == "encoder"
+    assert all(
+        k.startswith(("input_block", "downsamples", "bottleneck"))
+        for k in tensors
+    )
+
+    sparse = np.full(truth.shape, 255, np.uint8)
+    sparse[16] = truth[16]
+    started = []
+    tc = TrainConfig(
+        steps=1,
+        base_filters=4,
+        learning_rate=0.0,
+        device="cpu",
+        patch_size=[16, 16, 16],
+    )
+    run(
+        iter_train(
+            [image],
+            [sparse],
+            tmp_path / "u.safetensors",
+            tc,
+            init=tmp_path / "enc.safetensors",
+        ),
+        lambda e: started.append(e) if isinstance(e, Started) else None,
+    )
+    assert started[0].transferred == len(tensors)
+    unet, _ = read_model_file(tmp_path / "u.safetensors")
+    for k, v in tensors.items():
+        assert torch.equal(unet[k], v), k
+
+
+def test_encoder_of_another_architecture_is_refused(tmp_path):
+    image, truth = make_phantom((24, 24, 24))
+    run(
+        iter_pretrain(
+            [image],
+            tmp_path / "enc.safetensors",
+            PretrainConfig(steps=1, base_filters=8, patch=16, device="cpu"),
+        )
+    )
+    sparse = np.full(truth.shape, 255, np.uint8)
+    sparse[12] = truth[12]
+    with pytest.raises(WeaksegError, match="does not match this model"):
+        run(
+            iter_train(
+                [image],
+                [sparse],
+                tmp_path / "u.safetensors",
+                TrainConfig(steps=1, base_filters=4, device="cpu"),
+                init=tmp_path / "enc.safetensors",
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("image", "kw", "message"),
+    [
+        (
+            np.zeros((8, 8, 8), np.float32) + np.arange(8),
+            {"patch": 16},
+            "smaller than a 16",
+        ),
+        (np.ones((20, 20, 20), np.float32), {"patch": 16}, "flat"),
+    ],
+)
+def test_bad_pretraining_input(tmp_path, image, kw, message):
+    with pytest.raises(WeaksegError, match=message):
+        run(
+            iter_pretrain(
+                [image],
+                tmp_path / "e.safetensors",
+                PretrainConfig(steps=1, device="cpu", **kw),
+            )
+        )
+    with pytest.raises(WeaksegError, match="Unknown pretext task 'jigsaw'"):
+        parse_tasks("rotation,jigsaw")
+
+
+def test_all_three_tasks_run_together(tmp_path):
+    image, _ = make_phantom((24, 24, 24))
+    events = []
+    run(
+        iter_pretrain(
+            [image, image * 2],
+            tmp_path / "e.safetensors",
+            PretrainConfig(
+                steps=2,
+                base_filters=4,
+                patch=16,
+                tasks=("rotation", "contrastive", "inpainting"),
+                device="cpu",
+            ),
+        ),
+        events.append,
+    )
+    pretext = [e for e in events if isinstance(e, Pretext)]
+    assert [k for k, _ in pretext[-1].losses] == [
+        "rotation",
+        "contrastive",
+        "inpainting",
+    ]
+    assert 0.0 <= pretext[-1].contrastive_top1 <= 1.0
