@@ -23,11 +23,16 @@ class Session:
     """
 
     model_changed = Signal(object)
-    prediction_changed = Signal(object)
+    encoder_changed = Signal(object)
 
     def __init__(self) -> None:
         self.model_path: Path | None = None
+        self.encoder_path: Path | None = None
         self.uncertainty: np.ndarray | None = None
+
+    def set_encoder(self, path: str | Path) -> None:
+        self.encoder_path = Path(path)
+        self.encoder_changed.emit(self.encoder_path)
 
     def set_model(self, path: str | Path | None) -> None:
         self.model_path = Path(path) if path else None

@@ -93,6 +93,13 @@ class TrainWidget(Container):
         self._stop = threading.Event()
         self.worker: Any = None
         self.preview_worker: Any = None
+        self._session.encoder_changed.connect(self._offer_encoder)
+        if self._session.encoder_path is not None:
+            self._offer_encoder(self._session.encoder_path)
+
+    def _offer_encoder(self, path: Path) -> None:
+        """A pretrained encoder from the Pretrain dock becomes the init."""
+        self.init.value = str(path)
 
     def _init_path(self) -> str | None:
         if self.warm.value and self._session.model_path is not None:

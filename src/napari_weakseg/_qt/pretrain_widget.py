@@ -1,0 +1,152 @@
+"""Pretrain dock: self-supervised encoder from unlabelled image layers."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    Select,
+    SpinBox,
+)
+
+from ..core.errors import WeaksegError
+from ._common import home, report_error, session_for, start_worker
+from .plot import LossPlot
+
+
+class PretrainWidget(Container):
+    """Tasks, budget, live loss / rotation accuracy / contrastive top-1."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._session = session_for(viewer)
+        self.images = Select(choices=self._image_names, label="images")
+        self.rotation = CheckBox(text="rotation", value=True)
+        self.contrastive = CheckBox(text="contrastive", value=True)
+        self.inpainting = CheckBox(text="inpainting", value=False)
+        self.steps = SpinBox(value=300, min=1, max=100_000, label="steps")
+        self.patch = SpinBox(value=32, min=8, max=256, label="patch")
+        self.base_filters = SpinBox(
+            value=16, min=4, max=64, label="base filters"
+        )
+        self.out = FileEdit(
+            mode="w",
+            label="encoder file",
+            filter="*.safetensors",
+            value=str(home() / "models" / "encoder.safetensors"),
+        )
+        self.start = PushButton(text="Start")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.progress = ProgressBar(value=0, max=1, label="progress")
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.images,
+                self.rotation,
+                self.contrastive,
+                self.inpainting,
+                self.steps,
+                self.patch,
+                self.base_filters,
+                self.out,
+                self.start,
+                self.stop_button,
+                self.progress,
+                self.status,
+            ]
+        )
+        self.plot = LossPlot("rotation acc. / top-1")
+        self.native.layout().addWidget(self.plot)
+        self.start.changed.connect(self.start_pretraining)
+        self.stop_button.changed.connect(lambda: self._stop.set())
+        self._stop = threading.Event()
+        self.worker: Any = None
+
+    def _image_names(self, *_: Any) -> list[str]:
+        return [
+            layer.name
+            for layer in self._viewer.layers
+            if isinstance(layer, napari.layers.Image)
+        ]
+
+    def start_pretraining(self) -> Any:
+        from ..core.pretraining import PretrainConfig, iter_pretrain
+
+        names = list(self.images.value)
+        tasks = tuple(
+            t
+            for t, box in (
+                ("rotation", self.rotation),
+                ("contrastive", self.contrastive),
+                ("inpainting", self.inpainting),
+            )
+            if box.value
+        )
+        if not names or not tasks:
+            report_error(
+                WeaksegError("Pick image layers and at least one task.")
+            )
+            return None
+        layers = [self._viewer.layers[n] for n in names]
+        data = [np.asarray(layer.data) for layer in layers]
+        spacing = tuple(layers[0].scale)[-3:]
+        config = PretrainConfig(
+            steps=int(self.steps.value),
+            tasks=tasks,
+            patch=int(self.patch.value),
+            base_filters=int(self.base_filters.value),
+        )
+        out = Path(str(self.out.value))
+        self._stop.clear()
+        self.plot.clear()
+
+        def job() -> Any:
+            return (
+                yield from iter_pretrain(
+                    data, out, config, spacing, self._stop
+                )
+            )
+
+        self.start.enabled, self.stop_button.enabled = False, True
+        self.worker = start_worker(
+            job, self._on_event, self._on_done, self._done
+        )
+        return self.worker
+
+    def _on_event(self, event: Any) -> None:
+        from ..core.events import Pretext, Step
+
+        if isinstance(event, Step):
+            self.progress.max, self.progress.value = event.total, event.step
+            self.plot.add_loss(event.step, event.loss)
+        elif isinstance(event, Pretext):
+            if event.rotation_accuracy == event.rotation_accuracy:  # not NaN
+                self.plot.add_dice(event.step, event.rotation_accuracy)
+            if event.contrastive_top1 == event.contrastive_top1:
+                self.plot.add_extra(event.step, event.contrastive_top1)
+            self.status.value = (
+                f"step {event.step}  rotation acc "
+                f"{event.rotation_accuracy:.2f}  top-1 "
+                f"{event.contrastive_top1:.2f}"
+            )
+            if event.step % 5 == 0:
+                self.plot.redraw()
+
+    def _on_done(self, result: Any) -> None:
+        self._session.set_encoder(result.best_path)
+        self.status.value = f"encoder: {result.best_path}"
+
+    def _done(self) -> None:
+        self.start.enabled, self.stop_button.enabled = True, False
+        self.plot.redraw()

@@ -1,0 +1,28 @@
+"""Pretrain dock: layers -> encoder file -> offered to the Train dock."""
+
+from napari_weakseg._qt.pretrain_widget import PretrainWidget
+from napari_weakseg._qt.train_widget import TrainWidget
+from napari_weakseg.core.models import read_model_file
+from napari_weakseg.core.phantom import make_phantom
+
+
+def test_pretrain_then_train_dock_offers_the_encoder(
+    make_napari_viewer, qtbot, tmp_path
+):
+    viewer = make_napari_viewer()
+    image, _ = make_phantom((24, 24, 24))
+    viewer.add_image(image, name="a")
+    viewer.add_image(image[::-1].copy(), name="b")
+    w = PretrainWidget(viewer)
+    w.reset_choices()
+    assert list(w.images.choices) == ["a", "b"]
+    w.images.value = ["a", "b"]
+    w.steps.value, w.patch.value, w.base_filters.value = 3, 16, 4
+    w.out.value = str(tmp_path / "enc.safetensors")
+    train = TrainWidget(viewer)
+    with qtbot.waitSignal(w.start_pretraining().finished, timeout=60_000):
+        pass
+    assert read_model_file(tmp_path / "enc.safetensors")[1].kind == "encoder"
+    assert str(train.init.value) == str(tmp_path / "enc.safetensors")
+    assert w.status.value.startswith("encoder: ")
+    assert len(w.plot.steps) == 3 and len(w.plot.val_steps) == 3
