@@ -47,7 +47,9 @@ def sparse_labels(truth: np.ndarray, fraction: float) -> np.ndarray:
     return sparse
 
 
-def run_one(image, truth, labels, eval_mask, steps, seed, device, filters):
+def run_one(
+    image, truth, labels, eval_mask, steps, seed, device, filters, init=None
+):
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         api.train(
@@ -58,6 +60,7 @@ def run_one(image, truth, labels, eval_mask, steps, seed, device, filters):
             seed=seed,
             device=device,
             base_filters=filters,
+            init=init,
         )
         t_train = time.perf_counter() - t0
         pred, _ = api.predict(

@@ -3,17 +3,39 @@
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from magicgui.widgets import Container, create_widget
 from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
 from ..core.errors import Cancelled, WeaksegError
 from ..core.geometry import Geometry
+
+
+class Dock(Container):
+    """Base of the docks: viewer, session, stop flag, worker, pickers."""
+
+    def __init__(self, viewer: Any) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._session = session_for(viewer)
+        self._stop = threading.Event()
+        self.worker: Any = None
+
+    @staticmethod
+    def layer_picker(
+        kind: str = "Image", label: str = "image", **kw: Any
+    ) -> Any:
+        """A dropdown of the viewer's layers of one kind."""
+        return create_widget(
+            annotation=f"napari.layers.{kind}", label=label, **kw
+        )
 
 
 class Session:

@@ -9,10 +9,8 @@ import napari
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
-    Container,
     Label,
     PushButton,
-    create_widget,
 )
 from qtpy.QtCore import QTimer
 
@@ -26,7 +24,7 @@ from ..core.annotation import (
     to_sparse_labels,
 )
 from ..core.errors import WeaksegError
-from ._common import home, report_error, session_for, unique_name
+from ._common import Dock, home, report_error, unique_name
 
 DONE_KEY = "weakseg_done"
 
@@ -50,20 +48,14 @@ def store_for(image: Any) -> AnnotationStore:
     return AnnotationStore(home() / "autosave", key)
 
 
-class AnnotationWidget(Container):
+class AnnotationWidget(Dock):
     """Annotate a few slices in any orientation; the rest stays unlabelled."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._session = session_for(viewer)
-        self.image = create_widget(
-            annotation="napari.layers.Image", label="image"
-        )
-        self.annotations = create_widget(
-            annotation="napari.layers.Labels",
-            label="annotations",
-            options={"nullable": True},
+        super().__init__(viewer)
+        self.image = self.layer_picker()
+        self.annotations = self.layer_picker(
+            "Labels", "annotations", options={"nullable": True}
         )
         self.axis = ComboBox(choices=list(AXES), value="z", label="slice axis")
         self.new_layer = PushButton(text="New annotation layer")

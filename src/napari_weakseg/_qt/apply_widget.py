@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,32 +9,26 @@ import napari
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
-    Container,
     FileEdit,
     Label,
     ProgressBar,
     PushButton,
-    create_widget,
 )
 
 from ..core.annotation import AXES, BACKGROUND_BRUSH
 from ..core.errors import WeaksegError
-from ._common import report_error, session_for, start_worker, unique_name
+from ._common import Dock, report_error, start_worker, unique_name
 from .annotation_widget import DONE_KEY, done_of
 
 OUTPUT_KEY = "weakseg_output"
 
 
-class ApplyWidget(Container):
+class ApplyWidget(Dock):
     """Sliding-window prediction into new layers, with progress and Stop."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._session = session_for(viewer)
-        self.image = create_widget(
-            annotation="napari.layers.Image", label="image"
-        )
+        super().__init__(viewer)
+        self.image = self.layer_picker()
         self.model = FileEdit(
             mode="r", label="model file", filter="*.safetensors"
         )
@@ -43,12 +36,8 @@ class ApplyWidget(Container):
         self.apply_button = PushButton(text="Apply")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(value=0, max=1, label="progress")
-        self.prediction = create_widget(
-            annotation="napari.layers.Labels", label="prediction"
-        )
-        self.annotations = create_widget(
-            annotation="napari.layers.Labels", label="annotations"
-        )
+        self.prediction = self.layer_picker("Labels", "prediction")
+        self.annotations = self.layer_picker("Labels", "annotations")
         self.accept = PushButton(text="Accept current slice as annotation")
         self.status = Label(value="")
         self.extend(
@@ -70,8 +59,6 @@ class ApplyWidget(Container):
         self.accept.changed.connect(self.accept_current_slice)
         self._session.model_changed.connect(self._on_model)
         self._on_model(self._session.model_path)
-        self._stop = threading.Event()
-        self.worker: Any = None
 
     def _on_model(self, path: Path | None) -> None:
         if path is not None:

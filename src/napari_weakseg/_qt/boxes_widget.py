@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,19 +10,17 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
     ProgressBar,
     PushButton,
     SpinBox,
-    create_widget,
 )
 
 from ..core.boxes import Box, read_boxes, write_boxes
 from ..core.errors import WeaksegError
-from ._common import report_error, start_worker, unique_name
+from ._common import Dock, report_error, start_worker, unique_name
 
 BOX_FEATURES = ("class", "depth")
 
@@ -76,18 +73,13 @@ def boxes_to_shapes_data(boxes: list[Box]) -> tuple[list[np.ndarray], dict]:
     return data, features
 
 
-class BoxesWidget(Container):
+class BoxesWidget(Dock):
     """Draw boxes, pick rules and rounds, watch the pseudo-labels improve."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self.image = create_widget(
-            annotation="napari.layers.Image", label="image"
-        )
-        self.shapes = create_widget(
-            annotation="napari.layers.Shapes", label="boxes"
-        )
+        super().__init__(viewer)
+        self.image = self.layer_picker()
+        self.shapes = self.layer_picker("Shapes", "boxes")
         self.new_boxes = PushButton(text="New boxes layer")
         self.box_class = SpinBox(
             value=1, min=1, max=254, label="class of new boxes"
@@ -150,8 +142,6 @@ class BoxesWidget(Container):
         self.save.changed.connect(self.save_boxes)
         self.start.changed.connect(self.start_run)
         self.stop_button.changed.connect(lambda: self._stop.set())
-        self._stop = threading.Event()
-        self.worker: Any = None
 
     def _layer_geometry(self) -> dict[str, Any]:
         image = self.image.value

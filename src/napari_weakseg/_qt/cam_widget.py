@@ -3,39 +3,32 @@
 from __future__ import annotations
 
 import queue
-import threading
 from typing import Any
 
 import napari
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
-    Container,
     FileEdit,
     FloatSlider,
     Label,
     ProgressBar,
     PushButton,
     SpinBox,
-    create_widget,
 )
 
 from ..core.errors import Cancelled, WeaksegError
-from ._common import report_error, session_for, start_worker, unique_name
+from ._common import Dock, report_error, start_worker, unique_name
 
 MAP_KEY = "weakseg_cam"
 
 
-class CamWidget(Container):
+class CamWidget(Dock):
     """Pick a model, a layer, a class and a method; see the map."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._session = session_for(viewer)
-        self.image = create_widget(
-            annotation="napari.layers.Image", label="image"
-        )
+        super().__init__(viewer)
+        self.image = self.layer_picker()
         self.model = FileEdit(
             mode="r", label="model file", filter="*.safetensors"
         )
@@ -72,9 +65,7 @@ class CamWidget(Container):
         self.stop_button.changed.connect(lambda: self._stop.set())
         self.opacity.changed.connect(self._set_opacity)
         self.to_labels.changed.connect(self.map_to_pseudo_labels)
-        self._stop = threading.Event()
         self._map_layer: Any = None
-        self.worker: Any = None
         if self._session.model_path is not None:
             self.model.value = str(self._session.model_path)
 

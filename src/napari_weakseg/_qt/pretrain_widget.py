@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,6 @@ import napari
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
-    Container,
     FileEdit,
     Label,
     ProgressBar,
@@ -20,17 +18,15 @@ from magicgui.widgets import (
 )
 
 from ..core.errors import WeaksegError
-from ._common import home, report_error, session_for, start_worker
+from ._common import Dock, home, report_error, start_worker
 from .plot import LossPlot
 
 
-class PretrainWidget(Container):
+class PretrainWidget(Dock):
     """Tasks, budget, live loss / rotation accuracy / contrastive top-1."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._session = session_for(viewer)
+        super().__init__(viewer)
         self.images = Select(choices=self._image_names, label="images")
         self.rotation = CheckBox(text="rotation", value=True)
         self.contrastive = CheckBox(text="contrastive", value=True)
@@ -70,8 +66,6 @@ class PretrainWidget(Container):
         self.native.layout().addWidget(self.plot)
         self.start.changed.connect(self.start_pretraining)
         self.stop_button.changed.connect(lambda: self._stop.set())
-        self._stop = threading.Event()
-        self.worker: Any = None
 
     def _image_names(self, *_: Any) -> list[str]:
         return [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,21 +10,19 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     Label,
     ProgressBar,
     PushButton,
     SpinBox,
-    create_widget,
 )
 from napari.utils.notifications import show_info
 
 from ..core.errors import WeaksegError
 from ._common import (
+    Dock,
     home,
     report_error,
-    session_for,
     start_worker,
     unique_name,
 )
@@ -33,19 +30,13 @@ from .annotation_widget import sparse_from_layer
 from .plot import LossPlot
 
 
-class TrainWidget(Container):
+class TrainWidget(Dock):
     """Settings, Start/Stop, progress with ETA and a live loss/Dice plot."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._session = session_for(viewer)
-        self.image = create_widget(
-            annotation="napari.layers.Image", label="image"
-        )
-        self.annotations = create_widget(
-            annotation="napari.layers.Labels", label="annotations"
-        )
+        super().__init__(viewer)
+        self.image = self.layer_picker()
+        self.annotations = self.layer_picker("Labels", "annotations")
         self.steps = SpinBox(value=300, min=1, max=100_000, label="steps")
         self.base_filters = SpinBox(
             value=16, min=4, max=64, label="base filters"
@@ -90,8 +81,6 @@ class TrainWidget(Container):
         self.native.layout().addWidget(self.plot)
         self.start.changed.connect(self.start_training)
         self.stop_button.changed.connect(self.request_stop)
-        self._stop = threading.Event()
-        self.worker: Any = None
         self.preview_worker: Any = None
         self._session.encoder_changed.connect(self._offer_encoder)
         if self._session.encoder_path is not None:

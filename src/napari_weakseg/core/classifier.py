@@ -34,7 +34,7 @@ from .models import (
     save_model,
     transfer_weights,
 )
-from .training import TrainConfig, last_path
+from .training import TrainConfig, last_path, optimiser_step
 
 CROP_FIELDS = ("image", "z0", "y0", "x0", "z1", "y1", "x1", "class")
 
@@ -193,18 +193,9 @@ def iter_train_classifier(
             loss = F.cross_entropy(
                 model(x[:, None].to(device)).float(), labels[idx].to(device)
             )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimiser_step(opt, loss)
         step += 1
-        elapsed = time.perf_counter() - t0
-        yield Step(
-            step,
-            cfg.steps,
-            float(loss.detach()),
-            elapsed,
-            elapsed / step * (cfg.steps - step),
-        )
+        yield Step.timed(step, cfg.steps, loss.detach(), t0)
         if step % cfg.val_every == 0 or step == cfg.steps:
             acc = _accuracy(model, crops, classes, patch, device)
             yield Validation(step, (acc,), acc, False, "accuracy")

@@ -7,6 +7,7 @@ a layer.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 
@@ -28,6 +29,21 @@ class Step:
     loss: float
     elapsed_s: float
     eta_s: float
+
+    @classmethod
+    def timed(
+        cls,
+        step: int,
+        total: int,
+        loss: float,
+        t0: float,
+        deadline: float = float("inf"),
+    ) -> Step:
+        """The event after ``step`` steps begun at ``perf_counter`` t0."""
+        now = time.perf_counter()
+        elapsed = now - t0
+        eta = min(elapsed / step * (total - step), max(0.0, deadline - now))
+        return cls(step, total, float(loss), elapsed, eta)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from .ssl import (
     rotate,
     structured_patches,
 )
-from .training import last_path
+from .training import last_path, optimiser_step
 from .validate import require_3d, require_finite
 
 
@@ -150,18 +150,9 @@ def iter_pretrain(
                     rec[mask.to(device)], p.to(device)[mask.to(device)]
                 )
         total = sum(cfg.weights.get(k, 1.0) * v for k, v in losses.items())
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        optimiser_step(opt, total)
         step += 1
-        elapsed = time.perf_counter() - t0
-        yield Step(
-            step,
-            cfg.steps,
-            float(total.detach()),
-            elapsed,
-            elapsed / step * (cfg.steps - step),
-        )
+        yield Step.timed(step, cfg.steps, total.detach(), t0, deadline)
         yield Pretext(
             step,
             tuple((k, float(v.detach())) for k, v in losses.items()),

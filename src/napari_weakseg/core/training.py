@@ -61,6 +61,13 @@ class TrainConfig:
     class_names: list[str] = field(default_factory=list)
 
 
+def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """Zero the gradients, back-propagate ``loss`` and step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def last_path(out: str | Path) -> Path:
     """Where the last (not best) checkpoint of ``out`` goes."""
     p = Path(out)
@@ -215,17 +222,10 @@ def iter_train(
                 device.type, dtype=amp, enabled=amp is not None
             ):
                 loss = loss_fn(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimiser_step(opt, loss)
             sched.step()
             step += 1
-            elapsed = time.perf_counter() - t0
-            eta = min(
-                elapsed / step * (cfg.steps - step),
-                max(0.0, deadline - t0 - elapsed),
-            )
-            yield Step(step, cfg.steps, float(loss.detach()), elapsed, eta)
+            yield Step.timed(step, cfg.steps, loss.detach(), t0, deadline)
             if step % cfg.val_every == 0:
                 best = yield from _checkpoint(
                     model, mconf, trainset, device, out, last, step, best
