@@ -92,7 +92,7 @@ def headless(steps: int, out: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="napari-weakseg demo")
     parser.add_argument("--headless", action="store_true")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument(
         "--out", type=Path, default=Path("demo_output/demo.png")
     )
