@@ -94,10 +94,12 @@ def test_apply_again_never_overwrites_a_user_layer(make_napari_viewer):
     apply_w = ApplyWidget(viewer)
     apply_w._image = image
     probs = np.full((2, 16, 24, 24), 0.5, np.float32)
-    apply_w._on_done((np.ones((16, 24, 24), np.uint8), probs))
+    apply_w._on_done((np.ones((16, 24, 24), np.uint8), probs, probs[0]))
     assert not user.data.any()
     assert viewer.layers["phantom prediction [2]"].data.all()
-    apply_w._on_done((np.zeros((16, 24, 24), np.uint8), probs))  # again
+    apply_w._on_done(
+        (np.zeros((16, 24, 24), np.uint8), probs, probs[0])
+    )  # again
     assert viewer.layers["phantom prediction [2]"].data.sum() == 0
     assert "phantom prediction [3]" not in viewer.layers
 
@@ -106,7 +108,7 @@ def test_autosave_then_reopen_restores_annotations(make_napari_viewer):
     viewer, image, truth = _viewer_with_phantom(make_napari_viewer)
     widget = AnnotationWidget(viewer)
     ann = _annotate_three_slices(widget, truth)
-    widget.autosave()
+    widget.autosave(wait=True)
     expected = np.asarray(ann.data).copy()
     viewer.layers.clear()
 
@@ -160,3 +162,20 @@ def test_live_preview_fills_the_shown_slice(
     assert preview.data.shape == (16, 24, 24)
     others = np.delete(np.asarray(preview.data), 5, axis=0)
     assert not others.any()  # only the shown slice is predicted
+
+
+def test_a_paint_stroke_is_autosaved_without_a_button(
+    make_napari_viewer, qtbot
+):
+    from napari_weakseg._qt.annotation_widget import store_for
+
+    viewer, image, _ = _viewer_with_phantom(make_napari_viewer)
+    widget = AnnotationWidget(viewer)
+    layer = widget.create_annotation_layer()
+    path = store_for(image).path
+    assert not path.exists()
+    layer.paint((8, 5, 5), 2)
+    qtbot.waitUntil(path.exists, timeout=10_000)
+    widget._writer.join()
+    saved, _ = store_for(image).load()
+    assert saved[8, 5, 5] == 2

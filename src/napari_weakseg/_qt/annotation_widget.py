@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Any
 
 import napari
@@ -86,6 +87,7 @@ class AnnotationWidget(Dock):
         self._autosave_timer.setInterval(1000)
         self._autosave_timer.timeout.connect(self.autosave)
         self._watched: Any = None
+        self._writer: threading.Thread | None = None
         self._watch(self.annotations.value)
 
     # --- layers ------------------------------------------------------------
@@ -121,15 +123,28 @@ class AnnotationWidget(Dock):
         self.refresh_info()
 
     def _schedule_autosave(self, *_: Any) -> None:
-        self._autosave_timer.start()
-        self.refresh_info()
+        self._autosave_timer.start()  # a second after the last stroke
 
-    def autosave(self) -> None:
-        """Write the annotation layer and done slices (atomic)."""
+    def autosave(self, wait: bool = False) -> None:
+        """Write the annotation layer and done slices (atomically).
+
+        The compressed write runs in a thread so large volumes never freeze
+        the viewer; ``wait`` blocks until it is on disk.
+        """
+        self.refresh_info()
         layer, image = self.annotations.value, self.image.value
         if layer is None or image is None:
             return
-        store_for(image).save(np.asarray(layer.data), done_of(layer))
+        if self._writer is not None:
+            self._writer.join()
+        self._writer = threading.Thread(
+            target=store_for(image).save,
+            args=(np.array(layer.data, copy=True), done_of(layer)),
+            daemon=True,
+        )
+        self._writer.start()
+        if wait:
+            self._writer.join()
 
     # --- slices ------------------------------------------------------------
 
@@ -160,7 +175,6 @@ class AnnotationWidget(Dock):
         done[a] = sorted(set(done[a]) ^ {i})
         layer.metadata[DONE_KEY] = done
         self.autosave()
-        self.refresh_info()
 
     def use_background_brush(self) -> None:
         layer = self.annotations.value

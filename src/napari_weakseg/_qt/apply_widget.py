@@ -84,18 +84,19 @@ class ApplyWidget(Dock):
         self._stop.clear()
 
         def job() -> Any:
-            return (
-                yield from iter_predict(
-                    net,
-                    data,
-                    config.patch_size,
-                    config.normalisation,
-                    device,
-                    config.num_classes,
-                    tta=tta,
-                    stop=self._stop,
-                )
+            labels, probs = yield from iter_predict(
+                net,
+                data,
+                config.patch_size,
+                config.normalisation,
+                device,
+                config.num_classes,
+                tta=tta,
+                stop=self._stop,
             )
+            # per-voxel entropy drives the slice suggestions; off the GUI
+            entropy = -(probs * np.log(probs + 1e-6)).sum(axis=0)
+            return labels, probs, entropy
 
         self.apply_button.enabled, self.stop_button.enabled = False, True
         self._image = image
@@ -109,11 +110,8 @@ class ApplyWidget(Dock):
         self.progress.value = event.done
 
     def _on_done(self, result: Any) -> None:
-        labels, probs = result
+        labels, probs, self._session.uncertainty = result
         image = self._image
-        eps = 1e-6
-        entropy = -(probs * np.log(probs + eps)).sum(axis=0)
-        self._session.uncertainty = entropy
         layer = self._output_layer(f"{image.name} prediction", labels, image)
         for c in range(1, probs.shape[0]):
             self._output_layer(
