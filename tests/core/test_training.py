@@ -179,3 +179,38 @@ def test_prediction_can_be_cancelled(tmp_path):
     stop.set()
     with pytest.raises(Cancelled):
         run(gen)
+
+
+def test_out_of_memory_is_one_sentence_and_keeps_the_weights(
+    tmp_path, monkeypatch
+):
+    import torch
+
+    from napari_weakseg.core import training
+
+    calls = {"n": 0}
+    real = training.MaskedDiceCELoss.forward
+
+    def flaky(self, logits, target):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, logits, target)
+
+    monkeypatch.setattr(training.MaskedDiceCELoss, "forward", flaky)
+    image, truth = make_phantom((16, 24, 24))
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(
+        WeaksegError,
+        match="Out of memory with patch .* try a smaller patch size or batch size",
+    ):
+        run(
+            iter_train(
+                [image],
+                [three_slices(truth)],
+                out,
+                TrainConfig(steps=10, base_filters=4, device="cpu"),
+            )
+        )
+    model, _ = load_model(last_path(out))
+    assert model is not None
