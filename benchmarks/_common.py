@@ -52,10 +52,17 @@ def save_plot(path, labels, series, ylabel, title) -> None:
 
     x = np.arange(len(labels))
     w = 0.8 / max(1, len(series))
-    fig, ax = plt.subplots(figsize=(6, 3.2), tight_layout=True)
+    wide = max(6.0, 0.7 * len(labels) * max(1, len(series)))
+    fig, ax = plt.subplots(figsize=(min(wide, 12.0), 3.6), tight_layout=True)
     for k, (name, (means, stds)) in enumerate(series.items()):
         ax.bar(x + k * w, means, w, yerr=stds, label=name, capsize=3)
-    ax.set_xticks(x + w * (len(series) - 1) / 2, labels)
+    ax.set_xticks(
+        x + w * (len(series) - 1) / 2,
+        labels,
+        rotation=30,
+        ha="right",
+        fontsize=8,
+    )
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)

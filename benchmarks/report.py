@@ -143,7 +143,53 @@ def ssl(d: dict, base: dict | None) -> None:
     print()
 
 
+def replot() -> None:
+    """Redraw every plot from the result files (no benchmark rerun)."""
+    import sys
+
+    sys.path.insert(0, str(RESULTS.parent))
+    from _common import save_plot
+
+    d = load("boxes.json")
+    if d:
+        res, keys = d["results"], list(next(iter(d["results"].values())))
+        save_plot(
+            RESULTS / "boxes.png",
+            keys,
+            {
+                n: ([r.get(k, 0) for k in keys], [0] * len(keys))
+                for n, r in res.items()
+            },
+            "mean Dice",
+            "Boxes to masks",
+        )
+    d = load("sparse.json")
+    if d:
+        rows = d["rows"]
+        save_plot(
+            RESULTS / "sparse.png",
+            [r["setting"] for r in rows],
+            {
+                "grey matter": (
+                    [r["gm_mean"] for r in rows],
+                    [r["gm_std"] for r in rows],
+                ),
+                "white matter": (
+                    [r["wm_mean"] for r in rows],
+                    [r["wm_std"] for r in rows],
+                ),
+            },
+            "Dice on unannotated voxels",
+            f"Sparse slices vs dense, {d['steps']} steps",
+        )
+
+
 def main() -> None:
+    import sys
+
+    if "--plots" in sys.argv:
+        replot()
+        return
     base = load("sparse.json")
     for name, fn in [
         ("sparse.json", sparse),
