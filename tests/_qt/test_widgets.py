@@ -63,6 +63,7 @@ def test_annotate_train_stop_apply(make_napari_viewer, qtbot, tmp_path):
     apply_w.reset_choices()
     assert apply_w.model.value.name == "m.safetensors"  # from the session
     apply_w.image.value = image
+    apply_w.show_probabilities.value = True
     with qtbot.waitSignal(apply_w.start_apply().finished, timeout=120_000):
         pass
     pred = viewer.layers["phantom prediction"]

@@ -23,6 +23,12 @@ class Dock(Container):
 
     def __init__(self, viewer: Any) -> None:
         super().__init__(labels=True)
+        # torch/MONAI load when the first dock opens: their C extensions
+        # hold the GIL while initialising, which would freeze the viewer
+        # if it happened in a worker mid-task.
+        import monai.networks.nets  # noqa: F401
+        import torch  # noqa: F401
+
         self._viewer = viewer
         self._session = session_for(viewer)
         self._stop = threading.Event()

@@ -17,7 +17,12 @@ from magicgui.widgets import (
 
 from ..core.annotation import AXES, BACKGROUND_BRUSH
 from ..core.errors import WeaksegError
-from ._common import Dock, report_error, start_worker, unique_name
+from ._common import (
+    Dock,
+    report_error,
+    start_worker,
+    unique_name,
+)
 from .annotation_widget import DONE_KEY, done_of
 
 OUTPUT_KEY = "weakseg_output"
@@ -33,6 +38,9 @@ class ApplyWidget(Dock):
             mode="r", label="model file", filter="*.safetensors"
         )
         self.tta = CheckBox(text="flip test-time augmentation", value=False)
+        self.show_probabilities = CheckBox(
+            text="add probability layers", value=False
+        )
         self.apply_button = PushButton(text="Apply")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(value=0, max=1, label="progress")
@@ -65,25 +73,29 @@ class ApplyWidget(Dock):
             self.model.value = str(path)
 
     def start_apply(self) -> Any:
-        """Predict in a worker; returns the worker (tests wait on it)."""
-        from ..api import load_model
-        from ..core.device import resolve_device
-        from ..core.inference import iter_predict
+        """Predict in a worker; returns the worker (tests wait on it).
 
+        Loading torch and the model happens in the worker, never on the
+        GUI thread; a bad model file still ends as one notification.
+        """
         image = self.image.value
         if image is None:
             report_error(WeaksegError("Pick an image to segment."))
             return None
-        try:
-            device = resolve_device("auto")
-            net, config = load_model(str(self.model.value), str(device))
-        except WeaksegError as exc:
-            report_error(exc)
+        model_path = Path(str(self.model.value))
+        if not model_path.is_file():
+            report_error(WeaksegError(f"No model file at {model_path}."))
             return None
         data, tta = image.data, bool(self.tta.value)
         self._stop.clear()
 
         def job() -> Any:
+            from ..api import load_model
+            from ..core.device import resolve_device
+            from ..core.inference import iter_predict
+
+            device = resolve_device("auto")
+            net, config = load_model(model_path, str(device))
             labels, probs = yield from iter_predict(
                 net,
                 data,
@@ -113,7 +125,9 @@ class ApplyWidget(Dock):
         labels, probs, self._session.uncertainty = result
         image = self._image
         layer = self._output_layer(f"{image.name} prediction", labels, image)
-        for c in range(1, probs.shape[0]):
+        for c in range(
+            1, probs.shape[0] if self.show_probabilities.value else 1
+        ):
             self._output_layer(
                 f"{image.name} p(class {c})", probs[c], image, "image"
             )
@@ -134,9 +148,13 @@ class ApplyWidget(Dock):
             if kind == "labels"
             else self._viewer.add_image
         )
-        kw = (
-            {} if kind == "labels" else {"visible": False, "colormap": "magma"}
-        )
+        kw = {}  # fixed contrast limits: napari need not scan the data
+        if kind == "image":
+            kw = {
+                "visible": False,
+                "colormap": "magma",
+                "contrast_limits": (0, 1),
+            }
         return add(
             data,
             name=unique_name(self._viewer, name),

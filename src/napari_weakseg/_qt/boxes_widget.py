@@ -201,7 +201,7 @@ class BoxesWidget(Dock):
             report_error(exc)
 
     def start_run(self) -> Any:
-        from ..core.box2mask import Rules, iter_boxes_to_masks
+        """Run the rounds in a worker (torch work happens there)."""
         from ..core.boxes import check_boxes
         from ._common import home
 
@@ -211,9 +211,7 @@ class BoxesWidget(Dock):
         except WeaksegError as exc:
             report_error(exc)
             return None
-        from ..core.training import TrainConfig
-
-        rules = Rules(
+        rule_values = (
             self.outside.value,
             self.wrong.value,
             self.off_core.value,
@@ -221,22 +219,25 @@ class BoxesWidget(Dock):
             self.crf.value,
         )
         data, spacing = np.asarray(image.data), tuple(image.scale)[-3:]
-        config = TrainConfig(steps=int(self.steps.value))
+        steps = int(self.steps.value)
         rounds, initial = int(self.rounds.value), str(self.initial.value)
         out = home() / "models" / "box2mask.safetensors"
         self._stop.clear()
         self._image = image
 
         def job() -> Any:
+            from ..core.box2mask import Rules, iter_boxes_to_masks
+            from ..core.training import TrainConfig
+
             return (
                 yield from iter_boxes_to_masks(
                     data,
                     boxes,
                     out,
                     rounds,
-                    config,
+                    TrainConfig(steps=steps),
                     spacing,
-                    rules,
+                    Rules(*rule_values),
                     initial,
                     stop=self._stop,
                 )

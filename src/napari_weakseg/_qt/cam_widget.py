@@ -87,8 +87,6 @@ class CamWidget(Dock):
         return names
 
     def start_map(self) -> Any:
-        from ..api import class_activation_map
-        from ..core.inference import streamed
 
         image = self.image.value
         if image is None or not self.layer.choices:
@@ -106,6 +104,9 @@ class CamWidget(Dock):
         stop = self._stop
 
         def job() -> Any:
+            from ..api import class_activation_map
+            from ..core.inference import streamed
+
             events: queue.Queue = queue.Queue()
 
             def cb(e: Any) -> None:

@@ -75,8 +75,7 @@ class PretrainWidget(Dock):
         ]
 
     def start_pretraining(self) -> Any:
-        from ..core.pretraining import PretrainConfig, iter_pretrain
-
+        """Pretrain in a worker (torch work happens there)."""
         names = list(self.images.value)
         tasks = tuple(
             t
@@ -95,17 +94,20 @@ class PretrainWidget(Dock):
         layers = [self._viewer.layers[n] for n in names]
         data = [np.asarray(layer.data) for layer in layers]
         spacing = tuple(layers[0].scale)[-3:]
-        config = PretrainConfig(
-            steps=int(self.steps.value),
-            tasks=tasks,
-            patch=int(self.patch.value),
-            base_filters=int(self.base_filters.value),
-        )
+        settings = {
+            "steps": int(self.steps.value),
+            "tasks": tasks,
+            "patch": int(self.patch.value),
+            "base_filters": int(self.base_filters.value),
+        }
         out = Path(str(self.out.value))
         self._stop.clear()
         self.plot.clear()
 
         def job() -> Any:
+            from ..core.pretraining import PretrainConfig, iter_pretrain
+
+            config = PretrainConfig(**settings)
             return (
                 yield from iter_pretrain(
                     data, out, config, spacing, self._stop
@@ -134,8 +136,7 @@ class PretrainWidget(Dock):
                 f"{event.rotation_accuracy:.2f}  top-1 "
                 f"{event.contrastive_top1:.2f}"
             )
-            if event.step % 5 == 0:
-                self.plot.redraw()
+            self.plot.redraw()
 
     def _on_done(self, result: Any) -> None:
         self._session.set_encoder(result.best_path)
@@ -143,4 +144,4 @@ class PretrainWidget(Dock):
 
     def _done(self) -> None:
         self.start.enabled, self.stop_button.enabled = True, False
-        self.plot.redraw()
+        self.plot.redraw(force=True)

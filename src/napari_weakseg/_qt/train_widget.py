@@ -97,9 +97,10 @@ class TrainWidget(Dock):
         return str(p) if p.is_file() else None
 
     def start_training(self) -> Any:
-        """Start training in a worker; return it (tests wait on it)."""
-        from ..core.training import TrainConfig, iter_train
+        """Start training in a worker; return it (tests wait on it).
 
+        torch and MONAI work happens inside the worker, never in this slot.
+        """
         image, ann = self.image.value, self.annotations.value
         if image is None or ann is None:
             report_error(
@@ -111,12 +112,12 @@ class TrainWidget(Dock):
         except Exception as exc:
             report_error(exc)
             return None
-        config = TrainConfig(
-            steps=int(self.steps.value),
-            base_filters=int(self.base_filters.value),
-            device=str(self.device.value),
-            val_every=max(1, min(50, self.steps.value // 4)),
-        )
+        settings = {
+            "steps": int(self.steps.value),
+            "base_filters": int(self.base_filters.value),
+            "device": str(self.device.value),
+            "val_every": max(1, min(50, self.steps.value // 4)),
+        }
         data = np.asarray(image.data)
         spacing = tuple(image.scale)[-3:]
         out, init = Path(str(self.out.value)), self._init_path()
@@ -124,6 +125,9 @@ class TrainWidget(Dock):
         self.plot.clear()
 
         def job() -> Any:
+            from ..core.training import TrainConfig, iter_train
+
+            config = TrainConfig(**settings)
             return (
                 yield from iter_train(
                     [data], [sparse], out, config, spacing, init, self._stop
@@ -159,8 +163,7 @@ class TrainWidget(Dock):
                 f"ETA {event.eta_s:.0f} s"
             )
             self.plot.add_loss(event.step, event.loss)
-            if event.step % 5 == 0:
-                self.plot.redraw()
+            self.plot.redraw()
         elif isinstance(event, Validation):
             self.plot.add_dice(event.step, event.mean_dice)
             self.plot.redraw()
@@ -225,4 +228,4 @@ class TrainWidget(Dock):
 
     def _finished(self) -> None:
         self._set_running(False)
-        self.plot.redraw()
+        self.plot.redraw(force=True)
