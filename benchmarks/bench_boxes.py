@@ -25,7 +25,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import machine, sample_volumes, save_plot  # noqa: E402
+from _common import machine, sample_volumes  # noqa: E402
+from report import replot  # noqa: E402
 
 from napari_weakseg import api  # noqa: E402
 from napari_weakseg.core.boxes import Box  # noqa: E402
@@ -209,16 +210,7 @@ def main() -> None:
             indent=1,
         )
     )
-    save_plot(
-        args.out / "boxes.png",
-        keys,
-        {
-            n: ([results[n].get(k, 0) for k in keys], [0] * len(keys))
-            for n in names
-        },
-        "mean Dice",
-        "Boxes to masks",
-    )
+    replot(args.out)  # the same plot report.py --plots draws
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import machine, sample_volumes, save_plot  # noqa: E402
+from _common import machine, sample_volumes  # noqa: E402
+from report import replot  # noqa: E402
 
 from napari_weakseg import api  # noqa: E402
 from napari_weakseg.core.annotation import evenly_spaced_slices  # noqa: E402
@@ -159,22 +160,7 @@ def main() -> None:
             indent=1,
         )
     )
-    save_plot(
-        args.out / "sparse.png",
-        [r["setting"] for r in rows],
-        {
-            "grey matter": (
-                [r["gm_mean"] for r in rows],
-                [r["gm_std"] for r in rows],
-            ),
-            "white matter": (
-                [r["wm_mean"] for r in rows],
-                [r["wm_std"] for r in rows],
-            ),
-        },
-        "Dice on unannotated voxels",
-        f"Sparse slices vs dense, {args.steps} steps",
-    )
+    replot(args.out)  # the same plot report.py --plots draws
 
 
 if __name__ == "__main__":

@@ -19,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import report  # noqa: E402
 from _common import machine, sample_volumes  # noqa: E402
 from bench_sparse import run_one, sparse_labels  # noqa: E402
 
@@ -96,30 +95,8 @@ def main() -> None:
                 (args.out / "ssl.json").write_text(
                     json.dumps(record, indent=1)
                 )
-    base = {
-        r["setting"]: r
-        for r in json.loads((args.out / "sparse.json").read_text())["rows"]
-    }
-    print(
-        f"\nFine-tuning {args.steps} steps, base filters {args.filters}, "
-        f"seeds {args.seeds}, {machine()}"
-    )
-    print(
-        "| labels | scratch mean Dice | pretrained mean Dice | gain (points) |"
-    )
-    print("|---|---|---|---|")
-    for f in args.fractions:
-        runs = [
-            np.mean([r["gm"], r["wm"]])
-            for r in record["runs"]
-            if r["fraction"] == f
-        ]
-        b = base.get(f"{100 * f:g} %")
-        scratch = b["mean"] if b else float("nan")
-        print(
-            f"| {100 * f:g} % | {scratch:.3f} | {np.mean(runs):.3f} ± "
-            f"{np.std(runs):.3f} | {100 * (np.mean(runs) - scratch):+.1f} |"
-        )
+    print()
+    report.ssl(record, json.loads((args.out / "sparse.json").read_text()))
 
 
 if __name__ == "__main__":

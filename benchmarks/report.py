@@ -15,8 +15,8 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def load(name: str) -> dict | None:
-    p = RESULTS / name
+def load(name: str, folder: Path = RESULTS) -> dict | None:
+    p = folder / name
     return json.loads(p.read_text()) if p.exists() else None
 
 
@@ -143,18 +143,18 @@ def ssl(d: dict, base: dict | None) -> None:
     print()
 
 
-def replot() -> None:
+def replot(folder: Path = RESULTS) -> None:
     """Redraw every plot from the result files (no benchmark rerun)."""
     import sys
 
     sys.path.insert(0, str(RESULTS.parent))
     from _common import save_plot
 
-    d = load("boxes.json")
+    d = load("boxes.json", folder)
     if d:
         res, keys = d["results"], list(next(iter(d["results"].values())))
         save_plot(
-            RESULTS / "boxes.png",
+            folder / "boxes.png",
             keys,
             {
                 n: ([r.get(k, 0) for k in keys], [0] * len(keys))
@@ -163,11 +163,11 @@ def replot() -> None:
             "mean Dice",
             "Boxes to masks",
         )
-    d = load("sparse.json")
+    d = load("sparse.json", folder)
     if d:
         rows = d["rows"]
         save_plot(
-            RESULTS / "sparse.png",
+            folder / "sparse.png",
             [r["setting"] for r in rows],
             {
                 "grey matter": (
