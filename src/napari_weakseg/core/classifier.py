@@ -29,6 +29,7 @@ from .events import Finished, Saved, Started, Step, Validation
 from .models import (
     ModelConfig,
     build_network,
+    filter_widths,
     plan_network,
     read_model_file,
     save_model,
@@ -150,7 +151,7 @@ def iter_train_classifier(
         kind="classifier",
         num_classes=max(present) + 1,
         class_names=[f"class {c}" for c in range(max(present) + 1)],
-        filters=[min(320, cfg.base_filters * 2**i) for i in range(cfg.depth)],
+        filters=filter_widths(cfg.base_filters, cfg.depth),
         kernel_sizes=kernels,
         strides=strides,
         patch_size=patch,

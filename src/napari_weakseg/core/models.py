@@ -64,6 +64,15 @@ class ModelConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def filter_widths(base_filters: int, depth: int) -> list[int]:
+    """Channels per level: doubling from ``base_filters``, capped at 320.
+
+    One rule for the U-Net, the classifier and the pretrained encoder, so
+    encoders transfer whenever ``base_filters`` and depth agree.
+    """
+    return [min(320, base_filters * 2**i) for i in range(depth)]
+
+
 def plan_network(
     patch_size: Sequence[int],
     spacing: Sequence[float],

@@ -24,7 +24,13 @@ import torch.nn.functional as F
 from .device import autocast_dtype, resolve_device
 from .errors import WeaksegError
 from .events import Finished, Pretext, Saved, Started, Step
-from .models import ModelConfig, build_network, plan_network, save_tensors
+from .models import (
+    ModelConfig,
+    build_network,
+    filter_widths,
+    plan_network,
+    save_tensors,
+)
 from .normalise import normalise
 from .ssl import (
     PretextModel,
@@ -85,7 +91,7 @@ def iter_pretrain(
     structured_patches(norm[0], cfg.patch, 1, rng)  # size check up front
     patch = [cfg.patch] * 3
     kernels, strides = plan_network(patch, spacing, cfg.depth)
-    filters = [min(320, cfg.base_filters * 2**i) for i in range(cfg.depth)]
+    filters = filter_widths(cfg.base_filters, cfg.depth)
     unet_conf = ModelConfig(
         num_classes=1,
         filters=filters,

@@ -28,6 +28,7 @@ from .metrics import dice_per_class
 from .models import (
     ModelConfig,
     build_network,
+    filter_widths,
     plan_network,
     plan_patch_size,
     read_model_file,
@@ -86,7 +87,7 @@ def model_config_for(
     budget = 96**3 if device.type == "cuda" else 48**3
     patch = cfg.patch_size or plan_patch_size(shape, spacing, budget, depth)
     kernels, strides = plan_network(patch, spacing, depth)
-    filters = [min(320, cfg.base_filters * 2**i) for i in range(depth)]
+    filters = filter_widths(cfg.base_filters, depth)
     names = cfg.class_names or ["background"] + [
         f"class {c}" for c in range(1, trainset.num_classes)
     ]
