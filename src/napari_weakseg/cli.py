@@ -115,7 +115,7 @@ def _box_parsers(sub: Any) -> None:
     p.add_argument(
         "--min-fill",
         type=float,
-        default=0.1,
+        default=0.05,
         help="reset objects filling less of their box (0: off)",
     )
     p.add_argument("--base-filters", type=int, default=16)

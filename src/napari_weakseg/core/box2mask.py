@@ -51,7 +51,7 @@ class Rules:
     outside_boxes: bool = True
     wrong_class: bool = True
     off_core: bool = True
-    min_fill: float = 0.1
+    min_fill: float = 0.05
     crf: bool = True
 
 

@@ -91,7 +91,9 @@ class Round:
 
 @dataclass(frozen=True)
 class Pretext:
-    """Per-task losses and pretext accuracies of one pretraining step."""
+    """Per-task losses of one pretraining step and the pretext accuracies
+    averaged over the last :data:`~.pretraining.ACCURACY_WINDOW` steps (one
+    batch of 4 is too few to read an accuracy from)."""
 
     step: int
     losses: tuple[tuple[str, float], ...]

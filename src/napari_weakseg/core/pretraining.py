@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,13 @@ from .ssl import (
 )
 from .training import last_path, optimiser_step
 from .validate import require_3d, require_finite
+
+#: steps over which the reported pretext accuracies are averaged
+ACCURACY_WINDOW = 50
+
+
+def _mean(values: deque) -> float:
+    return float(np.mean(values)) if values else float("nan")
 
 
 @dataclass
@@ -116,6 +124,8 @@ def iter_pretrain(
     out, last = Path(out), last_path(out)
     yield Started(cfg.steps, str(device), tuple(patch), 0, 0, False)
     step, t0, best = 0, time.perf_counter(), math.inf
+    rot_hits: deque = deque(maxlen=ACCURACY_WINDOW)
+    top1_hits: deque = deque(maxlen=ACCURACY_WINDOW)
     deadline = t0 + cfg.minutes * 60 if cfg.minutes else math.inf
     while step < cfg.steps and time.perf_counter() < deadline:
         if stop is not None and stop.is_set():
@@ -125,30 +135,25 @@ def iter_pretrain(
             np.stack(structured_patches(img, cfg.patch, cfg.batch_size, rng))
         )[:, None]
         losses: dict[str, torch.Tensor] = {}
-        rot_acc = top1 = float("nan")
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             if "rotation" in tasks:
                 labels = torch.randint(0, 10, (p.shape[0],), generator=gen)
                 x = torch.stack(
                     [rotate(p[i], int(labels[i])) for i in range(len(p))]
                 )
-                logits = model.rotation_head(
-                    model.features(x.to(device))
-                ).float()
+                logits = model.rotation_logits(x.to(device)).float()
                 losses["rotation"] = F.cross_entropy(logits, labels.to(device))
-                rot_acc = float(
-                    (logits.argmax(1).cpu() == labels).float().mean()
+                rot_hits.append(
+                    float((logits.argmax(1).cpu() == labels).float().mean())
                 )
             if "contrastive" in tasks:
                 v1, v2 = augment(p, gen), augment(p, gen)
-                z1 = model.projection_head(
-                    model.features(v1.to(device))
-                ).float()
-                z2 = model.projection_head(
-                    model.features(v2.to(device))
-                ).float()
+                z1 = model.projection(v1.to(device)).float()
+                z2 = model.projection(v2.to(device)).float()
                 losses["contrastive"] = nt_xent(z1, z2)
-                top1 = contrastive_top1(z1.detach().cpu(), z2.detach().cpu())
+                top1_hits.append(
+                    contrastive_top1(z1.detach().cpu(), z2.detach().cpu())
+                )
             if "inpainting" in tasks:
                 xm, mask = blank_blocks(p, gen)
                 rec = model.unet(xm.to(device)).float()
@@ -162,8 +167,8 @@ def iter_pretrain(
         yield Pretext(
             step,
             tuple((k, float(v.detach())) for k, v in losses.items()),
-            rot_acc,
-            top1,
+            _mean(rot_hits),
+            _mean(top1_hits),
         )
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_tensors(last, model.encoder_state(), enc_conf)

@@ -131,23 +131,44 @@ def blank_blocks(
 
 
 class PretextModel(nn.Module):
-    """A U-Net (1 output channel) with rotation and projection heads."""
+    """A U-Net (1 output channel) with rotation and projection heads.
+
+    The U-Net's blocks end in instance norm, so a plain global average of
+    the bottleneck is almost constant (every channel has zero mean).  The
+    rotation head therefore reads the bottleneck averaged onto a 2x2x2 grid
+    (where things are tells the orientation), and the projection head reads
+    its global mean and maximum (invariant to the views' flips and crops).
+    """
 
     def __init__(self, unet: nn.Module, projection: int = 64) -> None:
         super().__init__()
         self.unet = unet
         width = unet.filters[-1]
-        self.rotation_head = nn.Linear(width, len(ROTATIONS))
+        self.rotation_head = nn.Sequential(
+            nn.Flatten(), nn.Linear(8 * width, len(ROTATIONS))
+        )
         self.projection_head = nn.Sequential(
-            nn.Linear(width, width), nn.ReLU(), nn.Linear(width, projection)
+            nn.Linear(2 * width, width),
+            nn.ReLU(),
+            nn.Linear(width, projection),
         )
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         u = self.unet
         x = u.input_block(x)
         for block in u.downsamples:
             x = block(x)
-        return F.adaptive_avg_pool3d(u.bottleneck(x), 1).flatten(1)
+        return u.bottleneck(x)
+
+    def rotation_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rotation_head(F.adaptive_avg_pool3d(self.bottleneck(x), 2))
+
+    def projection(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.bottleneck(x)
+        pooled = torch.cat(
+            [F.adaptive_avg_pool3d(b, 1), F.adaptive_max_pool3d(b, 1)], 1
+        )
+        return self.projection_head(pooled.flatten(1))
 
     def encoder_state(self) -> dict[str, torch.Tensor]:
         """The tensors that transfer: encoder blocks only, U-Net names."""
