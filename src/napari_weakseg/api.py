@@ -215,8 +215,9 @@ def boxes_to_masks(
 
     ``boxes`` is a CSV/JSON file (``z0,y0,x0,z1,y1,x1,class``, voxel
     indices, end exclusive) or a list of :class:`~.core.boxes.Box`.  Each
-    suppression rule can be switched off; ``initial`` is ``"box"`` (Box^i)
-    or ``"grabcut"``.
+    suppression rule can be switched off; ``initial`` is ``"box"`` (Box^i:
+    the box's centre is the object) or ``"grabcut"`` (an intensity model of
+    the box against its surroundings, for objects that miss their centre).
     """
     import tempfile
 

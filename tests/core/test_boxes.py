@@ -124,6 +124,29 @@ def test_grabcut_targets_follow_the_intensity_inside_the_box():
     assert agree[decided].mean() > 0.97
 
 
+def test_grabcut_targets_find_an_object_that_misses_the_box_centre():
+    """A dark C-shaped object (like a lateral ventricle) in bright tissue:
+    Box^i calls the box centre foreground, which is mostly tissue; the
+    GrabCut-like targets follow the intensity the box has more of than its
+    surroundings, wherever in the box it lies."""
+    img = np.ones(SHAPE, np.float32)
+    shape_c = np.zeros(SHAPE, bool)
+    shape_c[6:14, 8:22, 8:11] = True  # three arms of a C, open to +x
+    shape_c[6:14, 8:11, 8:22] = True
+    shape_c[6:14, 19:22, 8:22] = True
+    img[shape_c] = 0.2
+    img += np.random.default_rng(1).normal(0, 0.05, SHAPE).astype(np.float32)
+    box = Box(6, 8, 8, 14, 22, 22, 1)
+    boxi = box_targets([box], SHAPE)
+    assert (~shape_c[boxi == 1]).mean() > 0.8  # the core is mostly tissue
+    t = grabcut_targets(img, [box])[box.slices]
+    truth = shape_c[box.slices]
+    decided = t != 255
+    assert decided.mean() > 0.8
+    assert ((t == 1) == truth)[decided].mean() > 0.95
+    assert (t == 1)[truth].mean() > 0.8
+
+
 @pytest.mark.slow
 def test_recursive_rounds_beat_the_initial_box_targets(tmp_path):
     from napari_weakseg.core.box2mask import iter_boxes_to_masks
