@@ -28,6 +28,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import report  # noqa: E402
 from _common import machine, sample_volumes  # noqa: E402
 from report import replot  # noqa: E402
 
@@ -227,11 +228,12 @@ def main() -> None:
     )
     crf_s, crf_mib = map(float, out.stdout.split())
     previous = args.out / "boxes.json"
-    results = (
-        json.loads(previous.read_text())["results"]
-        if previous.exists()
-        else {}
-    )
+    old = json.loads(previous.read_text()) if previous.exists() else {}
+    results = old.get("results", {})
+    budgets = {
+        n: old.get("budgets", {}).get(n, [old["rounds"], old["steps"]])
+        for n in results
+    }
     for name in args.datasets:
         objects, ablate, initial = DATASETS[name]
         results[name] = run_rows(
@@ -243,44 +245,19 @@ def main() -> None:
             ablate,
             initial,
         )
+        budgets[name] = [args.rounds, args.steps]
     results = {n: results[n] for n in DATASETS if n in results}
-    print(
-        f"\nBoxes to masks, {args.rounds} rounds x {args.steps} steps, "
-        f"base filters {args.filters}, {machine()}"
-    )
-    names = list(results)
-    print("| method | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
-    keys = list(results[names[0]])
-    for key in keys:
-        cells = []
-        for n in names:
-            if key not in results[n]:
-                cells.append("–")
-                continue
-            dense = results[n]["dense labels (reference)"]
-            cells.append(
-                f"{results[n][key]:.3f} ({results[n][key] / dense:.0%})"
-            )
-        print(f"| {key} | " + " | ".join(cells) + " |")
-    print(
-        f"\nDense CRF, 120x150x100, 2 classes, 5 iterations: {crf_s:.2f} s, "
-        f"peak memory +{crf_mib:.0f} MiB"
-    )
+    record = {
+        "machine": machine(),
+        "budgets": budgets,
+        "results": results,
+        "crf_s": crf_s,
+        "crf_mib": crf_mib,
+    }
+    print()
+    report.boxes(record)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "boxes.json").write_text(
-        json.dumps(
-            {
-                "machine": machine(),
-                "rounds": args.rounds,
-                "steps": args.steps,
-                "results": results,
-                "crf_s": crf_s,
-                "crf_mib": crf_mib,
-            },
-            indent=1,
-        )
-    )
+    (args.out / "boxes.json").write_text(json.dumps(record, indent=1))
     replot(args.out)  # the same plot report.py --plots draws
 
 

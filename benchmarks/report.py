@@ -74,15 +74,17 @@ def stall(d: dict) -> None:
 def boxes(d: dict) -> None:
     res = d["results"]
     names = list(res)
+    budgets = d.get("budgets") or {n: [d["rounds"], d["steps"]] for n in res}
     print(
-        f"**Boxes to masks** (`bench_boxes.py`; {d['rounds']} rounds × "
-        f"{d['steps']} steps, dense reference trained "
-        f"{d['rounds'] * d['steps']} steps; mean Dice over classes; "
-        f"{d['machine']}):\n"
+        "**Boxes to masks** (`bench_boxes.py`; rounds × steps per round in "
+        "each column's head, the dense reference trained as many steps in "
+        f"all; mean Dice over classes; {d['machine']}):\n"
     )
-    print("| method | " + " | ".join(names) + " |")
+    heads = [f"{n}, {budgets[n][0]} × {budgets[n][1]}" for n in names]
+    print("| method | " + " | ".join(heads) + " |")
     print("|---|" + "---|" * len(names))
-    for key in res[names[0]]:
+    keys = list(dict.fromkeys(k for n in names for k in res[n]))
+    for key in keys:
         cells = []
         for n in names:
             v = res[n].get(key)
@@ -114,31 +116,52 @@ def cam(d: dict) -> None:
     print("\n![cam](benchmarks/results/cam.png)\n")
 
 
-def ssl(d: dict, base: dict | None) -> None:
-    print(
-        f"**Self-supervised pretraining** (`bench_ssl.py`; fine-tuning "
-        f"{d['steps']} steps as in `bench_sparse.py`; {d['machine']}). "
-        f"Pretext after pretraining: rotation accuracy "
-        f"{d['pretrain']['rot']:.2f} (chance 0.10), contrastive top-1 "
-        f"{d['pretrain']['top1']:.2f} (chance {1 / 7:.2f}).\n"
-    )
+def ssl_arms(d: dict, base: dict | None) -> list[dict]:
+    """Mean ± std of both arms per (budget, labels); from-scratch rows of
+    ``sparse.json`` stand in where its budget matches."""
     rows = {r["setting"]: r for r in (base or {}).get("rows", [])}
-    print(
-        "| labels | from scratch | pretrained | gain (Dice points) | seeds |"
-    )
-    print("|---|---|---|---|---|")
-    for f in sorted({r["fraction"] for r in d["runs"]}):
-        runs = [
-            np.mean([r["gm"], r["wm"]])
-            for r in d["runs"]
-            if r["fraction"] == f
-        ]
+    out = []
+    for budget, f in sorted({(r["budget"], r["fraction"]) for r in d["runs"]}):
+        arm = {}
+        for name in ("scratch", "pretrained"):
+            v = [
+                np.mean([r["gm"], r["wm"]])
+                for r in d["runs"]
+                if (r["budget"], r["fraction"], r["arm"]) == (budget, f, name)
+            ]
+            if v:
+                arm[name] = (float(np.mean(v)), float(np.std(v)), len(v))
         b = rows.get(f"{100 * f:g} %")
-        scratch = b["mean"] if b else float("nan")
+        if "scratch" not in arm and b and base["steps"] == budget:
+            sd = float(np.hypot(b["gm_std"], b["wm_std"]) / 2)
+            arm["scratch"] = (b["mean"], sd, len(base["seeds"]))
+        out.append({"budget": budget, "fraction": f, **arm})
+    return out
+
+
+def ssl(d: dict, base: dict | None) -> None:
+    p = d["pretrain"]
+    print(
+        f"**Self-supervised pretraining** (`bench_ssl.py`; {d['machine']}). "
+        f"Pretraining: {p['steps']} steps of batch {p['batch']} (rotation + "
+        f"contrastive) in {p['seconds'] / 60:.0f} min; pretext accuracy over "
+        f"the last 50 steps: rotation {p['rot']:.2f} (chance 0.10), "
+        f"contrastive top-1 {p['top1']:.2f} (chance {p['top1_chance']:.2f}). "
+        "Fine-tuning as in `bench_sparse.py`, same budget for both arms; "
+        "mean Dice of GM and WM on unannotated voxels.\n"
+    )
+    print(
+        "| labels | fine-tuning steps | from scratch | pretrained | "
+        "gain (Dice points) | seeds |"
+    )
+    print("|---|---|---|---|---|---|")
+    nan = (float("nan"), float("nan"), 0)
+    for r in ssl_arms(d, base):
+        s, p = r.get("scratch", nan), r.get("pretrained", nan)
         print(
-            f"| {100 * f:g} % | {scratch:.3f} | {np.mean(runs):.3f} ± "
-            f"{np.std(runs):.3f} | {100 * (np.mean(runs) - scratch):+.1f} | "
-            f"{len(runs)} |"
+            f"| {100 * r['fraction']:g} % | {r['budget']} | {s[0]:.3f} ± "
+            f"{s[1]:.3f} | {p[0]:.3f} ± {p[1]:.3f} | "
+            f"{100 * (p[0] - s[0]):+.1f} | {p[2]} |"
         )
     print()
 
@@ -152,7 +175,8 @@ def replot(folder: Path = RESULTS) -> None:
 
     d = load("boxes.json", folder)
     if d:
-        res, keys = d["results"], list(next(iter(d["results"].values())))
+        res = d["results"]
+        keys = list(dict.fromkeys(k for r in res.values() for k in r))
         save_plot(
             folder / "boxes.png",
             keys,
@@ -163,7 +187,24 @@ def replot(folder: Path = RESULTS) -> None:
             "mean Dice",
             "Boxes to masks",
         )
-    d = load("sparse.json", folder)
+    d, base = load("ssl.json", folder), load("sparse.json", folder)
+    if d and d.get("runs") and "budget" in d["runs"][0]:
+        arms = ssl_arms(d, base)
+        nan = (float("nan"), float("nan"), 0)
+        save_plot(
+            folder / "ssl.png",
+            [f"{100 * r['fraction']:g} %, {r['budget']} steps" for r in arms],
+            {
+                name: (
+                    [r.get(name, nan)[0] for r in arms],
+                    [r.get(name, nan)[1] for r in arms],
+                )
+                for name in ("scratch", "pretrained")
+            },
+            "Dice on unannotated voxels",
+            "Self-supervised pretraining",
+        )
+    d = base
     if d:
         rows = d["rows"]
         save_plot(

@@ -171,3 +171,30 @@ def test_recursive_rounds_beat_the_initial_box_targets(tmp_path):
     box_dice = np.mean(dice_per_class(filled, truth, 3))
     final = np.mean(dice_per_class(labels, truth, 3))
     assert final > box_dice + 0.2, (box_dice, final)
+
+
+def test_rounds_go_on_while_an_object_is_reset(tmp_path):
+    """A reset object has not converged: its labels equal the previous
+    targets (no change), yet the rounds continue, warm-started, until the
+    round limit, instead of stopping after the first."""
+    from napari_weakseg.core.box2mask import iter_boxes_to_masks
+    from napari_weakseg.core.events import Round
+    from napari_weakseg.core.inference import run
+    from napari_weakseg.core.training import TrainConfig
+
+    image = np.random.default_rng(0).random((16, 24, 24)).astype(np.float32)
+    box = Box(4, 4, 4, 12, 20, 20, 1)
+    rounds = []
+    run(
+        iter_boxes_to_masks(
+            image,
+            [box],
+            tmp_path / "m.safetensors",
+            3,
+            TrainConfig(steps=1, base_filters=4, device="cpu"),
+            rules=Rules(crf=False, min_fill=1.0),  # always under-filled
+        ),
+        lambda e: rounds.append(e) if isinstance(e, Round) else None,
+    )
+    assert [r.round for r in rounds] == [1, 2, 3]
+    assert [r.changed for r in rounds[1:]] == [0.0, 0.0]

@@ -11,7 +11,8 @@ each later round trains on the previous prediction after suppression:
 * ``crf``: dense-CRF refinement of the probabilities along intensity edges.
 
 Each rule can be switched off for ablations.  Rounds stop when the labels
-change in less than ``tolerance`` of the box voxels, or after ``rounds``.
+change in less than ``tolerance`` of the box voxels and no object was
+reset, or after ``rounds``.
 The returned masks are dense: an object still reset to its Box^i target
 after the last round keeps only its core.
 """
@@ -61,8 +62,13 @@ def suppress(
     initial: np.ndarray,
     rules: Rules = Rules(),
     core_fraction: float = 0.2,
+    resets: list[int] | None = None,
 ) -> np.ndarray:
-    """Apply the suppression rules to a label volume (returns a copy)."""
+    """Apply the suppression rules to a label volume (returns a copy).
+
+    The indices of boxes reset to their initial target are appended to
+    ``resets`` when a list is given.
+    """
     out = np.array(labels, np.uint8, copy=True)
     if rules.outside_boxes:
         inside = np.zeros(out.shape, bool)
@@ -76,7 +82,7 @@ def suppress(
         vals = out[fg]
         vals[ok == 0] = 0
         out[fg] = vals
-    for b in boxes:
+    for i, b in enumerate(boxes):
         region = out[b.slices]
         obj = region == b.cls
         if rules.off_core and obj.any():
@@ -88,6 +94,8 @@ def suppress(
             and (region == b.cls).sum() < rules.min_fill * b.volume
         ):
             region[...] = initial[b.slices]
+            if resets is not None:
+                resets.append(i)
     return out
 
 
@@ -138,11 +146,14 @@ def iter_boxes_to_masks(
         if rules.crf:
             probs = crf_refine(image, probs, spacing, device=device)
             labels = np.argmax(probs, axis=0).astype(np.uint8)
-        labels = suppress(labels, boxes, first, rules, core_fraction)
+        reset: list[int] = []
+        labels = suppress(labels, boxes, first, rules, core_fraction, reset)
         changed = float(np.mean(labels[in_boxes] != targets[in_boxes]))
         yield Round(r + 1, rounds, labels, changed)
         targets = labels
-        if fin.stopped or changed < tolerance:
+        # a reset object has not converged: its next round trains further
+        # (warm start) on the same target instead of stopping here
+        if fin.stopped or (changed < tolerance and not reset):
             break
     if device.type == "cuda":
         torch.cuda.empty_cache()
