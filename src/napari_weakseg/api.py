@@ -202,7 +202,7 @@ def boxes_to_masks(
     outside_boxes: bool = True,
     wrong_class: bool = True,
     off_core: bool = True,
-    min_fill: float = 0.1,
+    min_fill: float = 0.5,
     core_fraction: float = 0.2,
     base_filters: int = 16,
     init: PathLike | None = None,

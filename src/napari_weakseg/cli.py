@@ -115,8 +115,9 @@ def _box_parsers(sub: Any) -> None:
     p.add_argument(
         "--min-fill",
         type=float,
-        default=0.05,
-        help="reset objects filling less of their box (0: off)",
+        default=0.5,
+        help="reset an object whose mask holds less than this fraction of "
+        "its initial target's object voxels (0: off)",
     )
     p.add_argument("--base-filters", type=int, default=16)
     p.add_argument("--init", metavar="FILE")

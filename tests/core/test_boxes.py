@@ -103,11 +103,27 @@ def test_suppression_rules_each_on_a_constructed_case():
 def test_too_small_objects_are_reset_to_their_initial_target():
     box = Box(5, 5, 5, 15, 15, 15, 1)
     initial = box_targets([box], SHAPE)
+    core = int((initial == 1).sum())
+    assert core == 208  # Box^i core: about 20 % of the 1000 box voxels
     pred = np.zeros(SHAPE, np.uint8)
-    pred[10, 10, 10] = 1  # 1 voxel of 1000: below 10 %
-    out = suppress(pred, [box], initial, Rules(min_fill=0.1))
+    pred[10, 10, 10] = 1  # 1 voxel: under half the core
+    resets = []
+    out = suppress(pred, [box], initial, Rules(min_fill=0.5), resets=resets)
     np.testing.assert_array_equal(out[box.slices], initial[box.slices])
     assert not out[0].any()
+    assert resets == [0]
+    # the threshold is relative to the initial target: 105 voxels (10 % of
+    # the box) stay; a thin object's small initial target lowers the bar
+    pred = np.zeros(SHAPE, np.uint8)
+    pred[5:10, 5:12, 5:8] = 1  # 105 voxels
+    kept = suppress(pred, [box], initial, Rules(min_fill=0.5, off_core=False))
+    assert (kept == 1).sum() == 105
+    thin = np.zeros(SHAPE, np.uint8)
+    thin[6:9, 6:9, 6:9] = 1  # a 27-voxel initial target
+    pred3 = np.zeros(SHAPE, np.uint8)
+    pred3[6:8, 6:9, 6:9] = 1  # 18 voxels: 2 % of the box, 2/3 of its target
+    rules = Rules(min_fill=0.5, off_core=False)
+    assert (suppress(pred3, [box], thin, rules) == 1).sum() == 18
 
 
 def test_grabcut_targets_follow_the_intensity_inside_the_box():
@@ -192,7 +208,7 @@ def test_rounds_go_on_while_an_object_is_reset(tmp_path):
             tmp_path / "m.safetensors",
             3,
             TrainConfig(steps=1, base_filters=4, device="cpu"),
-            rules=Rules(crf=False, min_fill=1.0),  # always under-filled
+            rules=Rules(crf=False, min_fill=1e9),  # always under-filled
         ),
         lambda e: rounds.append(e) if isinstance(e, Round) else None,
     )

@@ -106,7 +106,11 @@ class BoxesWidget(Dock):
             text="drop parts missing the box core", value=True
         )
         self.min_fill = FloatSpinBox(
-            value=0.05, min=0, max=1, step=0.05, label="reset if fill below"
+            value=0.5,
+            min=0,
+            max=1,
+            step=0.05,
+            label="reset below × initial size",
         )
         self.start = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
