@@ -197,7 +197,7 @@ def boxes_to_masks(
     model_out: PathLike | None = None,
     rounds: int = 3,
     steps_per_round: int = 150,
-    initial: str = "box",
+    initial: str = "grabcut",
     crf: bool = True,
     outside_boxes: bool = True,
     wrong_class: bool = True,
@@ -215,9 +215,10 @@ def boxes_to_masks(
 
     ``boxes`` is a CSV/JSON file (``z0,y0,x0,z1,y1,x1,class``, voxel
     indices, end exclusive) or a list of :class:`~.core.boxes.Box`.  Each
-    suppression rule can be switched off; ``initial`` is ``"box"`` (Box^i:
-    the box's centre is the object) or ``"grabcut"`` (an intensity model of
-    the box against its surroundings, for objects that miss their centre).
+    suppression rule can be switched off; ``initial`` is ``"grabcut"`` (the
+    default: an intensity model of the box against its surroundings, which
+    also finds objects that miss their box's centre) or ``"box"`` (Box^i:
+    the box's centre is the object).
     """
     import tempfile
 

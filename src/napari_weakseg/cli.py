@@ -107,7 +107,7 @@ def _box_parsers(sub: Any) -> None:
     )
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps-per-round", type=int, default=150)
-    p.add_argument("--initial", choices=("box", "grabcut"), default="box")
+    p.add_argument("--initial", choices=("box", "grabcut"), default="grabcut")
     p.add_argument("--no-crf", action="store_true")
     p.add_argument("--no-outside-rule", action="store_true")
     p.add_argument("--no-class-rule", action="store_true")

@@ -163,6 +163,14 @@ def test_grabcut_targets_find_an_object_that_misses_the_box_centre():
     assert (t == 1)[truth].mean() > 0.8
 
 
+def test_grabcut_targets_fall_back_to_box_i_where_nothing_stands_out():
+    noise = np.random.default_rng(0).random(SHAPE).astype(np.float32)
+    box = Box(4, 4, 4, 12, 20, 20, 1)
+    np.testing.assert_array_equal(
+        grabcut_targets(noise, [box]), box_targets([box], SHAPE)
+    )
+
+
 @pytest.mark.slow
 def test_recursive_rounds_beat_the_initial_box_targets(tmp_path):
     from napari_weakseg.core.box2mask import iter_boxes_to_masks

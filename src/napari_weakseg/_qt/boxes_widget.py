@@ -97,7 +97,9 @@ class BoxesWidget(Dock):
             value=150, min=1, max=100_000, label="steps per round"
         )
         self.initial = ComboBox(
-            choices=["box", "grabcut"], label="initial targets"
+            choices=["grabcut", "box"],
+            value="grabcut",
+            label="initial targets",
         )
         self.crf = CheckBox(text="CRF refinement", value=True)
         self.outside = CheckBox(text="outside boxes -> background", value=True)

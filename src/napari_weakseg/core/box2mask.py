@@ -110,7 +110,7 @@ def iter_boxes_to_masks(
     config: TrainConfig | None = None,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     rules: Rules = Rules(),
-    initial: str = "box",
+    initial: str = "grabcut",
     core_fraction: float = 0.2,
     tolerance: float = 0.01,
     init: str | Path | None = None,

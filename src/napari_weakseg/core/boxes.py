@@ -208,7 +208,8 @@ def grabcut_targets(
     The dense CRF smooths those probabilities along intensity edges; voxels
     above ``confidence`` become the box's class, below ``1 - confidence``
     background, the rest ignore.  A box whose inside looks like its
-    surroundings (``w`` under 2 %) keeps its Box^i target.
+    surroundings (``w`` under 2 %), or where no voxel is surely the object,
+    keeps its Box^i target.
     """
     from .crf import crf_refine
 
@@ -246,6 +247,8 @@ def grabcut_targets(
         q = crf_refine(patch, probs, spacing)[1][rel]
         region = target[b.slices]
         free = ~contested[b.slices] & (region != 0)
+        if not ((q >= confidence) & free).any():
+            continue  # no voxel is surely the object: keep Box^i
         region[free] = IGNORE
         region[(q >= confidence) & free] = b.cls
         region[(q <= 1 - confidence) & free] = 0
