@@ -222,3 +222,18 @@ def test_rounds_go_on_while_an_object_is_reset(tmp_path):
     )
     assert [r.round for r in rounds] == [1, 2, 3]
     assert [r.changed for r in rounds[1:]] == [0.0, 0.0]
+
+
+def test_shipped_ventricle_boxes_fit_the_sample():
+    from napari_weakseg._sample_data import sample_path
+    from napari_weakseg.core.boxes import check_boxes, read_boxes
+    from napari_weakseg.core.io import read_volume
+
+    image = read_volume(sample_path("mni152_t1_2mm.nii.gz"))
+    boxes = read_boxes(sample_path("mni152_ventricle_boxes.csv"))
+    assert check_boxes(boxes, image.data.shape) == boxes
+    assert [(b.cls, b.shape) for b in boxes] == [(1, (16, 45, 17))] * 2
+    # each box holds its ventricle: dark (CSF) voxels in white matter
+    img = np.asarray(image.data)
+    for b in boxes:
+        assert (img[b.slices] < 0.5 * img.max()).mean() > 0.05
