@@ -15,8 +15,9 @@ each later round trains on the previous prediction after suppression:
 Each rule can be switched off for ablations.  Rounds stop when the labels
 change in less than ``tolerance`` of the box voxels and no object was
 reset, or after ``rounds``.
-The returned masks are dense: an object still reset to its Box^i target
-after the last round keeps only its core.
+The returned masks are dense: an object still reset to its initial target
+after the last round keeps that target's object voxels (ignore becomes
+background).
 """
 
 from __future__ import annotations
@@ -160,6 +161,6 @@ def iter_boxes_to_masks(
             break
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    # Final masks are dense: an object still reset to its Box^i target
-    # keeps its core, and the ignore ring around it becomes background.
+    # Final masks are dense: an object still reset to its initial target
+    # keeps that target's object voxels; ignore becomes background.
     return np.where(labels == IGNORE, 0, labels).astype(np.uint8)
