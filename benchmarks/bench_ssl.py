@@ -73,7 +73,7 @@ def main() -> None:
         default=[0.01],
         help="fractions run at budgets other than the last one",
     )
-    ap.add_argument("--pretrain-steps", type=int, default=2000)
+    ap.add_argument("--pretrain-steps", type=int, default=1000)
     ap.add_argument("--pretrain-batch", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument(

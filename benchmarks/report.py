@@ -74,7 +74,7 @@ def stall(d: dict) -> None:
 def boxes(d: dict) -> None:
     res = d["results"]
     names = list(res)
-    budgets = d.get("budgets") or {n: [d["rounds"], d["steps"]] for n in res}
+    budgets = d["budgets"]
     print(
         "**Boxes to masks** (`bench_boxes.py`; rounds × steps per round in "
         "each column's head, the dense reference trained as many steps in "
@@ -118,7 +118,8 @@ def cam(d: dict) -> None:
 
 def ssl_arms(d: dict, base: dict | None) -> list[dict]:
     """Mean ± std of both arms per (budget, labels); from-scratch rows of
-    ``sparse.json`` stand in where its budget matches."""
+    ``sparse.json`` stand in where its budget matches (their spread is
+    approximated from its per-class spreads)."""
     rows = {r["setting"]: r for r in (base or {}).get("rows", [])}
     out = []
     for budget, f in sorted({(r["budget"], r["fraction"]) for r in d["runs"]}):
