@@ -85,5 +85,6 @@ def test_store_round_trip_is_atomic(tmp_path):
     np.testing.assert_array_equal(loaded, painted)
     assert done == {0: [], 1: [2], 2: []}
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "img.weakseg-annotations.npz"
+        "img.weakseg-annotations.npz",
+        "img.weakseg-annotations.npz.lock",  # the advisory lock per key
     ]

@@ -13,6 +13,7 @@ from magicgui.widgets import (
     Label,
     PushButton,
 )
+from napari.utils.notifications import show_warning
 from qtpy.QtCore import QTimer
 
 from ..core.annotation import (
@@ -100,7 +101,10 @@ class AnnotationWidget(Dock):
             return None
         data = np.zeros(image.data.shape, np.uint8)
         done: dict = {}
-        saved = store_for(image).load()
+        store = store_for(image)
+        saved = store.load()
+        if store.warning:
+            show_warning(store.warning)
         if saved is not None and saved[0].shape == data.shape:
             data, done = saved
         layer = self._viewer.add_labels(

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,38 +143,92 @@ def suggest_next_slice(
 class AnnotationStore:
     """Autosave of one image's annotations: painted layer + done slices.
 
-    Written atomically as ``<key>.npz`` in ``folder`` (a session folder or
-    beside the image), so a crash or a restart loses nothing.
+    Written atomically as ``<key>.weakseg-annotations.npz`` in ``folder``
+    (a unique temporary file, then a rename) under an advisory lock per
+    key, so two viewers saving the same image never collide.  The snapshot
+    it replaces is kept as ``….prev.npz``: when the newest cannot be read,
+    :meth:`load` falls back to it and says so in :attr:`warning`.
     """
 
     folder: Path
     key: str
     done: DoneSlices = field(default_factory=dict)
+    #: a sentence when :meth:`load` had to skip a damaged snapshot
+    warning: str = ""
 
     @property
     def path(self) -> Path:
         return Path(self.folder) / f"{self.key}.weakseg-annotations.npz"
 
+    @property
+    def previous(self) -> Path:
+        return self.path.with_name(
+            self.path.name[: -len(".npz")] + ".prev.npz"
+        )
+
     def save(self, painted: np.ndarray, done: Mapping | None = None) -> Path:
         self.done = normalise_done(done)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                painted=np.asarray(painted, np.uint8),
-                done=np.frombuffer(
-                    json.dumps(self.done).encode(), dtype=np.uint8
-                ),
-            )
-        os.replace(tmp, self.path)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez_compressed(
+                    fh,
+                    painted=np.asarray(painted, np.uint8),
+                    done=np.frombuffer(
+                        json.dumps(self.done).encode(), dtype=np.uint8
+                    ),
+                )
+                fh.flush()
+                os.fsync(fh.fileno())
+            with self._lock():
+                if self.path.exists():
+                    os.replace(self.path, self.previous)
+                os.replace(name, self.path)
+        finally:
+            if os.path.exists(name):
+                os.unlink(name)
         return self.path
 
+    @contextmanager
+    def _lock(self):
+        lock = self.path.with_name(self.path.name + ".lock")
+        with open(lock, "a") as fh:
+            try:
+                import fcntl
+            except ImportError:  # Windows: renames are atomic enough
+                yield
+                return
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def load(self) -> tuple[np.ndarray, DoneSlices] | None:
-        if not self.path.exists():
-            return None
-        with np.load(self.path, allow_pickle=False) as f:
-            painted = f["painted"]
-            done = json.loads(bytes(f["done"]).decode())
-        self.done = normalise_done({int(k): v for k, v in done.items()})
-        return painted, self.done
+        """The newest readable snapshot, or None when there is none."""
+        self.warning = ""
+        for path in (self.path, self.previous):
+            if not path.exists():
+                continue
+            try:
+                with np.load(path, allow_pickle=False) as f:
+                    painted = np.asarray(f["painted"])
+                    done = json.loads(bytes(f["done"]).decode())
+                self.done = normalise_done(
+                    {int(k): v for k, v in done.items()}
+                )
+            except Exception as exc:  # zip, zlib, JSON, key errors alike
+                self.warning += (
+                    f"The autosave {path.name} cannot be read "
+                    f"({type(exc).__name__}); "
+                )
+                continue
+            if self.warning:
+                self.warning += f"restored the previous one, {path.name}."
+            return painted, self.done
+        if self.warning:
+            self.warning += "no annotations were restored."
+        return None

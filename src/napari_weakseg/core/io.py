@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import WeaksegError
 from .geometry import Geometry
+from .headers import check_header, max_voxels
 
 SITK_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -88,6 +89,7 @@ def read_volume(path: str | os.PathLike, lazy: bool = False) -> Volume:
         if suffix in TIFF_SUFFIXES:
             return _read_tiff(p, lazy)
         if suffix in SITK_SUFFIXES:
+            check_header(p)
             return _read_sitk(p)
     except WeaksegError:
         raise
@@ -103,10 +105,13 @@ def read_volume(path: str | os.PathLike, lazy: bool = False) -> Volume:
 
 
 def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
-    """Write ``volume`` atomically (a temporary file, then a rename).
+    """Write ``volume`` atomically: a unique temporary, then a rename.
 
-    MetaImage ``.mhd`` pairs are written in place, because the header names
-    its ``.raw`` file.
+    Nothing is written over a folder (a zarr store excepted, which is
+    replaced whole).  A MetaImage ``.mhd`` or NRRD ``.nhdr`` pair is
+    written under the final names inside a temporary folder beside the
+    output, then the data file and the header are renamed into place.
+    Temporaries are removed on every exit path.
     """
     p = Path(path)
     suffix = suffix_of(p)
@@ -121,9 +126,11 @@ def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
             "Only 3D volumes (or channel-first 4D stacks such as class "
             f"probabilities) can be written, got shape {data.shape}."
         )
+    if p.is_dir() and suffix not in ZARR_SUFFIXES:
+        raise WeaksegError(f"{p} is an existing folder; give a file name.")
     p.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".mhd", ".nhdr"):
-        _write_sitk(p, data, volume.geometry)
+        _write_pair(p, data, volume.geometry)
         return p
     tmp = _temporary_sibling(p)
     try:
@@ -133,15 +140,35 @@ def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
             _write_tiff(tmp, data, volume.geometry)
         else:
             _write_zarr(tmp, data, volume.geometry)
-        if p.is_dir():
-            shutil.rmtree(p)
-        os.replace(tmp, p)
+        if p.is_dir():  # an old zarr store: out of the way, then removed
+            old = _temporary_sibling(p)
+            os.replace(p, old)
+            os.replace(tmp, p)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, p)
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
     return p
+
+
+def _write_pair(p: Path, data: np.ndarray, g: Geometry) -> None:
+    """Header + data file written in a temporary folder, then renamed."""
+    folder = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=p.parent))
+    try:
+        _write_sitk(folder / p.name, data, g)
+        for f in sorted(folder.iterdir(), key=lambda f: f.name == p.name):
+            if f.name != p.name and (p.parent / f.name).is_dir():
+                raise WeaksegError(
+                    f"{p.parent / f.name} is an existing folder; give "
+                    "another file name."
+                )
+            os.replace(f, p.parent / f.name)  # data first, header last
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _temporary_sibling(p: Path) -> Path:
@@ -263,10 +290,31 @@ def _read_zarr(p: Path, lazy: bool) -> Volume:
         raise WeaksegError(
             f"{p.name} is a zarr group; point at one array inside it."
         )
+    voxels = int(np.prod(arr.shape, dtype=np.float64))
+    if voxels > max_voxels() or (
+        not lazy and voxels * arr.dtype.itemsize > _free_memory()
+    ):
+        raise WeaksegError(
+            f"{p.name} holds {voxels:,} voxels, more than "
+            + (
+                "fit in memory"
+                if voxels <= max_voxels()
+                else f"the limit of {max_voxels():,} (WEAKSEG_MAX_VOXELS)"
+            )
+            + "."
+        )
     attrs = dict(arr.attrs)
     geometry = Geometry.from_dict(attrs.get("weakseg_geometry", {}))
     meta = {"zarr_attrs": json.dumps(attrs)}
     return Volume(arr if lazy else arr[...], geometry, meta)
+
+
+def _free_memory() -> int:
+    """Bytes of memory available now (a large number if unknown)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
 
 
 def _write_zarr(p: Path, data: np.ndarray, g: Geometry) -> None:

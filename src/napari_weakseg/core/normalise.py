@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import WeaksegError
+
 DEFAULT = {"method": "percentile_zscore", "lower": 0.5, "upper": 99.5}
 _SAMPLE_VOXELS = 2_000_000
 
@@ -39,6 +41,11 @@ def intensity_stats(
 def apply_normalisation(block: Any, stats: Mapping[str, float]) -> np.ndarray:
     """Clip and z-score ``block`` with precomputed ``stats`` (float32)."""
     arr = np.asarray(block, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise WeaksegError(
+            "The image holds NaN or infinite values; replace them (e.g. "
+            "with the background value) before using it."
+        )
     arr = np.clip(arr, stats["lo"], stats["hi"])
     return (arr - np.float32(stats["mean"])) / np.float32(stats["std"])
 
