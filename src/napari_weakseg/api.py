@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .core import defaults
 from .core.errors import WeaksegError
 from .core.events import Finished
 from .core.io import Volume, read_volume, write_volume
@@ -69,13 +70,13 @@ def train(
     labels: VolumeLike | Sequence[VolumeLike],
     out: PathLike,
     *,
-    steps: int = 300,
+    steps: int = defaults.STEPS,
     minutes: float | None = None,
     patch_size: Sequence[int] | None = None,
-    batch_size: int = 2,
-    base_filters: int = 16,
-    learning_rate: float = 1e-2,
-    ignore_label: int = 255,
+    batch_size: int = defaults.BATCH_SIZE,
+    base_filters: int = defaults.BASE_FILTERS,
+    learning_rate: float = defaults.LEARNING_RATE,
+    ignore_label: int = defaults.IGNORE,
     init: PathLike | None = None,
     device: str = "auto",
     seed: int = 0,
@@ -168,6 +169,11 @@ def predict(
         if isinstance(model, str | os.PathLike)
         else model
     )
+    if config.kind != "unet":
+        raise WeaksegError(
+            f"This is a {config.kind} model; predict needs a segmentation "
+            "model (from train or box2mask)."
+        )
     vol = as_volume(image, lazy=True)
     require_3d(vol.data, "image")
     gen = iter_predict(

@@ -15,9 +15,155 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .core import defaults
 from .core.errors import Cancelled, WeaksegError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+# --- argument types: checked at parse time, one sentence each -------------
+
+
+def _number(kind: type, low: float, high: float, closed_high: bool = True):
+    """An argparse type: a finite ``kind`` within [low, high] (or high)."""
+    import math
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"'{text}' is not a{'n integer' if kind is int else ' number'}"
+            ) from None
+        above = value > high if closed_high else value >= high
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not finite")
+        if value < low:
+            raise argparse.ArgumentTypeError(
+                f"{text} is below the minimum {low:g}"
+            )
+        if above:
+            raise argparse.ArgumentTypeError(
+                f"{text} is "
+                + (
+                    f"above the maximum {high:g}"
+                    if closed_high
+                    else f"not below {high:g}"
+                )
+            )
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in errors
+    return parse
+
+
+POSITIVE = _number(int, 1, 10**9)
+NON_NEGATIVE = _number(int, 0, 10**9)
+FILTERS = _number(int, 1, 320)
+MINUTES = _number(float, 1e-3, 1e6)
+LEARNING_RATE = _number(float, 1e-8, 1.0)
+OVERLAP = _number(float, 0.0, 1.0, closed_high=False)
+SHARE = _number(float, 0.0, 1.0)
+
+
+def _patch(text: str) -> int:
+    value = POSITIVE(text)
+    if value < 8 or value % 8:
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a patch side (a multiple of 8, at least 8)"
+        )
+    return value
+
+
+# --- output safety ---------------------------------------------------------
+
+#: per verb: argument -> what it writes ("model" or "volume")
+OUTPUTS = {
+    "train": {"out": "model"},
+    "predict": {"out": "volume", "probabilities": "volume"},
+    "box2mask": {"out": "volume", "model_out": "model"},
+    "crf": {"out": "volume"},
+    "train-classifier": {"out": "model"},
+    "cam": {"out": "volume", "pseudo_labels": "volume"},
+    "pretrain": {"out": "model"},
+}
+INPUTS = (
+    "image",
+    "labels",
+    "model",
+    "init",
+    "boxes",
+    "crops",
+    "probabilities",
+)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse outputs that would destroy something before any work runs.
+
+    An output may not be a folder (except a zarr store being replaced),
+    an input of the same command, another output, or of the wrong kind;
+    its folder must be writable.
+    """
+    import os
+
+    from .core.io import SUFFIXES, suffix_of
+
+    outs = {
+        k: Path(v)
+        for k, v in (
+            (k, getattr(args, k, None)) for k in OUTPUTS[args.command]
+        )
+        if v is not None
+    }
+    ins = []
+    for k in INPUTS:
+        if k in outs:
+            continue
+        v = getattr(args, k, None)
+        ins += [Path(x) for x in (v if isinstance(v, list) else [v]) if x]
+    seen: dict[Path, str] = {}
+    for key, path in outs.items():
+        flag = "--" + key.replace("_", "-")
+        kind = OUTPUTS[args.command][key]
+        if kind == "model" and not path.name.endswith(".safetensors"):
+            raise WeaksegError(
+                f"{flag} {path} must end in .safetensors (a model file)."
+            )
+        if kind == "volume" and suffix_of(path) not in SUFFIXES:
+            raise WeaksegError(
+                f"{flag} {path} needs a volume suffix "
+                f"({', '.join(s for s in SUFFIXES if s != '.nhdr')})."
+            )
+        if path.is_dir() and not _is_zarr_store(path):
+            raise WeaksegError(
+                f"{flag} {path} is an existing folder; give a file name."
+            )
+        real = path.resolve()
+        for other in ins:
+            if other.exists() and real == other.resolve():
+                raise WeaksegError(
+                    f"{flag} {path} is also an input of this command; "
+                    "write to another file."
+                )
+        if real in seen:
+            raise WeaksegError(
+                f"{flag} and {seen[real]} name the same file {path}."
+            )
+        seen[real] = flag
+        parent = next(p for p in (real, *real.parents) if p.exists())
+        if parent == real:
+            parent = real.parent
+        if not os.access(parent, os.W_OK):
+            raise WeaksegError(f"Cannot write {path}: {parent} is read-only.")
+
+
+def _is_zarr_store(path: Path) -> bool:
+    from .core.io import ZARR_SUFFIXES, suffix_of
+
+    return suffix_of(path) in ZARR_SUFFIXES and any(
+        (path / m).exists() for m in (".zarray", ".zgroup", "zarr.json")
+    )
 
 
 def _train_parser(sub: Any) -> None:
@@ -47,25 +193,31 @@ def _train_parser(sub: Any) -> None:
         metavar="MODEL",
         help="model file to write (.safetensors)",
     )
-    p.add_argument("--ignore-label", type=int, default=255)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--ignore-label", type=int, default=defaults.IGNORE)
+    p.add_argument("--steps", type=POSITIVE, default=defaults.STEPS)
     p.add_argument(
         "--minutes",
-        type=float,
+        type=MINUTES,
         default=None,
         help="wall-clock budget; stops early with a checkpoint",
     )
-    p.add_argument("--patch-size", type=int, nargs=3, metavar=("Z", "Y", "X"))
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--base-filters", type=int, default=16)
-    p.add_argument("--learning-rate", type=float, default=1e-2)
+    p.add_argument(
+        "--patch-size", type=_patch, nargs=3, metavar=("Z", "Y", "X")
+    )
+    p.add_argument("--batch-size", type=POSITIVE, default=defaults.BATCH_SIZE)
+    p.add_argument(
+        "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS
+    )
+    p.add_argument(
+        "--learning-rate", type=LEARNING_RATE, default=defaults.LEARNING_RATE
+    )
     p.add_argument(
         "--init",
         metavar="FILE",
         help="model or pretrained encoder to start from",
     )
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
 
 
 def _predict_parser(sub: Any) -> None:
@@ -88,7 +240,7 @@ def _predict_parser(sub: Any) -> None:
         action="store_true",
         help="average over flips (test-time augmentation)",
     )
-    p.add_argument("--overlap", type=float, default=0.5)
+    p.add_argument("--overlap", type=OVERLAP, default=0.5)
     p.add_argument("--device", choices=DEVICES, default="auto")
 
 
@@ -105,8 +257,8 @@ def _box_parsers(sub: Any) -> None:
     p.add_argument(
         "--model-out", metavar="MODEL", help="also keep the last round's model"
     )
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--steps-per-round", type=int, default=150)
+    p.add_argument("--rounds", type=POSITIVE, default=3)
+    p.add_argument("--steps-per-round", type=POSITIVE, default=150)
     p.add_argument("--initial", choices=("box", "grabcut"), default="grabcut")
     p.add_argument("--no-crf", action="store_true")
     p.add_argument("--no-outside-rule", action="store_true")
@@ -114,15 +266,17 @@ def _box_parsers(sub: Any) -> None:
     p.add_argument("--no-core-rule", action="store_true")
     p.add_argument(
         "--min-fill",
-        type=float,
+        type=SHARE,
         default=0.5,
         help="reset an object whose mask holds less than this fraction of "
         "its initial target's object voxels (0: off)",
     )
-    p.add_argument("--base-filters", type=int, default=16)
+    p.add_argument(
+        "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS
+    )
     p.add_argument("--init", metavar="FILE")
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
     c = sub.add_parser("crf", help="dense-CRF refinement of probabilities")
     c.add_argument("--image", required=True, metavar="IMG")
     c.add_argument("--probabilities", required=True, metavar="PROB")
@@ -141,11 +295,13 @@ def _cam_parsers(sub: Any) -> None:
         help="header image,z0,y0,x0,z1,y1,x1,class",
     )
     p.add_argument("--out", required=True, metavar="MODEL")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--base-filters", type=int, default=16)
+    p.add_argument("--steps", type=POSITIVE, default=defaults.STEPS)
+    p.add_argument(
+        "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS
+    )
     p.add_argument("--init", metavar="FILE")
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
     c = sub.add_parser("cam", help="CAM / Grad-CAM map of a volume")
     c.add_argument("--model", required=True, metavar="MODEL")
     c.add_argument("--image", required=True, metavar="IMG")
@@ -158,7 +314,7 @@ def _cam_parsers(sub: Any) -> None:
         metavar="NAME",
         help="block to take the map from (default: deepest)",
     )
-    c.add_argument("--class", dest="class_index", type=int, default=1)
+    c.add_argument("--class", dest="class_index", type=NON_NEGATIVE, default=1)
     c.add_argument(
         "--pseudo-labels",
         metavar="LBL",
@@ -184,16 +340,25 @@ def _pretrain_parser(sub: Any) -> None:
         default="rotation,contrastive",
         help="comma-separated: rotation, contrastive, inpainting",
     )
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--minutes", type=float, default=None)
-    p.add_argument("--patch", type=int, default=32)
-    p.add_argument("--base-filters", type=int, default=16)
+    p.add_argument("--steps", type=POSITIVE, default=defaults.STEPS)
+    p.add_argument("--minutes", type=MINUTES, default=None)
+    p.add_argument("--patch", type=_patch, default=32)
+    p.add_argument(
+        "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS
+    )
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr and exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="weakseg",
         description="Dense 3D segmentation from very little annotation.",
     )
@@ -244,8 +409,8 @@ def _printer(every: int = 10, init_name: str = "") -> Any:
                 f"  {event.metric} on {where}: {event.mean_dice:.3f}",
                 flush=True,
             )
-        elif isinstance(event, Saved) and event.kind == "best":
-            print(f"  saved best model to {event.path}", flush=True)
+        elif isinstance(event, Saved) and event.kind in ("best", "final"):
+            print(f"  saved {event.kind} model to {event.path}", flush=True)
         elif isinstance(event, Progress) and event.done in (0, event.total):
             print(f"{event.message} {event.done}/{event.total}", flush=True)
         elif isinstance(event, Finished) and event.message:
@@ -279,9 +444,13 @@ def _cmd_train(args: argparse.Namespace, stop: threading.Event) -> None:
         callback=_printer(init_name=Path(args.init or "").name),
         stop=stop,
     )
+    if result.steps == 0:
+        raise Cancelled("stopped before the first step; nothing was written")
+    if result.message:
+        print(result.message)
     how = "stopped" if result.stopped else "finished"
     print(
-        f"{how} after {result.steps} steps; best Dice "
+        f"{how} after {result.steps} steps; validation Dice "
         f"{result.best_dice:.3f}; model: {result.best_path}"
     )
 
@@ -435,12 +604,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
+        check_outputs(args)
         COMMANDS[args.command](args, stop)
     except WeaksegError as exc:
         print(f"weakseg: error: {exc}", file=sys.stderr)
         return 2
-    except Cancelled:
-        print("weakseg: stopped", file=sys.stderr)
+    except Cancelled as exc:
+        print(f"weakseg: {exc or 'stopped'}", file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -219,10 +219,13 @@ class TrainWidget(Dock):
         )
 
     def _on_done(self, result: Any) -> None:
+        if result.steps == 0:
+            show_info("Training stopped before its first step; no model.")
+            return
         self._session.set_model(result.best_path)
         show_info(
             f"Training {'stopped' if result.stopped else 'finished'} after "
-            f"{result.steps} steps; best Dice {result.best_dice:.3f}."
+            f"{result.steps} steps; validation Dice {result.best_dice:.3f}."
         )
         self.status.value = f"model: {result.best_path}"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ class ModelConfig:
     """Everything needed to rebuild a network and use it on a new image."""
 
     kind: str = "unet"
+    #: ``resunet`` (MONAI ``UNet``, residual units) or ``dynunet``; files
+    #: written before the field existed hold a DynUNet.
+    network: str = "dynunet"
     num_classes: int = 2
     class_names: list[str] = field(default_factory=list)
     in_channels: int = 1
@@ -59,9 +63,69 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
-        data = json.loads(text)
+        """Parse and check every field; ``ValueError`` names the first bad."""
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ValueError("the config is nested too deeply") from None
+        if not isinstance(data, dict):
+            raise ValueError("the config is not a JSON object")
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        config = cls(**{k: v for k, v in data.items() if k in known})
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Types and ranges of every field, so no network is built wrong."""
+
+        def ints(v: Any, n: int | None, lo: int, hi: int) -> bool:
+            return (
+                isinstance(v, list)
+                and (n is None or len(v) == n)
+                and all(type(x) is int and lo <= x <= hi for x in v)
+            )
+
+        depth = len(self.filters) if isinstance(self.filters, list) else 0
+        rules = {
+            "kind": self.kind in ("unet", "classifier", "encoder"),
+            "network": self.network in NETWORKS,
+            "num_classes": type(self.num_classes) is int
+            and 0 <= self.num_classes <= 255,
+            "class_names": isinstance(self.class_names, list)
+            and all(isinstance(c, str) for c in self.class_names),
+            "in_channels": type(self.in_channels) is int
+            and 1 <= self.in_channels <= 16,
+            "filters": ints(self.filters, None, 1, 320) and 3 <= depth <= 6,
+            "kernel_sizes": self.kernel_sizes == []
+            or (
+                isinstance(self.kernel_sizes, list)
+                and len(self.kernel_sizes) == depth
+                and all(ints(k, 3, 1, 7) for k in self.kernel_sizes)
+                and all(x % 2 for k in self.kernel_sizes for x in k)
+            ),
+            "strides": self.strides == []
+            or (
+                isinstance(self.strides, list)
+                and len(self.strides) == depth
+                and all(ints(k, 3, 1, 2) for k in self.strides)
+            ),
+            "norm": self.norm in ("instance", "batch"),
+            "patch_size": ints(self.patch_size, 3, 1, 1024),
+            "spacing": isinstance(self.spacing, list)
+            and len(self.spacing) == 3
+            and all(
+                isinstance(x, int | float) and math.isfinite(x) and x > 0
+                for x in self.spacing
+            ),
+            "normalisation": isinstance(self.normalisation, dict),
+            "ignore_label": type(self.ignore_label) is int
+            and 0 <= self.ignore_label <= 255,
+            "format_version": type(self.format_version) is int,
+        }
+        bad = [k for k, ok in rules.items() if not ok]
+        if bad:
+            value = json.dumps(getattr(self, bad[0]), default=str)[:60]
+            raise ValueError(f"field '{bad[0]}' holds {value}")
 
 
 def filter_widths(base_filters: int, depth: int) -> list[int]:
@@ -134,7 +198,12 @@ def plan_patch_size(
 def build_network(config: ModelConfig) -> Any:
     """The torch module a config describes: U-Net or encoder classifier."""
     if config.kind == "unet":
-        return _dynunet(config)
+        if config.network not in NETWORKS:
+            raise WeaksegError(
+                f"Unknown network '{config.network}' in the model file "
+                f"(known: {', '.join(NETWORKS)})."
+            )
+        return NETWORKS[config.network](config)
     if config.kind == "classifier":
         return EncoderClassifier(_dynunet(config), config.num_classes)
     raise WeaksegError(
@@ -195,6 +264,59 @@ def _dynunet(config: ModelConfig) -> Any:
     )
 
 
+def _resunet(config: ModelConfig) -> Any:
+    """MONAI's ``UNet`` with two residual units per level.
+
+    The first level already downsamples, so little work runs at full
+    resolution: about 4x cheaper per step than DynUNet at equal filters,
+    and what plain MONAI users train.  Per-axis strides come from the same
+    planning as DynUNet, so anisotropic volumes pool only fine axes.
+    """
+    from monai.networks.nets import UNet
+
+    strides = config.strides
+    if not strides:
+        _, strides = plan_network(
+            config.patch_size, config.spacing, len(config.filters)
+        )
+        config.kernel_sizes, config.strides = [], strides
+    return UNet(
+        spatial_dims=3,
+        in_channels=config.in_channels,
+        out_channels=config.num_classes,
+        channels=config.filters,
+        strides=[tuple(s) for s in strides[1:]],
+        num_res_units=2,
+        norm=("INSTANCE", {"affine": True})
+        if config.norm == "instance"
+        else "BATCH",
+    )
+
+
+#: Segmentation networks by name (``ModelConfig.network``).
+NETWORKS = {"resunet": _resunet, "dynunet": lambda c: _dynunet(c)}
+
+
+def unet_blocks(model: Any) -> tuple[list[str], list[str]]:
+    """Encoder and decoder block names of a MONAI ``UNet``, top first.
+
+    ``UNet`` nests each level in a ``SkipConnection``: level ``i``'s down
+    block is ``model.1.submodule.`` repeated ``i`` times then ``0``, its up
+    block the same path ending in ``2``; the deepest is ``...submodule``.
+    """
+    enc, dec, path = [], [], "model"
+    node = model.model
+    while True:
+        enc.append(f"{path}.0")
+        dec.insert(0, f"{path}.2")
+        inner = node[1].submodule
+        path = f"{path}.1.submodule"
+        if not isinstance(inner, torch.nn.Sequential) or len(inner) != 3:
+            enc.append(path)
+            return enc, dec
+        node = inner
+
+
 def save_model(
     path: str | os.PathLike, model: Any, config: ModelConfig
 ) -> Path:
@@ -209,10 +331,22 @@ def save_tensors(
     from safetensors.torch import save_file
 
     p = Path(path)
+    if p.is_dir():
+        raise WeaksegError(f"{p} is an existing folder; give a file name.")
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    save_file(tensors, str(tmp), metadata={CONFIG_KEY: config.to_json()})
-    os.replace(tmp, p)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{p.name}.", suffix=".tmp", dir=p.parent
+    )
+    os.close(fd)
+    try:
+        save_file(tensors, name, metadata={CONFIG_KEY: config.to_json()})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)  # mkstemp's 0600 would hide it
+        os.replace(name, p)
+    finally:
+        if os.path.exists(name):
+            os.unlink(name)
     return p
 
 

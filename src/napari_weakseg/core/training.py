@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import defaults
 from .device import autocast_dtype, resolve_device
 from .errors import WeaksegError
 from .events import Finished, Saved, Started, Step, Validation
@@ -43,21 +44,32 @@ from .trainset import TrainSet, prepare
 class TrainConfig:
     """Settings of one training run; defaults suit a laptop CPU."""
 
-    steps: int = 300
+    steps: int = defaults.STEPS
     minutes: float | None = None
-    batch_size: int = 2
+    batch_size: int = defaults.BATCH_SIZE
     patch_size: list[int] | None = None
-    learning_rate: float = 1e-2
+    learning_rate: float = defaults.LEARNING_RATE
+    #: ``poly`` (decay to 0 over ``steps``) or ``constant``
+    schedule: str = "poly"
     depth: int = 4
-    base_filters: int = 16
+    base_filters: int = defaults.BASE_FILTERS
     norm: str = "instance"
-    val_every: int = 50
+    #: segmentation network, see :data:`~.models.NETWORKS`
+    network: str = "resunet"
+    #: validations per run (``val_every`` overrides the spacing)
+    validations: int = 10
+    val_every: int | None = None
     class_weights: list[float] | None = None
     dice_weight: float = 1.0
-    augment: bool = True
+    #: ``flips`` (all axes), ``full`` (+ 90° turns, intensity, noise),
+    #: ``none``; ``True``/``False`` mean ``flips``/``none``
+    augment: str | bool = "flips"
+    #: share of the budget trained at the end with the held-back slices
+    #: back in; the final weights are then the model (0: keep the best)
+    final_phase: float = 0.25
     seed: int = 0
     device: str = "auto"
-    ignore_label: int = 255
+    ignore_label: int = defaults.IGNORE
     hold_out: bool = True
     class_names: list[str] = field(default_factory=list)
 
@@ -92,6 +104,7 @@ def model_config_for(
         f"class {c}" for c in range(1, trainset.num_classes)
     ]
     return ModelConfig(
+        network=cfg.network,
         num_classes=trainset.num_classes,
         class_names=list(names),
         filters=filters,
@@ -148,8 +161,27 @@ def _init_model(
             )
         src.class_names = config.class_names or src.class_names
         return src, tensors
+    # Pretrained encoders are DynUNet encoders: the U-Net they seed is one.
+    config.network = "dynunet"
     encoder = ("input_block.", "downsamples.", "bottleneck.")
     return config, {k: v for k, v in tensors.items() if k.startswith(encoder)}
+
+
+def _check_budget(cfg: TrainConfig) -> None:
+    if not isinstance(cfg.steps, int) or cfg.steps < 1:
+        raise WeaksegError(
+            f"The step budget must be a whole number of at least 1 "
+            f"(got {cfg.steps})."
+        )
+    if cfg.minutes is not None and not cfg.minutes > 0:
+        raise WeaksegError(
+            f"The time budget must be more than 0 minutes (got {cfg.minutes})."
+        )
+    if not 0 <= cfg.final_phase < 1:
+        raise WeaksegError(
+            f"The final phase must be a share in [0, 1) of the budget "
+            f"(got {cfg.final_phase})."
+        )
 
 
 def iter_train(
@@ -161,8 +193,20 @@ def iter_train(
     init: str | Path | None = None,
     stop: threading.Event | None = None,
 ) -> Generator[Any, None, Finished]:
-    """Train on sparse labels; yield events; return :class:`Finished`."""
+    """Train on sparse labels; yield events; return :class:`Finished`.
+
+    Two phases when slices are held back for validation: first train
+    without them, validating about ``validations`` times (the "best" is
+    judged on a moving average of three validations, so an early lucky
+    one is not kept); then, for the last ``final_phase`` of the budget,
+    the held-back slices go back in and the final weights are the model.
+    A run stopped in the first phase keeps its best checkpoint; a run that
+    completed no step writes nothing; a run stopped early never replaces a
+    model that was already at ``out`` (its weights go to the ``.last``
+    file only).
+    """
     cfg = config or TrainConfig()
+    _check_budget(cfg)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     trainset = prepare(images, labels, cfg.ignore_label, hold_out=cfg.hold_out)
@@ -173,16 +217,20 @@ def iter_train(
     if init_tensors is not None:
         transferred = transfer_weights(model, init_tensors, Path(init).name)
     model.to(device).train()
-    sampler = PatchSampler(
-        trainset.images,
-        trainset.targets,
-        mconf.patch_size,
-        trainset.num_classes,
-        spacing,
-        cfg.ignore_label,
-        cfg.augment,
-        cfg.seed,
-    )
+
+    def sampler_for(targets: Sequence[np.ndarray], seed: int) -> PatchSampler:
+        return PatchSampler(
+            trainset.images,
+            targets,
+            mconf.patch_size,
+            trainset.num_classes,
+            spacing,
+            cfg.ignore_label,
+            cfg.augment,
+            seed,
+        )
+
+    sampler = sampler_for(trainset.targets, cfg.seed)
     loss_fn = MaskedDiceCELoss(
         trainset.num_classes,
         cfg.ignore_label,
@@ -192,11 +240,19 @@ def iter_train(
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.learning_rate, weight_decay=1e-4
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (1 - min(s, cfg.steps - 1) / cfg.steps) ** 0.9
-    )
+    if cfg.schedule == "poly":
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: (1 - min(s, cfg.steps - 1) / cfg.steps) ** 0.9
+        )
+    elif cfg.schedule == "constant":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    else:
+        raise WeaksegError(
+            f"Unknown schedule '{cfg.schedule}' (poly or constant)."
+        )
     amp = autocast_dtype(device)
     out, last = Path(out), last_path(out)
+    protect = out.exists()  # replaced only by a run that finishes
     yield Started(
         cfg.steps,
         str(device),
@@ -206,8 +262,23 @@ def iter_train(
         trainset.held_out,
         transferred,
     )
-    best, step, t0 = -math.inf, 0, time.perf_counter()
-    deadline = t0 + cfg.minutes * 60 if cfg.minutes else math.inf
+    keep_best = trainset.held_out and cfg.final_phase == 0
+    final_from = (
+        cfg.steps - round(cfg.steps * cfg.final_phase)
+        if trainset.held_out and not keep_best
+        else cfg.steps
+    )
+    val_every = cfg.val_every or max(1, final_from // max(1, cfg.validations))
+    track = _Tracker()
+    step, t0 = 0, time.perf_counter()
+    budget_s = cfg.minutes * 60 if cfg.minutes else math.inf
+    deadline = t0 + budget_s
+    final_at = (
+        t0 + budget_s * (1 - cfg.final_phase)
+        if final_from < cfg.steps
+        else math.inf
+    )
+    in_final = False
     stopped = False
     try:
         while step < cfg.steps:
@@ -216,6 +287,23 @@ def iter_train(
             ) or time.perf_counter() > deadline:
                 stopped = stop is not None and stop.is_set()
                 break
+            if not in_final and (
+                step >= final_from or time.perf_counter() > final_at
+            ):
+                if step % val_every:
+                    yield from _checkpoint(
+                        model,
+                        mconf,
+                        trainset,
+                        device,
+                        out,
+                        last,
+                        step,
+                        track,
+                        keep=not protect,
+                    )
+                in_final = True  # held-back slices go back in
+                sampler = sampler_for(trainset.truths, cfg.seed + 1)
             batch = sampler.batch(cfg.batch_size)
             x = batch["image"].to(device, non_blocking=True)
             y = batch["label"].to(device, non_blocking=True)
@@ -227,25 +315,99 @@ def iter_train(
             sched.step()
             step += 1
             yield Step.timed(step, cfg.steps, loss.detach(), t0, deadline)
-            if step % cfg.val_every == 0:
-                best = yield from _checkpoint(
-                    model, mconf, trainset, device, out, last, step, best
+            if not in_final and step % val_every == 0:
+                yield from _checkpoint(
+                    model,
+                    mconf,
+                    trainset,
+                    device,
+                    out,
+                    last,
+                    step,
+                    track,
+                    keep=not protect,
                 )
     except torch.OutOfMemoryError:
-        save_model(last, model, mconf)
+        if step:
+            save_model(last, model, mconf)
         raise WeaksegError(
             f"Out of memory with patch {mconf.patch_size} and batch "
-            f"{cfg.batch_size}; try a smaller patch size or batch size "
-            f"(the last weights are saved in {last.name})."
+            f"{cfg.batch_size}; try a smaller patch size or batch size"
+            + (
+                f" (the last weights are saved in {last.name})."
+                if step
+                else "."
+            )
         ) from None
-    if step % cfg.val_every:
-        best = yield from _checkpoint(
-            model, mconf, trainset, device, out, last, step, best
-        )
-    if best == -math.inf:  # stopped before any validation, or NaN Dice
-        save_model(out, model, mconf)
+    if step == 0:  # nothing learnt: leave every file as it was
+        return Finished(0, stopped, float("nan"), "", "")
+    if stopped and protect:
         save_model(last, model, mconf)
+        best = track.best if track.best is not None else float("nan")
+        return Finished(
+            step,
+            stopped,
+            float(best),
+            str(out),
+            str(last),
+            f"Stopped early: {out.name} was kept as it was; the new "
+            f"weights are in {last.name}.",
+        )
+    if in_final or not trainset.held_out:
+        # Trained on every annotated voxel: the final weights are the model.
+        if not in_final:
+            yield from _checkpoint(
+                model,
+                mconf,
+                trainset,
+                device,
+                out,
+                last,
+                step,
+                track,
+                keep=False,
+            )
+        save_model(last, model, mconf)
+        save_model(out, model, mconf)
+        yield Saved(str(out), "final", step)
+    else:
+        if step % val_every:
+            yield from _checkpoint(
+                model,
+                mconf,
+                trainset,
+                device,
+                out,
+                last,
+                step,
+                track,
+                keep=not protect,
+            )
+        if track.best_step is None or protect:  # finished: replace it
+            save_model(out, model, mconf)
+    best = track.best if track.best is not None else float("nan")
     return Finished(step, stopped, float(best), str(out), str(last))
+
+
+class _Tracker:
+    """Validation means and the best moving average of the last three."""
+
+    def __init__(self, window: int = 3) -> None:
+        self.window = window
+        self.means: list[float] = []
+        self.best: float | None = None
+        self.best_step: int | None = None
+
+    def add(self, mean: float, step: int) -> bool:
+        """Record one validation; True when its moving average is best."""
+        if math.isnan(mean):
+            return False
+        self.means.append(mean)
+        smooth = float(np.mean(self.means[-self.window :]))
+        if self.best is None or smooth > self.best:
+            self.best, self.best_step = smooth, step
+            return True
+        return False
 
 
 def _checkpoint(
@@ -256,15 +418,15 @@ def _checkpoint(
     out: Path,
     last: Path,
     step: int,
-    best: float,
-) -> Generator[Any, None, float]:
+    track: _Tracker,
+    keep: bool,
+) -> Generator[Any, None, None]:
+    """Validate, save the last weights, and the best ones when ``keep``."""
     dice = validate(model, trainset, mconf.patch_size, device)
     mean = float(np.nanmean(dice)) if dice else float("nan")
     yield Validation(step, tuple(dice), mean, trainset.held_out)
     save_model(last, model, mconf)
     yield Saved(str(last), "last", step)
-    if not math.isnan(mean) and mean > best:
+    if track.add(mean, step) and keep:
         save_model(out, model, mconf)
         yield Saved(str(out), "best", step)
-        return mean
-    return best

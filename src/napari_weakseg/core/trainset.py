@@ -36,17 +36,20 @@ class TrainSet:
 
 
 def held_out_slices(
-    sparse: np.ndarray, ignore: int, every: int = 4
+    sparse: np.ndarray, ignore: int, every: int = 4, most: int = 6
 ) -> dict[int, list[int]]:
-    """Every ``every``-th fully labelled slice, if there are enough.
+    """Every ``every``-th fully labelled slice, at most ``most`` of them.
 
     With fewer than ``every`` done slices nothing is held back (all labels
-    are needed for training) and validation runs on training voxels.
+    are needed for training) and validation runs on training voxels.  With
+    many (dense labels) only ``most`` spread-out slices are held back, so
+    the first training phase does not lose most of the labels.
     """
     _, done = from_sparse_labels(sparse, ignore)
     flat = [(a, i) for a in range(3) for i in done[a]]
     if len(flat) < every:
         return {}
+    every = max(every, -(-len(flat) // most))
     out: dict[int, list[int]] = {}
     for a, i in flat[every // 2 :: every]:
         out.setdefault(a, []).append(i)
