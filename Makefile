@@ -21,6 +21,8 @@ demo: install system
 test: install system
 	$(PY) -m ruff check src tests benchmarks
 	$(VENV)/bin/lint-imports
+	$(PIP) install -q --no-deps -e . && $(VENV)/bin/npe2 validate napari-weakseg
+	$(PIP) install -q --no-deps --force-reinstall . && $(VENV)/bin/npe2 validate napari-weakseg
 	$(PY) -m pytest -q
 
 bench: install

@@ -35,6 +35,14 @@ def test_installed_manifest_is_the_repository_one():
     )
 
 
+def test_manifest_sits_in_the_package_for_editable_installs():
+    """``pip install -e .`` resolves ``napari_weakseg:napari.yaml`` in the
+    source package; the root file is the same file (a link)."""
+    src = ROOT / "src" / "napari_weakseg" / "napari.yaml"
+    assert src.is_file() and not src.is_symlink()
+    assert (ROOT / "napari.yaml").resolve() == src.resolve()
+
+
 def _run(code: str) -> str:
     return subprocess.run(
         [sys.executable, "-c", code],

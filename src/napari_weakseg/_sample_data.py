@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from .core.annotation import from_sparse_labels
+from .core.defaults import (
+    IMAGE_KEY,
+    ROLE_ANNOTATION,
+    ROLE_KEY,
+    ROLE_REFERENCE,
+)
 from .core.io import read_volume
 from .core.phantom import make_phantom
 
@@ -35,12 +41,23 @@ def mni152() -> list[LayerData]:
     sparse = read_volume(sample_path("mni152_sparse_2mm.nii.gz"))
     painted, done = from_sparse_labels(sparse.data)
     geo = t1.geometry.layer_kwargs()
-    ann_meta = {**geo["metadata"], "weakseg_done": done}
+    ann_meta = {
+        **geo["metadata"],
+        "weakseg_done": done,
+        ROLE_KEY: ROLE_ANNOTATION,
+        IMAGE_KEY: "MNI152 T1",
+    }
+    ref_meta = {**geo["metadata"], ROLE_KEY: ROLE_REFERENCE}
     return [
         (t1.data, {**geo, "name": "MNI152 T1"}, "image"),
         (
             tissue.data,
-            {**geo, "name": "tissue (reference)", "visible": False},
+            {
+                **geo,
+                "metadata": ref_meta,
+                "name": "tissue (reference)",
+                "visible": False,
+            },
             "labels",
         ),
         (
@@ -56,5 +73,13 @@ def phantom() -> list[LayerData]:
     image, labels = make_phantom()
     return [
         (image, {"name": "phantom"}, "image"),
-        (labels, {"name": "phantom truth", "visible": False}, "labels"),
+        (
+            labels,
+            {
+                "name": "phantom truth",
+                "visible": False,
+                "metadata": {ROLE_KEY: ROLE_REFERENCE},
+            },
+            "labels",
+        ),
     ]

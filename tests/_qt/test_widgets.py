@@ -134,7 +134,8 @@ def test_buttons_without_layers_notify_instead_of_raising(
     ApplyWidget(viewer).start_apply()
     assert said == [
         "Create or pick an annotation layer first.",
-        "Pick an image and an annotation layer.",
+        "Pick an image and an annotation layer (Annotate dock: New "
+        "annotation layer).",
         "Pick an image to segment.",
     ]
 

@@ -30,18 +30,54 @@ class Dock(Container):
         import torch  # noqa: F401
 
         self._viewer = viewer
+        self._roles: list[tuple[Any, str | None]] = []
         self._session = session_for(viewer)
         self._stop = threading.Event()
         self.worker: Any = None
 
-    @staticmethod
     def layer_picker(
-        kind: str = "Image", label: str = "image", **kw: Any
+        self,
+        kind: str = "Image",
+        label: str = "image",
+        role: str | None = "image",
+        **kw: Any,
     ) -> Any:
-        """A dropdown of the viewer's layers of one kind."""
-        return create_widget(
-            annotation=f"napari.layers.{kind}", label=label, **kw
+        """A dropdown of the viewer's layers of one kind.
+
+        It defaults to the layer of ``role`` (see :mod:`.layers`) that
+        belongs to the dock's image, else stays empty: a dense reference
+        or another role's layer is never picked for the user.
+        """
+        options = {"nullable": role != "image", **kw.pop("options", {})}
+        widget = create_widget(
+            annotation=f"napari.layers.{kind}",
+            label=label,
+            options=options,
+            **kw,
         )
+        widget.tooltip = kw.get("tooltip") or f"{label} layer"
+        self._roles.append((widget, role))
+        return widget
+
+    def reset_choices(self, *args: Any) -> None:
+        """Refresh the pickers, then default each empty one to its role."""
+        super().reset_choices(*args)
+        self.pick_defaults()
+
+    def pick_defaults(self) -> None:
+        from .layers import best_layer, rank
+
+        image = getattr(getattr(self, "image", None), "value", None)
+        for widget, role in getattr(self, "_roles", []):
+            current = widget.value
+            if current is not None and rank(current, role, image) < 9:
+                continue
+            layers = [c for c in widget.choices if c is not None]
+            best = best_layer(layers, role, image)
+            if best is not current and (
+                best is not None or None in widget.choices
+            ):
+                widget.value = best
 
 
 class Session:

@@ -25,6 +25,7 @@ from ..core.annotation import (
     suggest_next_slice,
     to_sparse_labels,
 )
+from ..core.defaults import IMAGE_KEY, ROLE_ANNOTATION, ROLE_KEY
 from ..core.errors import WeaksegError
 from ._common import Dock, home, report_error, unique_name
 
@@ -57,7 +58,7 @@ class AnnotationWidget(Dock):
         super().__init__(viewer)
         self.image = self.layer_picker()
         self.annotations = self.layer_picker(
-            "Labels", "annotations", options={"nullable": True}
+            "Labels", "annotations", ROLE_ANNOTATION
         )
         self.axis = ComboBox(choices=list(AXES), value="z", label="slice axis")
         self.new_layer = PushButton(text="New annotation layer")
@@ -112,7 +113,11 @@ class AnnotationWidget(Dock):
             name=unique_name(self._viewer, f"{image.name} annotations"),
             scale=image.scale,
             translate=image.translate,
-            metadata={DONE_KEY: done, "weakseg_image": image.name},
+            metadata={
+                DONE_KEY: done,
+                IMAGE_KEY: image.name,
+                ROLE_KEY: ROLE_ANNOTATION,
+            },
         )
         self.reset_choices()
         self.annotations.value = layer

@@ -16,16 +16,19 @@ from magicgui.widgets import (
 )
 
 from ..core.annotation import AXES, BACKGROUND_BRUSH
+from ..core.defaults import (
+    ROLE_ANNOTATION,
+    ROLE_PREDICTION,
+    ROLE_PROBABILITIES,
+)
 from ..core.errors import WeaksegError
 from ._common import (
     Dock,
     report_error,
     start_worker,
-    unique_name,
 )
 from .annotation_widget import DONE_KEY, done_of
-
-OUTPUT_KEY = "weakseg_output"
+from .layers import upsert_layer
 
 
 class ApplyWidget(Dock):
@@ -44,8 +47,12 @@ class ApplyWidget(Dock):
         self.apply_button = PushButton(text="Apply")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(value=0, max=1, label="progress")
-        self.prediction = self.layer_picker("Labels", "prediction")
-        self.annotations = self.layer_picker("Labels", "annotations")
+        self.prediction = self.layer_picker(
+            "Labels", "prediction", ROLE_PREDICTION
+        )
+        self.annotations = self.layer_picker(
+            "Labels", "annotations", ROLE_ANNOTATION
+        )
         self.accept = PushButton(text="Accept current slice as annotation")
         self.status = Label(value="")
         self.extend(
@@ -53,6 +60,7 @@ class ApplyWidget(Dock):
                 self.image,
                 self.model,
                 self.tta,
+                self.show_probabilities,
                 self.apply_button,
                 self.stop_button,
                 self.progress,
@@ -139,29 +147,21 @@ class ApplyWidget(Dock):
         self, name: str, data: Any, image: Any, kind: str = "labels"
     ) -> Any:
         """Update our own output layer, or add a new one; never a user's."""
-        for layer in self._viewer.layers:
-            if layer.metadata.get(OUTPUT_KEY) == name:
-                layer.data = data
-                return layer
-        add = (
-            self._viewer.add_labels
-            if kind == "labels"
-            else self._viewer.add_image
-        )
-        kw = {}  # fixed contrast limits: napari need not scan the data
-        if kind == "image":
-            kw = {
-                "visible": False,
-                "colormap": "magma",
-                "contrast_limits": (0, 1),
-            }
-        return add(
+        if kind == "labels":
+            return upsert_layer(
+                self._viewer, name, data, image, ROLE_PREDICTION
+            )
+        # fixed contrast limits: napari need not scan the data
+        return upsert_layer(
+            self._viewer,
+            name,
             data,
-            name=unique_name(self._viewer, name),
-            scale=image.scale,
-            translate=image.translate,
-            metadata={OUTPUT_KEY: name},
-            **kw,
+            image,
+            ROLE_PROBABILITIES,
+            "image",
+            visible=False,
+            colormap="magma",
+            contrast_limits=(0, 1),
         )
 
     def _finished(self) -> None:

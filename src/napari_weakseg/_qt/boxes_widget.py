@@ -19,8 +19,10 @@ from magicgui.widgets import (
 )
 
 from ..core.boxes import Box, read_boxes, write_boxes
+from ..core.defaults import ROLE_BOXES, ROLE_PREDICTION
 from ..core.errors import WeaksegError
 from ._common import Dock, report_error, start_worker, unique_name
+from .layers import upsert_layer
 
 BOX_FEATURES = ("class", "depth")
 
@@ -79,7 +81,7 @@ class BoxesWidget(Dock):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
         self.image = self.layer_picker()
-        self.shapes = self.layer_picker("Shapes", "boxes")
+        self.shapes = self.layer_picker("Shapes", "boxes", ROLE_BOXES)
         self.new_boxes = PushButton(text="New boxes layer")
         self.box_class = SpinBox(
             value=1, min=1, max=254, label="class of new boxes"
@@ -257,17 +259,8 @@ class BoxesWidget(Dock):
         return self.worker
 
     def _show(self, name: str, labels: np.ndarray) -> Any:
-        for layer in self._viewer.layers:
-            if layer.metadata.get("weakseg_output") == name:
-                layer.data = labels
-                return layer
-        image = self._image
-        return self._viewer.add_labels(
-            labels,
-            name=unique_name(self._viewer, name),
-            scale=image.scale,
-            translate=image.translate,
-            metadata={"weakseg_output": name},
+        return upsert_layer(
+            self._viewer, name, labels, self._image, ROLE_PREDICTION
         )
 
     def _on_event(self, event: Any) -> None:

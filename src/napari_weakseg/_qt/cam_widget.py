@@ -17,10 +17,10 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from ..core.defaults import IMAGE_KEY, ROLE_ANNOTATION, ROLE_CAM, ROLE_KEY
 from ..core.errors import Cancelled, WeaksegError
 from ._common import Dock, report_error, start_worker, unique_name
-
-MAP_KEY = "weakseg_cam"
+from .layers import DONE_KEY, upsert_layer
 
 
 class CamWidget(Dock):
@@ -134,20 +134,16 @@ class CamWidget(Dock):
             f"{self._image.name} {self.method.value} "
             f"class {self.class_index.value}"
         )
-        for layer in self._viewer.layers:
-            if layer.metadata.get(MAP_KEY) == name:
-                layer.data = m
-                self._map_layer = layer
-                return
-        self._map_layer = self._viewer.add_image(
+        self._map_layer = upsert_layer(
+            self._viewer,
+            name,
             m,
-            name=unique_name(self._viewer, name),
-            scale=self._image.scale,
-            translate=self._image.translate,
+            self._image,
+            ROLE_CAM,
+            "image",
             colormap="inferno",
             blending="additive",
             opacity=float(self.opacity.value),
-            metadata={MAP_KEY: name},
         )
 
     def _done(self) -> None:
@@ -178,5 +174,9 @@ class CamWidget(Dock):
             name=unique_name(self._viewer, f"{self._image.name} seeds"),
             scale=self._image.scale,
             translate=self._image.translate,
-            metadata={"weakseg_done": {}},
+            metadata={
+                DONE_KEY: {},
+                ROLE_KEY: ROLE_ANNOTATION,
+                IMAGE_KEY: self._image.name,
+            },
         )

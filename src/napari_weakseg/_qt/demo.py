@@ -33,13 +33,9 @@ def build_viewer(show: bool = True) -> tuple[napari.Viewer, dict[str, Any]]:
             "napari-weakseg", name, tabify=k == 2
         )
     viewer.window.resize(1500, 950)
-    t1, ann = viewer.layers["MNI152 T1"], viewer.layers["annotations"]
+    # The pickers' own defaults, as a first-time user meets them.
     for w in widgets.values():
         w.reset_choices()
-        w.image.value = t1
-    widgets[DOCKS[0]].annotations.value = ann
-    widgets[DOCKS[1]].annotations.value = ann
-    widgets[DOCKS[2]].annotations.value = ann
     viewer.dims.current_step = (47, 58, 49)
     return viewer, widgets
 
@@ -77,7 +73,6 @@ def headless(steps: int, out: Path) -> int:
     dice = dice_per_class(np.asarray(pred.data), truth, 3, unannotated)
     ann.visible = False
     pred.opacity = 0.45
-    viewer.layers["MNI152 T1"].contrast_limits = (0, 100)
     out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(out), canvas_only=False)
     print(

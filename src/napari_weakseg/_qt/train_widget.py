@@ -18,6 +18,8 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_info
 
+from ..core import defaults
+from ..core.defaults import IMAGE_KEY, ROLE_ANNOTATION, ROLE_KEY, ROLE_PREVIEW
 from ..core.errors import WeaksegError
 from ._common import (
     Dock,
@@ -36,10 +38,14 @@ class TrainWidget(Dock):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
         self.image = self.layer_picker()
-        self.annotations = self.layer_picker("Labels", "annotations")
-        self.steps = SpinBox(value=300, min=1, max=100_000, label="steps")
+        self.annotations = self.layer_picker(
+            "Labels", "annotations", ROLE_ANNOTATION
+        )
+        self.steps = SpinBox(
+            value=defaults.STEPS, min=1, max=100_000, label="steps"
+        )
         self.base_filters = SpinBox(
-            value=16, min=4, max=64, label="base filters"
+            value=defaults.BASE_FILTERS, min=4, max=64, label="base filters"
         )
         self.device = ComboBox(
             choices=["auto", "cpu", "cuda", "mps"], label="device"
@@ -70,6 +76,7 @@ class TrainWidget(Dock):
                 self.device,
                 self.init,
                 self.warm,
+                self.preview,
                 self.out,
                 self.start,
                 self.stop_button,
@@ -104,7 +111,10 @@ class TrainWidget(Dock):
         image, ann = self.image.value, self.annotations.value
         if image is None or ann is None:
             report_error(
-                WeaksegError("Pick an image and an annotation layer.")
+                WeaksegError(
+                    "Pick an image and an annotation layer (Annotate dock: "
+                    "New annotation layer)."
+                )
             )
             return None
         try:
@@ -215,7 +225,11 @@ class TrainWidget(Dock):
             scale=image.scale,
             translate=image.translate,
             opacity=0.5,
-            metadata={"weakseg_output": "preview"},
+            metadata={
+                "weakseg_output": "preview",
+                ROLE_KEY: ROLE_PREVIEW,
+                IMAGE_KEY: image.name,
+            },
         )
 
     def _on_done(self, result: Any) -> None:

@@ -14,3 +14,17 @@ BATCH_SIZE = 2
 BASE_FILTERS = 16
 #: AdamW learning rate of U-Net training
 LEARNING_RATE = 3e-3
+
+#: ``layer.metadata`` key naming what a layer is to the plugin, and its
+#: values; pickers default to a layer of their role, never a reference
+ROLE_KEY = "weakseg_role"
+ROLE_ANNOTATION = "annotation"
+ROLE_PREDICTION = "prediction"
+ROLE_PROBABILITIES = "probabilities"
+ROLE_REFERENCE = "reference"
+ROLE_PREVIEW = "preview"
+ROLE_CAM = "cam"
+ROLE_SEEDS = "seeds"
+ROLE_BOXES = "boxes"
+#: metadata key of the image a plugin layer belongs to (its name)
+IMAGE_KEY = "weakseg_image"

@@ -1,0 +1,94 @@
+"""Layer adapters: roles, picker defaults and the plugin's output layers.
+
+Every layer the plugin makes carries its role (``layer.metadata``
+:data:`~..core.defaults.ROLE_KEY`) and the image it belongs to, so a
+picker can default to the right layer (the annotation layer of the chosen
+image, never a dense reference) and an output is updated in place instead
+of piling up or replacing a user's layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import defaults as d
+
+OUTPUT_KEY = "weakseg_output"
+DONE_KEY = "weakseg_done"
+
+
+def role_of(layer: Any) -> str | None:
+    """The layer's role; annotation layers of older sessions by their
+    done-slice record, previews by their output name."""
+    meta = getattr(layer, "metadata", {}) or {}
+    if d.ROLE_KEY in meta:
+        return meta[d.ROLE_KEY]
+    if meta.get(OUTPUT_KEY) == "preview":
+        return d.ROLE_PREVIEW
+    if DONE_KEY in meta:
+        return d.ROLE_ANNOTATION
+    if OUTPUT_KEY in meta:
+        return d.ROLE_PREDICTION
+    return None
+
+
+def rank(layer: Any, role: str | None, image: Any = None) -> int:
+    """Lower is a better default for a picker of ``role``.
+
+    0: the role, belonging to ``image``; 1: the role; 2: a user layer with
+    no role (for image pickers: any plain image); 9: never a default
+    (other roles, references).
+    """
+    own = role_of(layer)
+    if role is not None and own == role:
+        mine = image is None or layer.metadata.get(d.IMAGE_KEY) in (
+            None,
+            getattr(image, "name", None),
+        )
+        return 0 if mine else 1
+    if own is None and role in (None, "image", d.ROLE_BOXES):
+        return 2  # plain images; any Shapes layer may hold boxes
+    return 9
+
+
+def best_layer(layers: Any, role: str | None, image: Any = None) -> Any:
+    """The default choice among ``layers`` for ``role``, or None."""
+    ranked = sorted(
+        (rank(la, role, image), i, la) for i, la in enumerate(layers)
+    )
+    return ranked[0][2] if ranked and ranked[0][0] < 9 else None
+
+
+def upsert_layer(
+    viewer: Any,
+    name: str,
+    data: Any,
+    like: Any,
+    role: str,
+    kind: str = "labels",
+    **kw: Any,
+) -> Any:
+    """Update the plugin's own layer called ``name`` or add a new one.
+
+    A user's layer is never written to; a new layer gets a unique name,
+    ``like``'s transform, its role and the image it belongs to.
+    """
+    from ._common import unique_name
+
+    for layer in viewer.layers:
+        if layer.metadata.get(OUTPUT_KEY) == name:
+            layer.data = data
+            return layer
+    add = viewer.add_labels if kind == "labels" else viewer.add_image
+    return add(
+        data,
+        name=unique_name(viewer, name),
+        scale=like.scale,
+        translate=like.translate,
+        metadata={
+            OUTPUT_KEY: name,
+            d.ROLE_KEY: role,
+            d.IMAGE_KEY: like.name,
+        },
+        **kw,
+    )

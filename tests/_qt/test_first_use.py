@@ -1,0 +1,77 @@
+"""The first minutes of a new user: sample data, every dock, defaults only.
+
+Every picker must default to the layer of its role (the annotation layer,
+never the dense reference); controls the README promises must be in
+their dock.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def sample_viewer(make_napari_viewer):
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-weakseg", "mni152")
+    return viewer
+
+
+def dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-weakseg", name)
+    return widget
+
+
+def test_pickers_default_to_their_role_never_the_reference(sample_viewer):
+    v = sample_viewer
+    t1, ann = v.layers["MNI152 T1"], v.layers["annotations"]
+    annotate = dock(v, "Sparse slice annotation")
+    train = dock(v, "Train (sparse slices)")
+    apply = dock(v, "Apply and correct")
+    assert annotate.image.value is t1 and annotate.annotations.value is ann
+    assert train.image.value is t1 and train.annotations.value is ann
+    assert apply.annotations.value is ann
+    assert apply.prediction.value is None  # nothing predicted yet
+    # A prediction appears: Apply's prediction picker takes it, the
+    # annotation pickers keep the annotation layer.
+    from napari_weakseg._qt.layers import upsert_layer
+
+    pred = upsert_layer(
+        v, "MNI152 T1 prediction", ann.data * 0, t1, "prediction"
+    )
+    for w in (annotate, train, apply):
+        w.reset_choices()
+    assert apply.prediction.value is pred
+    assert train.annotations.value is ann and apply.annotations.value is ann
+
+
+def test_a_new_annotation_layer_becomes_the_default(sample_viewer):
+    v = sample_viewer
+    v.layers.remove("annotations")
+    annotate = dock(v, "Sparse slice annotation")
+    train = dock(v, "Train (sparse slices)")
+    assert annotate.annotations.value is None
+    assert train.annotations.value is None  # the reference is no default
+    layer = annotate.create_annotation_layer()  # via napari's viewer proxy
+    train.reset_choices()
+    assert train.annotations.value.name == layer.name
+
+
+def test_promised_controls_are_in_their_docks(sample_viewer):
+    train = dock(sample_viewer, "Train (sparse slices)")
+    apply = dock(sample_viewer, "Apply and correct")
+    assert train.preview in list(train)
+    assert apply.show_probabilities in list(apply)
+
+
+def test_upsert_never_touches_a_user_layer(sample_viewer):
+    from napari_weakseg._qt.layers import upsert_layer
+
+    v = sample_viewer
+    t1, ann = v.layers["MNI152 T1"], v.layers["annotations"]
+    before = ann.data.copy()
+    out = upsert_layer(v, "annotations", ann.data * 0 + 1, t1, "prediction")
+    assert out is not ann and out.name == "annotations [2]"
+    assert (ann.data == before).all()
+    again = upsert_layer(v, "annotations", ann.data * 0 + 2, t1, "prediction")
+    assert again is out and int(out.data.max()) == 2
