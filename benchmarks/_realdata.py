@@ -76,11 +76,17 @@ class Case:
                 out[tuple(sl)][region] = self.truth[tuple(sl)][region]
         return out
 
-    def train_boxes(self) -> list[tuple[slice, ...]]:
-        """Bounding boxes of the training region's connected parts."""
+    #: the separate volumes the image is made of (None: one volume)
+    stacked: bool = False
+
+    def volumes(self) -> list[tuple[slice, ...]]:
+        """Boxes of the volumes a user would open one by one: each
+        hippocampus case; the whole image otherwise."""
+        if not self.stacked:
+            return [tuple(slice(0, n) for n in self.image.shape)]
         from scipy import ndimage
 
-        parts, _ = ndimage.label(self.train_region)
+        parts, _ = ndimage.label(self.train_region | self.eval_mask)
         return [b for b in ndimage.find_objects(parts) if b is not None]
 
     def paths(self, folder: Path, setting: str) -> dict[str, Path]:
@@ -138,6 +144,7 @@ def hippocampus(gap: int = 4) -> Case:
         np.concatenate(parts_r),
         np.concatenate(parts_e),
         3,
+        stacked=True,
     )
 
 

@@ -66,6 +66,10 @@ ABLATION = {
 }
 
 
+STACKED = ", stacked file"
+STACKED_CASES = ("hippocampus",)
+
+
 def _threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
@@ -76,9 +80,14 @@ def _score(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, k: int):
     return dice_per_class(pred, truth, k, mask)
 
 
-def run_weakseg(case, paths, steps, seed, threads, overrides, device):
-    """Train as a user would: each training part is its own image, with
-    the same labels as the reference's file; predict the whole image."""
+def run_weakseg(
+    case, paths, steps, seed, threads, overrides, device, stacked=False
+):
+    """Train as a user would: each volume of the case is its own image
+    (the hippocampus cases; the whole image otherwise), with the same
+    labels as the reference's file, and each volume is predicted on its
+    own.  ``stacked``: the single stacked file, exactly as the reference
+    gets it."""
     import torch
 
     from napari_weakseg import api
@@ -88,22 +97,30 @@ def run_weakseg(case, paths, steps, seed, threads, overrides, device):
     torch.set_num_threads(threads)
     image = np.asarray(api.read_volume(paths["image"]).data)
     labels = np.asarray(api.read_volume(paths["labels"]).data)
-    boxes = case.train_boxes()
+    boxes = (
+        [tuple(slice(0, n) for n in image.shape)]
+        if stacked
+        else case.volumes()
+    )
+    train = [b for b in boxes if (labels[b] != 255).any()]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "m.safetensors"
         cfg = TrainConfig(steps=steps, seed=seed, device=device, **overrides)
         t0 = time.perf_counter()
         fin = run(
             iter_train(
-                [image[b] for b in boxes],
-                [labels[b] for b in boxes],
+                [image[b] for b in train],
+                [labels[b] for b in train],
                 out,
                 cfg,
                 case.spacing,
             )
         )
         t_train = time.perf_counter() - t0
-        pred, _ = api.predict(out, paths["image"], device=device)
+        model = api.load_model(out, device)
+        pred = np.zeros(image.shape, np.uint8)
+        for b in boxes:
+            pred[b], _ = api.predict(model, image[b], device=device)
     return pred, t_train, fin.steps
 
 
@@ -159,9 +176,16 @@ def one(task):
     if arm == "MONAI reference":
         pred, t, n = run_reference(case, paths, steps, seed, threads)
     else:
-        over = ABLATION.get(arm.removeprefix("weakseg "), {})
+        name = arm.removeprefix("weakseg ").removesuffix(STACKED)
         pred, t, n = run_weakseg(
-            case, paths, steps, seed, threads, over, device
+            case,
+            paths,
+            steps,
+            seed,
+            threads,
+            ABLATION[name],
+            device,
+            stacked=arm.endswith(STACKED),
         )
     dice = _score(pred, case.truth, case.eval_mask, case.num_classes)
     return {
@@ -242,6 +266,24 @@ def main() -> None:
         for c in args.cases
         for s in args.settings
         for a in arms
+        for seed in args.seeds
+    ]
+    # The reference takes one file: the stacked cases.  The product also
+    # runs on that very file, beside its run on the separate cases.
+    tasks += [
+        (
+            c,
+            s,
+            "weakseg default" + STACKED,
+            seed,
+            args.steps,
+            threads,
+            args.device,
+            data,
+        )
+        for c in args.cases
+        if c in STACKED_CASES
+        for s in args.settings
         for seed in args.seeds
     ]
     if args.ablation:

@@ -10,6 +10,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -369,13 +370,72 @@ def build_parser() -> argparse.ArgumentParser:
     _box_parsers(sub)
     _cam_parsers(sub)
     _pretrain_parser(sub)
+    for p in sub.choices.values():
+        p.add_argument(
+            "--quiet", action="store_true", help="no progress output"
+        )
     return parser
 
 
-def _printer(every: int = 10, init_name: str = "") -> Any:
+class Meter:
+    """Live progress of a long verb.
+
+    On a terminal a ``tqdm`` bar (rate and ETA) on stderr; otherwise a
+    plain line on stdout at the first and last update and every
+    ``every_s`` seconds between; nothing with ``--quiet``.
+    """
+
+    def __init__(self, quiet: bool = False, every_s: float = 5.0) -> None:
+        self.quiet, self.every_s = quiet, every_s
+        self.tty = sys.stderr.isatty()
+        self.bar: Any = None
+        self.label = ""
+        self.last = 0.0
+
+    def update(self, label: str, done: int, total: int, extra: str = ""):
+        if self.quiet:
+            return
+        if self.tty:
+            from tqdm import tqdm
+
+            if self.bar is None or label != self.label or done < self.bar.n:
+                self.close()
+                self.bar = tqdm(
+                    total=total,
+                    desc=label,
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                    leave=False,
+                )
+                self.label = label
+            self.bar.set_postfix_str(extra, refresh=False)
+            self.bar.update(done - self.bar.n)
+            return
+        now = time.monotonic()
+        if done <= 1 or done >= total or now - self.last >= self.every_s:
+            self.last = now
+            print(f"{label} {done}/{total}  {extra}".rstrip(), flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def say(self, text: str) -> None:
+        """A line that stays (above a live bar)."""
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+
+def _printer(meter: Meter, init_name: str = "") -> Any:
     from .core.events import (
         Finished,
         Progress,
+        Round,
         Saved,
         Started,
         Step,
@@ -384,37 +444,35 @@ def _printer(every: int = 10, init_name: str = "") -> Any:
 
     def show(event: Any) -> None:
         if isinstance(event, Started):
-            print(
+            meter.say(
                 f"training on {event.device}, patch {event.patch_size}, "
-                f"{event.train_voxels} labelled voxels",
-                flush=True,
+                f"{event.train_voxels} labelled voxels"
             )
             if event.transferred:
-                print(
-                    f"initialised {event.transferred} tensors from "
-                    f"{init_name}",
-                    flush=True,
+                meter.say(
+                    f"initialised {event.transferred} tensors from {init_name}"
                 )
-        elif isinstance(event, Step) and (
-            event.step % every == 0 or event.step == event.total
-        ):
-            print(
-                f"step {event.step}/{event.total}  loss {event.loss:.4f}  "
-                f"eta {event.eta_s:.0f}s",
-                flush=True,
+        elif isinstance(event, Step):
+            meter.update(
+                "step",
+                event.step,
+                event.total,
+                f"loss {event.loss:.4f}  eta {event.eta_s:.0f}s",
             )
         elif isinstance(event, Validation):
             where = "held-out slices" if event.held_out else "training data"
-            print(
-                f"  {event.metric} on {where}: {event.mean_dice:.3f}",
-                flush=True,
-            )
+            meter.say(f"  {event.metric} on {where}: {event.mean_dice:.3f}")
         elif isinstance(event, Saved) and event.kind in ("best", "final"):
-            print(f"  saved {event.kind} model to {event.path}", flush=True)
-        elif isinstance(event, Progress) and event.done in (0, event.total):
-            print(f"{event.message} {event.done}/{event.total}", flush=True)
+            meter.say(f"  saved {event.kind} model to {event.path}")
+        elif isinstance(event, Progress):
+            meter.update(event.message or "progress", event.done, event.total)
+        elif isinstance(event, Round):
+            meter.say(
+                f"round {event.round}/{event.rounds}: "
+                f"{100 * event.changed:.2f} % of box voxels changed"
+            )
         elif isinstance(event, Finished) and event.message:
-            print(event.message, flush=True)
+            meter.say(event.message)
 
     return show
 
@@ -441,7 +499,9 @@ def _cmd_train(args: argparse.Namespace, stop: threading.Event) -> None:
         init=args.init,
         device=args.device,
         seed=args.seed,
-        callback=_printer(init_name=Path(args.init or "").name),
+        callback=_printer(
+            Meter(args.quiet), init_name=Path(args.init or "").name
+        ),
         stop=stop,
     )
     if result.steps == 0:
@@ -466,7 +526,7 @@ def _cmd_predict(args: argparse.Namespace, stop: threading.Event) -> None:
         device=args.device,
         tta=args.tta,
         overlap=args.overlap,
-        callback=_printer(),
+        callback=_printer(Meter(args.quiet)),
         stop=stop,
     )
     print(f"wrote {args.out}")
@@ -474,15 +534,6 @@ def _cmd_predict(args: argparse.Namespace, stop: threading.Event) -> None:
 
 def _cmd_box2mask(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
-    from .core.events import Round
-
-    def show(event: Any) -> None:
-        if isinstance(event, Round):
-            print(
-                f"round {event.round}/{event.rounds}: "
-                f"{100 * event.changed:.2f} % of box voxels changed",
-                flush=True,
-            )
 
     api.boxes_to_masks(
         args.image,
@@ -501,7 +552,7 @@ def _cmd_box2mask(args: argparse.Namespace, stop: threading.Event) -> None:
         init=args.init,
         device=args.device,
         seed=args.seed,
-        callback=show,
+        callback=_printer(Meter(args.quiet)),
         stop=stop,
     )
     print(f"wrote {args.out}")
@@ -527,7 +578,7 @@ def _cmd_train_classifier(
         init=args.init,
         device=args.device,
         seed=args.seed,
-        callback=_printer(),
+        callback=_printer(Meter(args.quiet)),
         stop=stop,
     )
     print(
@@ -548,6 +599,7 @@ def _cmd_cam(args: argparse.Namespace, stop: threading.Event) -> None:
         layer=args.layer,
         class_index=args.class_index,
         device=args.device,
+        callback=_printer(Meter(args.quiet)),
     )
     print(f"wrote {args.out}")
     if args.pseudo_labels:
@@ -561,14 +613,17 @@ def _cmd_pretrain(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
     from .core.events import Pretext
 
+    meter = Meter(args.quiet)
+
     def show(event: Any) -> None:
-        if isinstance(event, Pretext) and event.step % 10 == 0:
+        if isinstance(event, Pretext):
             parts = "  ".join(f"{k} {v:.3f}" for k, v in event.losses)
-            print(
-                f"step {event.step}  {parts}  rotation acc "
-                f"{event.rotation_accuracy:.2f}  contrastive top-1 "
-                f"{event.contrastive_top1:.2f}",
-                flush=True,
+            meter.update(
+                "pretraining",
+                event.step,
+                args.steps,
+                f"{parts}  rotation acc {event.rotation_accuracy:.2f}  "
+                f"top-1 {event.contrastive_top1:.2f}",
             )
 
     result = api.pretrain(

@@ -75,3 +75,25 @@ def test_upsert_never_touches_a_user_layer(sample_viewer):
     assert (ann.data == before).all()
     again = upsert_layer(v, "annotations", ann.data * 0 + 2, t1, "prediction")
     assert again is out and int(out.data.max()) == 2
+
+
+def test_accepting_a_slice_can_be_undone_and_redone(sample_viewer):
+    from napari_weakseg._qt.layers import upsert_layer
+
+    v = sample_viewer
+    t1, ann = v.layers["MNI152 T1"], v.layers["annotations"]
+    apply = dock(v, "Apply and correct")
+    pred = upsert_layer(
+        v, "MNI152 T1 prediction", ann.data * 0 + 1, t1, "prediction"
+    )
+    apply.reset_choices()
+    apply.prediction.value = pred
+    before = ann.data.copy()
+    v.dims.current_step = (20, 0, 0)  # slice z=20 is not annotated
+    apply.accept_current_slice()
+    after = ann.data.copy()
+    assert (after[20] == 1).all() and (after[21:] == before[21:]).all()
+    ann.undo()
+    assert (ann.data == before).all()
+    ann.redo()
+    assert (ann.data == after).all()

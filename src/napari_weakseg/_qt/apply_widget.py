@@ -192,7 +192,12 @@ class ApplyWidget(Dock):
         sl: list[Any] = [slice(None)] * 3
         sl[axis] = i
         plane = np.asarray(pred.data[tuple(sl)])
-        ann.data[tuple(sl)] = np.where(plane == 0, BACKGROUND_BRUSH, plane)
+        new = np.where(plane == 0, BACKGROUND_BRUSH, plane)
+        changed = np.nonzero(new != np.asarray(ann.data[tuple(sl)]))
+        index = list(changed)
+        index.insert(axis, np.full(len(changed[0]), i))
+        # Through napari's edit history: Ctrl+Z on the layer undoes it.
+        ann.data_setitem(tuple(index), new[changed])
         done = done_of(ann)
         done[axis] = sorted(set(done[axis]) | {i})
         ann.metadata[DONE_KEY] = done

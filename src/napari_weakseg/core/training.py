@@ -355,7 +355,7 @@ def iter_train(
         )
     if in_final or not trainset.held_out:
         # Trained on every annotated voxel: the final weights are the model.
-        if not in_final:
+        if not in_final and step % val_every:
             yield from _checkpoint(
                 model,
                 mconf,
