@@ -97,3 +97,17 @@ def test_accepting_a_slice_can_be_undone_and_redone(sample_viewer):
     assert (ann.data == before).all()
     ann.redo()
     assert (ann.data == after).all()
+
+
+def test_background_brush_is_muted_and_apart_from_classes(sample_viewer):
+    import numpy as np
+
+    from napari_weakseg._qt.layers import BRUSH_COLOUR
+
+    ann = sample_viewer.layers["annotations"]
+    dock(sample_viewer, "Sparse slice annotation")
+    rgba = np.asarray(ann.colormap.map(np.array([*range(1, 11), 255])))
+    np.testing.assert_allclose(rgba[-1], BRUSH_COLOUR, atol=1e-6)
+    assert rgba[-1, 3] < 0.5  # translucent
+    distance = np.abs(rgba[:-1, :3] - rgba[-1, :3]).sum(axis=1)
+    assert distance.min() > 0.5  # far from classes 1..10

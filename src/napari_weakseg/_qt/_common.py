@@ -65,7 +65,8 @@ class Dock(Container):
         self.pick_defaults()
 
     def pick_defaults(self) -> None:
-        from .layers import best_layer, rank
+        from ..core.defaults import ROLE_ANNOTATION
+        from .layers import best_layer, rank, style_annotation
 
         image = getattr(getattr(self, "image", None), "value", None)
         for widget, role in getattr(self, "_roles", []):
@@ -78,6 +79,9 @@ class Dock(Container):
                 best is not None or None in widget.choices
             ):
                 widget.value = best
+        for widget, role in getattr(self, "_roles", []):
+            if role == ROLE_ANNOTATION and widget.value is not None:
+                style_annotation(widget.value)
 
 
 class Session:

@@ -92,3 +92,28 @@ def upsert_layer(
         },
         **kw,
     )
+
+
+#: the background brush (label 255): a light, translucent grey that
+#: no class colour is near (napari's default cycle makes 255 bright red)
+BRUSH_COLOUR = (0.85, 0.85, 0.85, 0.35)
+
+
+def annotation_colormap() -> Any:
+    """napari's class colours for 1..254, the brush in :data:`BRUSH_COLOUR`."""
+    import numpy as np
+    from napari.utils.colormaps import DirectLabelColormap, label_colormap
+
+    cycle = label_colormap(49).map(np.arange(1, d.IGNORE))
+    colours: dict = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
+    colours.update({k + 1: tuple(c) for k, c in enumerate(cycle)})
+    colours[d.IGNORE] = BRUSH_COLOUR
+    return DirectLabelColormap(color_dict=colours)
+
+
+def style_annotation(layer: Any) -> None:
+    """Give an annotation layer the brush colour, once."""
+    if layer is None or layer.metadata.get("weakseg_styled"):
+        return
+    layer.colormap = annotation_colormap()
+    layer.metadata["weakseg_styled"] = True
