@@ -23,7 +23,7 @@ from .core import defaults
 from .core.errors import WeaksegError
 from .core.events import Finished
 from .core.io import Volume, read_volume, write_volume
-from .core.validate import require_3d, require_same_grid
+from .core.validate import require_3d, require_finite, require_same_grid
 
 PathLike = str | os.PathLike
 VolumeLike = PathLike | np.ndarray | Volume
@@ -287,6 +287,8 @@ def crf(
             f"Probabilities of shape {shape} do not fit the image of shape "
             f"{vol.shape}; expected (classes, *image shape)."
         )
+    require_finite(np.asarray(vol.data), "image")
+    require_finite(np.asarray(prob.data), "probabilities")
     q = crf_refine(
         np.asarray(vol.data),
         np.asarray(prob.data),

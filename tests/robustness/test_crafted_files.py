@@ -147,3 +147,13 @@ def test_cli_train_refuses_nan_image(tmp_path):
     )
     assert "NaN" in line
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_crf_refuses_nan_probabilities(tmp_path):
+    from napari_weakseg import api
+
+    image = np.ones((10, 12, 14), np.float32)
+    prob = np.full((2, 10, 12, 14), 0.5, np.float32)
+    prob[1, 2, 3, 4] = np.inf
+    with pytest.raises(WeaksegError, match="'probabilities' has 1 NaN"):
+        api.crf(image, prob, device="cpu")
