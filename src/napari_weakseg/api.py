@@ -381,6 +381,11 @@ def class_activation_map(
     vol = as_volume(image)
     require_3d(vol.data, "image")
     img = normalise(np.asarray(vol.data), config.normalisation)
+    shape = img.shape
+    # An image smaller than the model's patch is padded (edge values) so the
+    # deepest block keeps more than one voxel; the map is cut back.
+    pad = [(0, max(0, int(p) - s)) for p, s in zip(config.patch_size, shape)]
+    img = np.pad(img, pad, mode="edge")
     window = (
         config.patch_size
         if (config.kind == "unet" or img.size > 192**3)
@@ -393,7 +398,7 @@ def class_activation_map(
 
     m = map_volume(
         net, img, class_index, method, layer, window, dev, on_window
-    )
+    )[tuple(slice(0, n) for n in shape)]
     if out is not None:
         write_volume(out, Volume(m, vol.geometry))
     return m

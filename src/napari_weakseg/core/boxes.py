@@ -71,9 +71,9 @@ def _box_from(row: dict, where: str) -> Box:
             f"{where} has no '{exc.args[0]}' field; boxes need "
             f"{', '.join(FIELDS)}."
         ) from None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise WeaksegError(
-            f"{where} holds a value that is not a number: {row}."
+            f"{where} holds a value that is not a finite number: {row}."
         ) from None
     return Box(*values)
 
@@ -83,18 +83,28 @@ def read_boxes(path: str | os.PathLike) -> list[Box]:
     p = Path(path)
     if not p.is_file():
         raise WeaksegError(f"No boxes file at {p}.")
-    if p.suffix.lower() == ".json":
-        try:
-            rows = json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
-            raise WeaksegError(
-                f"{p.name} is not valid JSON ({exc.msg})."
-            ) from None
-        if isinstance(rows, dict):
-            rows = rows.get("boxes", [])
-    else:
-        with open(p, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+    try:
+        if p.suffix.lower() == ".json":
+            try:
+                rows = json.loads(p.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise WeaksegError(
+                    f"{p.name} is not valid JSON ({exc.msg})."
+                ) from None
+            if isinstance(rows, dict):
+                rows = rows.get("boxes", [])
+        else:
+            with open(p, newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+    except UnicodeDecodeError:
+        raise WeaksegError(f"{p.name} is not UTF-8 text.") from None
+    if not isinstance(rows, list) or not all(
+        isinstance(r, dict) for r in rows
+    ):
+        raise WeaksegError(
+            f"{p.name} must hold a list of boxes (objects with "
+            f"{', '.join(FIELDS)})."
+        )
     if not rows:
         raise WeaksegError(f"{p.name} holds no boxes.")
     return [

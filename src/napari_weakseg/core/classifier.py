@@ -54,20 +54,28 @@ def read_crops(path: str | os.PathLike) -> list[Crop]:
     p = Path(path)
     if not p.is_file():
         raise WeaksegError(f"No crops file at {p}.")
-    with open(p, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [
-            f for f in CROP_FIELDS if f not in (reader.fieldnames or [])
-        ]
-        if missing:
-            raise WeaksegError(
-                f"{p.name} lacks the column '{missing[0]}'; the header is "
-                f"{','.join(CROP_FIELDS)}."
-            )
-        rows = list(reader)
+    try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [
+                f for f in CROP_FIELDS if f not in (reader.fieldnames or [])
+            ]
+            if missing:
+                raise WeaksegError(
+                    f"{p.name} lacks the column '{missing[0]}'; the header "
+                    f"is {','.join(CROP_FIELDS)}."
+                )
+            rows = list(reader)
+    except UnicodeDecodeError:
+        raise WeaksegError(f"{p.name} is not UTF-8 text (a CSV).") from None
     crops = []
     for i, r in enumerate(rows, start=2):
-        coords = [r[k].strip() for k in CROP_FIELDS[1:7]]
+        if any(r.get(k) is None for k in ("image", "class")):
+            raise WeaksegError(
+                f"Line {i} of {p.name} is short; it needs "
+                f"{','.join(CROP_FIELDS)}."
+            )
+        coords = [(r.get(k) or "").strip() for k in CROP_FIELDS[1:7]]
         try:
             box = None if not any(coords) else tuple(int(c) for c in coords)
             cls = int(r["class"])
@@ -76,6 +84,10 @@ def read_crops(path: str | os.PathLike) -> list[Crop]:
                 f"Line {i} of {p.name} has a box or class that is not an "
                 "integer (leave all six box columns empty for a whole image)."
             ) from None
+        if not 0 <= cls <= 254:
+            raise WeaksegError(
+                f"Line {i} of {p.name} has class {cls}; classes are 0..254."
+            )
         img = Path(r["image"])
         crops.append(
             Crop(str(img if img.is_absolute() else p.parent / img), box, cls)
@@ -146,7 +158,9 @@ def iter_train_classifier(
     patch = cfg.patch_size or [min(48, max(8, m)) for m in median]
     kernels, strides = plan_network(patch, spacing, cfg.depth)
     factor = [math.prod(s[a] for s in strides) for a in range(3)]
-    patch = [max(f, (p // f) * f) for p, f in zip(patch, factor)]
+    # At least two voxels per axis reach the deepest block (instance norm
+    # needs more than one); smaller crops are padded to the patch.
+    patch = [max(2 * f, (p // f) * f) for p, f in zip(patch, factor)]
     mconf = ModelConfig(
         kind="classifier",
         num_classes=max(present) + 1,
