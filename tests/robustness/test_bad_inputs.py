@@ -34,6 +34,8 @@ def folder(tmp_path_factory):
         "neg.csv": head + "img.nii.gz,0,0,0,8,8,8,-1\n"
         "img.nii.gz,8,8,8,16,16,16,1\n",
         "short.csv": head + "img.nii.gz,0,0,0\n",
+        "onevox.csv": head + "img.nii.gz,0,0,0,1,1,1,0\n"
+        "img.nii.gz,5,5,5,6,6,6,1\n",
     }
     for name, text in files.items():
         (d / name).write_text(text)
@@ -89,3 +91,18 @@ def test_cam_on_an_image_smaller_than_the_patch(folder, tmp_path):
     from napari_weakseg.core.io import read_volume
 
     assert read_volume(tmp_path / "m.nii.gz").shape == (2, 2, 2)
+
+
+@pytest.mark.slow
+def test_classifier_on_one_voxel_crops(folder, tmp_path):
+    done = weakseg(
+        "train-classifier",
+        "--crops",
+        folder / "onevox.csv",
+        "--out",
+        tmp_path / "c.safetensors",
+        "--steps",
+        "2",
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "c.safetensors").is_file()

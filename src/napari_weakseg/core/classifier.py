@@ -114,11 +114,16 @@ def cut(image: np.ndarray, box: Sequence[int] | None) -> np.ndarray:
     return image[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
 
 
+def _pad_to(crop: np.ndarray, patch: Sequence[int]) -> np.ndarray:
+    """``crop`` padded (edge values) to at least ``patch`` on every axis."""
+    pad = [(0, max(0, p - s)) for p, s in zip(patch, crop.shape)]
+    return np.pad(crop, pad, mode="edge") if any(a for _, a in pad) else crop
+
+
 def _random_patch(
     crop: np.ndarray, patch: Sequence[int], rng: np.random.Generator
 ) -> np.ndarray:
-    pad = [(0, max(0, p - s)) for p, s in zip(patch, crop.shape)]
-    crop = np.pad(crop, pad, mode="edge") if any(a for _, a in pad) else crop
+    crop = _pad_to(crop, patch)
     start = [
         int(rng.integers(0, s - p + 1)) for s, p in zip(crop.shape, patch)
     ]
@@ -232,6 +237,7 @@ def _accuracy(model, crops, classes, patch, device) -> float:
     hits = 0
     with torch.no_grad():
         for crop, c in zip(crops, classes):
+            crop = _pad_to(crop, patch)
             start = [max(0, (s - p) // 2) for s, p in zip(crop.shape, patch)]
             centre = crop[tuple(slice(a, a + p) for a, p in zip(start, patch))]
             x = torch.as_tensor(np.ascontiguousarray(centre))[None, None].to(
