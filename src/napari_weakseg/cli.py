@@ -374,6 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--quiet", action="store_true", help="no progress output"
         )
+        p.add_argument(
+            "--verbose",
+            action="store_true",
+            help="show the libraries' own warnings (ITK, tifffile, zarr...)",
+        )
     return parser
 
 
@@ -655,9 +660,25 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``weakseg``; returns the exit status."""
+    import warnings
+
     args = build_parser().parse_args(argv)
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with warnings.catch_warnings():
+        if not args.verbose:  # one sentence, not library chatter before it
+            warnings.simplefilter("ignore")
+            _quiet_itk()
+        return _run(args, stop, previous)
+
+
+def _quiet_itk() -> None:
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
+
+def _run(args: argparse.Namespace, stop: threading.Event, previous) -> int:
     try:
         check_outputs(args)
         COMMANDS[args.command](args, stop)
