@@ -47,6 +47,7 @@ def _wait(worker: Any) -> None:
 
 
 def headless(steps: int, out: Path) -> int:
+    from ..core.defaults import IGNORE
     from ..core.metrics import dice_per_class
     from .annotation_widget import sparse_from_layer
 
@@ -69,7 +70,7 @@ def headless(steps: int, out: Path) -> int:
     ann = viewer.layers["annotations"]
     pred = viewer.layers["MNI152 T1 prediction"]
     truth = np.asarray(viewer.layers["tissue (reference)"].data)
-    unannotated = sparse_from_layer(ann) == 255
+    unannotated = sparse_from_layer(ann) == IGNORE
     dice = dice_per_class(np.asarray(pred.data), truth, 3, unannotated)
     ann.visible = False
     pred.opacity = 0.45

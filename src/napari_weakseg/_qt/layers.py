@@ -104,10 +104,10 @@ def annotation_colormap() -> Any:
     import numpy as np
     from napari.utils.colormaps import DirectLabelColormap, label_colormap
 
-    cycle = label_colormap(49).map(np.arange(1, d.IGNORE))
+    cycle = label_colormap(49).map(np.arange(1, d.BACKGROUND_BRUSH))
     colours: dict = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
     colours.update({k + 1: tuple(c) for k, c in enumerate(cycle)})
-    colours[d.IGNORE] = BRUSH_COLOUR
+    colours[d.BACKGROUND_BRUSH] = BRUSH_COLOUR
     return DirectLabelColormap(color_dict=colours)
 
 

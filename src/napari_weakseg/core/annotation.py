@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .defaults import BACKGROUND_BRUSH, IGNORE
 from .errors import WeaksegError
 
-BACKGROUND_BRUSH = 255
-IGNORE = 255
 AXES = ("z", "y", "x")
 
 DoneSlices = dict[int, list[int]]

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .defaults import IGNORE
 from .errors import WeaksegError
 
 FIELDS = ("z0", "y0", "x0", "z1", "y1", "x1", "class")
-IGNORE = 255
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .defaults import IGNORE
 from .errors import WeaksegError
 
 METHODS = ("gradcam", "gradcam++", "cam")
@@ -207,7 +208,7 @@ def pseudo_labels(
     class_index: int = 1,
     threshold: str | float = "otsu",
     band: float = 0.5,
-    ignore_label: int = 255,
+    ignore_label: int = IGNORE,
 ) -> np.ndarray:
     """Seeds from a map in the sparse label convention.
 

@@ -4,8 +4,11 @@ Changing a default here changes it everywhere; the recipe values are the
 ones the README's recipe ablation chose.
 """
 
-#: label value of unlabelled voxels (the background brush paints it)
+#: label value of unlabelled voxels in sparse label volumes
 IGNORE = 255
+#: value of explicitly painted background in an annotation (painted)
+#: layer, whose 0 means "not painted"; it becomes 0 in sparse labels
+BACKGROUND_BRUSH = 255
 #: training budget in optimiser steps
 STEPS = 300
 #: patches per step

@@ -15,11 +15,13 @@ import torch.nn.functional as F
 from monai.losses import MaskedDiceLoss
 from torch import nn
 
+from .defaults import IGNORE
+
 
 def masked_cross_entropy(
     logits: torch.Tensor,
     target: torch.Tensor,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE,
     weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CE averaged over labelled voxels; 0 (with a graph) if there are none.
@@ -43,7 +45,7 @@ class MaskedDiceCELoss(nn.Module):
     def __init__(
         self,
         num_classes: int,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE,
         class_weights: Sequence[float] | None = None,
         ce_weight: float = 1.0,
         dice_weight: float = 1.0,

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from .defaults import IGNORE
 from .errors import WeaksegError
 
 FORMAT_VERSION = 1
@@ -54,7 +55,7 @@ class ModelConfig:
             "upper": 99.5,
         }
     )
-    ignore_label: int = 255
+    ignore_label: int = IGNORE
     format_version: int = FORMAT_VERSION
     weakseg_version: str = __version__
 

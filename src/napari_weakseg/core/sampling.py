@@ -28,6 +28,7 @@ from monai.transforms import (
     RandShiftIntensityd,
 )
 
+from .defaults import IGNORE
 from .errors import WeaksegError
 
 
@@ -76,7 +77,7 @@ class PatchSampler:
     patch_size: Sequence[int]
     num_classes: int
     spacing: Sequence[float] = (1.0, 1.0, 1.0)
-    ignore_label: int = 255
+    ignore_label: int = IGNORE
     augment: str | bool = "flips"
     seed: int = 0
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .annotation import from_sparse_labels
+from .defaults import IGNORE
 from .errors import WeaksegError
 from .normalise import normalise
 from .validate import require_3d, require_finite, require_integer_labels
@@ -32,7 +33,7 @@ class TrainSet:
     def val_voxels(self) -> int:
         return sum(int(m.sum()) for m in self.val_masks)
 
-    ignore: int = 255
+    ignore: int = IGNORE
 
 
 def held_out_slices(
@@ -59,7 +60,7 @@ def held_out_slices(
 def prepare(
     images: Sequence[np.ndarray],
     labels: Sequence[np.ndarray],
-    ignore: int = 255,
+    ignore: int = IGNORE,
     num_classes: int | None = None,
     normalisation: dict | None = None,
     hold_out: bool = True,
