@@ -111,3 +111,46 @@ def test_background_brush_is_muted_and_apart_from_classes(sample_viewer):
     assert rgba[-1, 3] < 0.5  # translucent
     distance = np.abs(rgba[:-1, :3] - rgba[-1, :3]).sum(axis=1)
     assert distance.min() > 0.5  # far from classes 1..10
+
+
+def test_every_control_has_a_tooltip(sample_viewer):
+    from magicgui.widgets import Label, ProgressBar
+
+    for name in (
+        "Sparse slice annotation",
+        "Train (sparse slices)",
+        "Apply and correct",
+        "Boxes to masks",
+        "CAM and pseudo-labels",
+        "Self-supervised pretraining",
+    ):
+        w = dock(sample_viewer, name)
+        missing = [
+            c.name or c.label
+            for c in w
+            if not isinstance(c, Label | ProgressBar) and not c.tooltip
+        ]
+        assert missing == [], (name, missing)
+
+
+def test_shortcuts_are_bound_and_listed(sample_viewer):
+    from napari_weakseg._qt.shortcuts import SHORTCUTS
+
+    annotate = dock(sample_viewer, "Sparse slice annotation")
+    train = dock(sample_viewer, "Train (sparse slices)")
+    apply = dock(sample_viewer, "Apply and correct")
+    bound = annotate.shortcuts + train.shortcuts + apply.shortcuts
+    assert sorted(bound) == sorted(k for k, *_ in SHORTCUTS)
+    keymap = {str(k) for k in sample_viewer.keymap}
+    assert {"Shift+D", "Shift+T", "Shift+K"} <= keymap
+    text = annotate.show_shortcuts()
+    assert "Shift+D: mark the shown slice done / undone" in text
+    # the bound key runs the dock's action
+    ann = sample_viewer.layers["annotations"]
+    sample_viewer.dims.current_step = (20, 0, 0)
+    before = list(ann.metadata["weakseg_done"][0])
+    from napari.utils.key_bindings import KeyBinding
+
+    action = sample_viewer.keymap[KeyBinding.from_str("Shift+D")]
+    action(sample_viewer)
+    assert ann.metadata["weakseg_done"][0] == sorted({*before, 20})

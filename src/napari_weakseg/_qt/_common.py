@@ -32,6 +32,9 @@ class Dock(Container):
         self._viewer = viewer
         self._roles: list[tuple[Any, str | None]] = []
         self._session = session_for(viewer)
+        from .shortcuts import bind_shortcuts
+
+        self.shortcuts = bind_shortcuts(viewer, self)
         self._stop = threading.Event()
         self.worker: Any = None
 
@@ -55,9 +58,15 @@ class Dock(Container):
             options=options,
             **kw,
         )
-        widget.tooltip = kw.get("tooltip") or f"{label} layer"
         self._roles.append((widget, role))
         return widget
+
+    def extend(self, widgets: Any) -> None:
+        """Add controls, with their tooltips from :mod:`.tooltips`."""
+        from .tooltips import apply_tooltips
+
+        super().extend(widgets)
+        apply_tooltips(self)
 
     def reset_choices(self, *args: Any) -> None:
         """Refresh the pickers, then default each empty one to its role."""

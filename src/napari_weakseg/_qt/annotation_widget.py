@@ -65,6 +65,7 @@ class AnnotationWidget(Dock):
         self.background = PushButton(text="Background brush")
         self.mark_done = PushButton(text="Mark slice done / undone")
         self.suggest = PushButton(text="Go to suggested slice")
+        self.keys = PushButton(text="Shortcuts")
         self.info = Label(value="")
         self.extend(
             [
@@ -75,6 +76,7 @@ class AnnotationWidget(Dock):
                 self.background,
                 self.mark_done,
                 self.suggest,
+                self.keys,
                 self.info,
             ]
         )
@@ -82,6 +84,7 @@ class AnnotationWidget(Dock):
         self.background.changed.connect(self.use_background_brush)
         self.mark_done.changed.connect(self.toggle_current_slice)
         self.suggest.changed.connect(self.go_to_suggestion)
+        self.keys.changed.connect(self.show_shortcuts)
         self.axis.changed.connect(self._set_axis)
         self.annotations.changed.connect(self._watch)
         self._autosave_timer = QTimer()
@@ -91,6 +94,16 @@ class AnnotationWidget(Dock):
         self._watched: Any = None
         self._writer: threading.Thread | None = None
         self._watch(self.annotations.value)
+
+    def show_shortcuts(self) -> str:
+        """The plugin's keyboard shortcuts, in a notification."""
+        from napari.utils.notifications import show_info
+
+        from .shortcuts import help_text
+
+        text = help_text()
+        show_info("napari-weakseg shortcuts:\n" + text)
+        return text
 
     # --- layers ------------------------------------------------------------
 

@@ -150,6 +150,13 @@ class TrainWidget(Dock):
         )
         return self.worker
 
+    def toggle_training(self) -> Any:
+        """Start training, or stop the run in progress (one shortcut)."""
+        if self.worker is not None and self.stop_button.enabled:
+            self.request_stop()
+            return None
+        return self.start_training()
+
     def request_stop(self) -> None:
         self._stop.set()
         self.status.value = "Stopping after this step..."
