@@ -154,3 +154,19 @@ def test_shortcuts_are_bound_and_listed(sample_viewer):
     action = sample_viewer.keymap[KeyBinding.from_str("Shift+D")]
     action(sample_viewer)
     assert ann.metadata["weakseg_done"][0] == sorted({*before, 20})
+
+
+def test_one_compact_dock_with_the_workflow_as_tabs(sample_viewer):
+    v = sample_viewer
+    v.window.resize(1280, 800)
+    main = dock(v, "WeakSeg")
+    tabs = [main.tabs.tabText(i) for i in range(main.tabs.count())]
+    assert tabs == ["Annotate", "Train", "Apply", "Boxes", "CAM", "Pretrain"]
+    assert main.docks["Train"].annotations.value.name == "annotations"
+    # each tab scrolls, so the dock never needs more than the window
+    assert main.minimumSizeHint().height() < 800
+    for title, d in main.docks.items():
+        for control in d:
+            label = getattr(control, "label", "") or ""
+            width = control.native.fontMetrics().horizontalAdvance(label)
+            assert width < 200, (title, label)

@@ -28,6 +28,7 @@ def test_sample_data_docks_and_screenshot(make_napari_viewer):
         assert dock.widget() is not None
         widgets.append(type(widget).__name__)
     assert widgets == [
+        "WeakSegWidget",
         "AnnotationWidget",
         "TrainWidget",
         "ApplyWidget",

@@ -32,6 +32,15 @@ class LossPlot(FigureCanvasQTAgg):
         (self._loss,) = self.ax.plot([], [], color="tab:blue", lw=1)
         (self._score,) = self.ax2.plot([], [], "o-", color="tab:orange", ms=3)
         (self._extra,) = self.ax2.plot([], [], "-", color="tab:green", lw=1)
+        self._caption = fig.text(
+            0.5,
+            0.5,
+            f"loss and {right_label} appear here\nonce a run starts",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="0.4",
+        )
         self._last_draw = 0.0
         self.clear()
 
@@ -60,6 +69,10 @@ class LossPlot(FigureCanvasQTAgg):
         if not force and now - self._last_draw < 1.0:
             return
         self._last_draw = now
+        empty = not self.steps
+        self._caption.set_visible(empty)  # no meaningless ±0.04 axes
+        self.ax.set_visible(not empty)
+        self.ax2.set_visible(not empty)
         self._loss.set_data(self.steps, self.losses)
         self._score.set_data(self.val_steps, self.dice)
         self._extra.set_data(*(zip(*self.extra) if self.extra else ([], [])))
