@@ -89,3 +89,51 @@ def test_unreadable_file_is_refused_with_one_sentence(
     with pytest.raises(Exception, match="Could not read broken.nii.gz"):
         viewer.open(str(bad), plugin="napari-weakseg")
     assert len(viewer.layers) == 0
+
+
+def test_direction_flipped_copy_overlays_the_original(
+    make_napari_viewer, tmp_path
+):
+    """Same voxels stored with another direction land on the same world
+    coordinates (the reader carries the direction as napari's affine)."""
+    from napari_weakseg.core.geometry import Geometry
+    from napari_weakseg.core.io import Volume, write_volume
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 200, (6, 7, 8)).astype(np.uint8)
+    spacing, origin = (2.0, 0.8, 0.5), (-10.0, 5.0, 3.0)
+    c, s = np.cos(0.4), np.sin(0.4)
+    rot = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    flip = np.diag([-1.0, 1.0, 1.0])
+    d2 = rot @ flip  # z runs the other way in the copy
+    end = np.asarray(origin) + rot @ (np.array([5, 0, 0]) * spacing)
+    write_volume(
+        tmp_path / "a.nrrd",
+        Volume(data, Geometry(spacing, origin, tuple(rot.ravel()))),
+    )
+    write_volume(
+        tmp_path / "b.nii.gz",
+        Volume(
+            data[::-1].copy(), Geometry(spacing, tuple(end), tuple(d2.ravel()))
+        ),
+    )
+    viewer = make_napari_viewer()
+    (a,) = viewer.open(str(tmp_path / "a.nrrd"), plugin="napari-weakseg")
+    (b,) = viewer.open(str(tmp_path / "b.nii.gz"), plugin="napari-weakseg")
+    for idx in [(0, 0, 0), (5, 6, 7), (2, 3, 4)]:
+        flipped = (5 - idx[0], idx[1], idx[2])
+        assert data[idx] == b.data[flipped]
+        np.testing.assert_allclose(
+            a.data_to_world(idx), b.data_to_world(flipped), atol=1e-4
+        )
+        physical = np.asarray(origin) + rot @ (np.asarray(idx) * spacing)
+        np.testing.assert_allclose(a.data_to_world(idx), physical, atol=1e-4)
+    from napari_weakseg._qt.layers import upsert_layer
+
+    out = upsert_layer(
+        viewer, "a prediction", np.zeros(data.shape, np.uint8), a, "prediction"
+    )
+    np.testing.assert_allclose(
+        out.data_to_world((2, 3, 4)), a.data_to_world((2, 3, 4)), atol=1e-6
+    )
+    assert out.metadata["weakseg_geometry"] == a.metadata["weakseg_geometry"]

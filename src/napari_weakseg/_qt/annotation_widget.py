@@ -28,6 +28,7 @@ from ..core.annotation import (
 from ..core.defaults import IMAGE_KEY, ROLE_ANNOTATION, ROLE_KEY
 from ..core.errors import WeaksegError
 from ._common import Dock, home, report_error, unique_name
+from .layers import transform_of
 
 DONE_KEY = "weakseg_done"
 
@@ -121,12 +122,14 @@ class AnnotationWidget(Dock):
             show_warning(store.warning)
         if saved is not None and saved[0].shape == data.shape:
             data, done = saved
+        placed = transform_of(image)
+        geo = placed.pop("metadata", {})
         layer = self._viewer.add_labels(
             data,
             name=unique_name(self._viewer, f"{image.name} annotations"),
-            scale=image.scale,
-            translate=image.translate,
+            **placed,
             metadata={
+                **geo,
                 DONE_KEY: done,
                 IMAGE_KEY: image.name,
                 ROLE_KEY: ROLE_ANNOTATION,

@@ -20,7 +20,7 @@ from magicgui.widgets import (
 from ..core.defaults import IMAGE_KEY, ROLE_ANNOTATION, ROLE_CAM, ROLE_KEY
 from ..core.errors import Cancelled, WeaksegError
 from ._common import Dock, report_error, start_worker, unique_name
-from .layers import DONE_KEY, upsert_layer
+from .layers import DONE_KEY, transform_of, upsert_layer
 
 
 class CamWidget(Dock):
@@ -169,12 +169,14 @@ class CamWidget(Dock):
             report_error(exc)
             return None
         painted, _ = from_sparse_labels(sparse)
+        placed = transform_of(self._image)
+        geo = placed.pop("metadata", {})
         return self._viewer.add_labels(
             painted,
             name=unique_name(self._viewer, f"{self._image.name} seeds"),
-            scale=self._image.scale,
-            translate=self._image.translate,
+            **placed,
             metadata={
+                **geo,
                 DONE_KEY: {},
                 ROLE_KEY: ROLE_ANNOTATION,
                 IMAGE_KEY: self._image.name,

@@ -59,6 +59,20 @@ def best_layer(layers: Any, role: str | None, image: Any = None) -> Any:
     return ranked[0][2] if ranked and ranked[0][0] < 9 else None
 
 
+def transform_of(like: Any) -> dict[str, Any]:
+    """Scale, translate, affine and geometry metadata of ``like``, so a
+    layer made from it lands on the same world coordinates."""
+    from ..core.geometry import METADATA_KEY
+
+    kw = {
+        "scale": like.scale,
+        "translate": like.translate,
+        "affine": like.affine.affine_matrix,
+    }
+    geometry = (like.metadata or {}).get(METADATA_KEY)
+    return kw | ({"metadata": {METADATA_KEY: geometry}} if geometry else {})
+
+
 def upsert_layer(
     viewer: Any,
     name: str,
@@ -80,12 +94,14 @@ def upsert_layer(
             layer.data = data
             return layer
     add = viewer.add_labels if kind == "labels" else viewer.add_image
+    placed = transform_of(like)
+    meta = placed.pop("metadata", {})
     return add(
         data,
         name=unique_name(viewer, name),
-        scale=like.scale,
-        translate=like.translate,
+        **placed,
         metadata={
+            **meta,
             OUTPUT_KEY: name,
             d.ROLE_KEY: role,
             d.IMAGE_KEY: like.name,

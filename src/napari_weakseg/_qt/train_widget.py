@@ -29,6 +29,7 @@ from ._common import (
     unique_name,
 )
 from .annotation_widget import sparse_from_layer
+from .layers import transform_of
 from .plot import LossPlot
 
 
@@ -226,13 +227,15 @@ class TrainWidget(Dock):
         for layer in self._viewer.layers:
             if layer.metadata.get("weakseg_output") == "preview":
                 return layer
+        placed = transform_of(image)
+        geo = placed.pop("metadata", {})
         return self._viewer.add_labels(
             np.zeros(image.data.shape, np.uint8),
             name=unique_name(self._viewer, f"{image.name} preview"),
-            scale=image.scale,
-            translate=image.translate,
+            **placed,
             opacity=0.5,
             metadata={
+                **geo,
                 "weakseg_output": "preview",
                 ROLE_KEY: ROLE_PREVIEW,
                 IMAGE_KEY: image.name,

@@ -80,15 +80,23 @@ class Geometry:
         )
 
     def layer_kwargs(self) -> dict[str, Any]:
-        """``scale``/``translate``/``metadata`` for a napari layer.
+        """``scale``/``translate``/``affine``/``metadata`` for a layer.
 
-        The direction rides in ``metadata`` so the writer can restore it;
-        napari shows the volume axis-aligned, as 3D Slicer's slice views do
-        in voxel space.
+        napari applies ``affine`` after scale and translate, so with
+        ``affine = [[D, (I - D) o], [0, 1]]`` a voxel ``x`` lands at
+        ``D S x + o``, its physical position: volumes of any direction
+        overlay in world coordinates, while ``scale`` stays the spacing and
+        ``translate`` the origin.  The geometry also rides in ``metadata``
+        so the writer restores it exactly.
         """
+        d, o = self.matrix, np.asarray(self.origin, float)
+        affine = np.eye(4)
+        affine[:3, :3] = d
+        affine[:3, 3] = o - d @ o
         return {
             "scale": self.spacing,
             "translate": self.origin,
+            "affine": affine,
             "metadata": {METADATA_KEY: self.to_dict()},
         }
 
