@@ -170,3 +170,48 @@ def test_one_compact_dock_with_the_workflow_as_tabs(sample_viewer):
             label = getattr(control, "label", "") or ""
             width = control.native.fontMetrics().horizontalAdvance(label)
             assert width < 200, (title, label)
+
+
+@pytest.mark.slow
+def test_a_first_time_user_session(sample_viewer, qtbot, tmp_path):
+    """Defaults only, through the compact dock: paint, mark done, train,
+    apply, keep a slice, undo, redo."""
+    import numpy as np
+
+    v = sample_viewer
+    main = dock(v, "WeakSeg")
+    annotate, train, apply = (
+        main.docks[k] for k in ("Annotate", "Train", "Apply")
+    )
+    ann, t1 = v.layers["annotations"], v.layers["MNI152 T1"]
+    assert annotate.annotations.value.name == ann.name
+    assert train.annotations.value.name == ann.name
+    assert train.image.value.name == t1.name
+    assert apply.prediction.value is None
+    # paint two more slices (class 1 and the background brush), mark done
+    truth = np.asarray(v.layers["tissue (reference)"].data)
+    for z in (20, 70):
+        painted = np.where(truth[z] == 0, 255, truth[z]).astype(np.uint8)
+        ann.data[z] = painted
+        v.dims.current_step = (z, 0, 0)
+        annotate.toggle_current_slice()
+    assert {20, 70} <= set(ann.metadata["weakseg_done"][0])
+    # train a few steps with the defaults, then apply
+    train.steps.value = 6
+    train.out.value = str(tmp_path / "m.safetensors")
+    with qtbot.waitSignal(train.start_training().finished, timeout=300_000):
+        pass
+    assert (tmp_path / "m.safetensors").is_file()
+    with qtbot.waitSignal(apply.start_apply().finished, timeout=300_000):
+        pass
+    assert apply.prediction.value.name == "MNI152 T1 prediction"
+    # keep slice 40 of the prediction, undo, redo
+    before = ann.data.copy()
+    v.dims.current_step = (40, 0, 0)
+    apply.accept_current_slice()
+    kept = ann.data.copy()
+    assert not np.array_equal(kept[40], before[40])
+    ann.undo()
+    assert np.array_equal(ann.data, before)
+    ann.redo()
+    assert np.array_equal(ann.data, kept)
