@@ -273,6 +273,19 @@ def _floats(p: Path, text: str, what: str) -> list[float]:
         raise _bad(p, f"its {what} '{text[:40]}' are not numbers") from None
 
 
+def _dims(
+    p: Path, fields: dict, count: tuple[str, str], sizes: tuple[str, str]
+) -> list[int]:
+    """Sizes of a text header: a count field (1..4) and as many sizes."""
+    n = _ints(p, fields.get(count[0], "0"), count[1])
+    if len(n) != 1 or not 1 <= n[0] <= 4:
+        raise _bad(p, f"its header gives {count[1]} = {fields.get(count[0])}")
+    dims = _ints(p, fields.get(sizes[0], ""), sizes[1])
+    if len(dims) != n[0]:
+        raise _bad(p, f"its {sizes[1]} {dims} does not have {n[0]} values")
+    return dims
+
+
 def _check_metaimage(p: Path) -> None:
     fields, pos = _text_header(
         p, "=", lambda t: t.lower().startswith("elementdatafile")
@@ -282,12 +295,7 @@ def _check_metaimage(p: Path) -> None:
         raw = f.read(pos)
     last = raw.splitlines()[-1].decode("latin-1")
     data_file = last.split("=", 1)[1].strip() if "=" in last else ""
-    ndims = _ints(p, fields.get("ndims", "0"), "NDims")
-    if len(ndims) != 1 or not 1 <= ndims[0] <= 4:
-        raise _bad(p, f"its header gives NDims = {fields.get('ndims')}")
-    dims = _ints(p, fields.get("dimsize", ""), "DimSize")
-    if len(dims) != ndims[0]:
-        raise _bad(p, f"its DimSize {dims} does not have {ndims[0]} values")
+    dims = _dims(p, fields, ("ndims", "NDims"), ("dimsize", "DimSize"))
     etype = fields.get("elementtype", "").upper()
     if etype not in _META_BYTES:
         raise _bad(p, f"its ElementType '{etype}' is unknown")
@@ -339,12 +347,7 @@ def _check_nrrd(p: Path) -> None:
     if not magic.startswith(b"NRRD000"):
         raise _bad(p, "it has no NRRD header")
     fields, pos = _text_header(p, ":", lambda t: t == "")
-    dim = _ints(p, fields.get("dimension", "0"), "dimension")
-    if len(dim) != 1 or not 1 <= dim[0] <= 4:
-        raise _bad(p, f"its header gives dimension {fields.get('dimension')}")
-    sizes = _ints(p, fields.get("sizes", ""), "sizes")
-    if len(sizes) != dim[0]:
-        raise _bad(p, f"its sizes {sizes} do not have {dim[0]} values")
+    sizes = _dims(p, fields, ("dimension",) * 2, ("sizes",) * 2)
     kind = fields.get("type", "").lower()
     if kind not in _NRRD_BYTES:
         raise _bad(p, f"its type '{kind}' is unknown")

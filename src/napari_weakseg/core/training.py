@@ -270,6 +270,12 @@ def iter_train(
     )
     val_every = cfg.val_every or max(1, final_from // max(1, cfg.validations))
     track = _Tracker()
+
+    def checkpoint(at: int, keep: bool) -> Generator[Any, None, None]:
+        return _checkpoint(
+            model, mconf, trainset, device, out, last, at, track, keep
+        )
+
     step, t0 = 0, time.perf_counter()
     budget_s = cfg.minutes * 60 if cfg.minutes else math.inf
     deadline = t0 + budget_s
@@ -291,17 +297,7 @@ def iter_train(
                 step >= final_from or time.perf_counter() > final_at
             ):
                 if step % val_every:
-                    yield from _checkpoint(
-                        model,
-                        mconf,
-                        trainset,
-                        device,
-                        out,
-                        last,
-                        step,
-                        track,
-                        keep=not protect,
-                    )
+                    yield from checkpoint(step, not protect)
                 in_final = True  # held-back slices go back in
                 sampler = sampler_for(trainset.truths, cfg.seed + 1)
             batch = sampler.batch(cfg.batch_size)
@@ -316,17 +312,7 @@ def iter_train(
             step += 1
             yield Step.timed(step, cfg.steps, loss.detach(), t0, deadline)
             if not in_final and step % val_every == 0:
-                yield from _checkpoint(
-                    model,
-                    mconf,
-                    trainset,
-                    device,
-                    out,
-                    last,
-                    step,
-                    track,
-                    keep=not protect,
-                )
+                yield from checkpoint(step, not protect)
     except torch.OutOfMemoryError:
         if step:
             save_model(last, model, mconf)
@@ -356,33 +342,13 @@ def iter_train(
     if in_final or not trainset.held_out:
         # Trained on every annotated voxel: the final weights are the model.
         if not in_final and step % val_every:
-            yield from _checkpoint(
-                model,
-                mconf,
-                trainset,
-                device,
-                out,
-                last,
-                step,
-                track,
-                keep=False,
-            )
+            yield from checkpoint(step, False)
         save_model(last, model, mconf)
         save_model(out, model, mconf)
         yield Saved(str(out), "final", step)
     else:
         if step % val_every:
-            yield from _checkpoint(
-                model,
-                mconf,
-                trainset,
-                device,
-                out,
-                last,
-                step,
-                track,
-                keep=not protect,
-            )
+            yield from checkpoint(step, not protect)
         if track.best_step is None or protect:  # finished: replace it
             save_model(out, model, mconf)
     best = track.best if track.best is not None else float("nan")
