@@ -55,6 +55,7 @@ ABLATION = {
     "lr 1e-3 (the reference's)": {"learning_rate": 1e-3},
     "constant lr (no poly decay)": {"schedule": "constant"},
     "DynUNet blocks": {"network": "dynunet"},
+    "mirror every axis (the reference's)": {"augment": "flips"},
     "+ 90° turns, intensity, noise": {"augment": "full"},
     "no augmentation": {"augment": "none"},
     "best of 6 validations, no final phase": {
@@ -68,6 +69,9 @@ ABLATION = {
 
 STACKED = ", stacked file"
 STACKED_CASES = ("hippocampus",)
+#: with --ablation, the augmentation variants also run on these cases
+AUGMENTATION = ("mirror every axis (the reference's)", "no augmentation")
+AUGMENTATION_CASES = ("fibsem", "mni")
 
 
 def _threads(jobs: int) -> int:
@@ -243,7 +247,7 @@ def main() -> None:
         action="store_true",
         help="also run the recipe variants (hippocampus sparse)",
     )
-    ap.add_argument("--ablation-seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--ablation-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--ablation-cases", nargs="+", default=["hippocampus"])
     ap.add_argument(
         "--variants", nargs="+", default=None, help="subset of the ablation"
@@ -301,6 +305,22 @@ def main() -> None:
             for c in args.ablation_cases
             for v in args.variants or ABLATION
             if v != "default"
+            for seed in args.ablation_seeds
+        ]
+        tasks += [
+            (
+                c,
+                "sparse",
+                f"weakseg {v}",
+                seed,
+                args.steps,
+                threads,
+                args.device,
+                data,
+            )
+            for c in AUGMENTATION_CASES
+            if c in args.cases and c not in args.ablation_cases
+            for v in AUGMENTATION
             for seed in args.ablation_seeds
         ]
     for c in dict.fromkeys(t[0] for t in tasks):  # files before workers

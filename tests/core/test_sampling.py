@@ -54,3 +54,27 @@ def test_rotation_only_in_isotropic_square_planes():
         (0, 2),
         (0, 1),
     ]
+
+
+def test_mirror_axes_keep_classes_told_apart_by_position():
+    from napari_weakseg.core.sampling import PatchSampler, mirror_axes
+
+    lbl = np.full((20, 20, 20), 255, np.uint8)
+    lbl[10] = 0
+    lbl[10, 2:9, 5:15] = 1  # "head": low y
+    lbl[10, 11:18, 5:15] = 2  # "body": high y
+    assert mirror_axes([lbl], 255) == [0, 2]  # y tells the classes apart
+    mixed = np.full((20, 20, 20), 255, np.uint8)
+    mixed[10] = np.indices((20, 20)).sum(0) % 2 + 1  # interleaved classes
+    assert mirror_axes([mixed], 255) == [0, 1, 2]
+    one = np.where(lbl == 2, 1, lbl).astype(np.uint8)  # one foreground class
+    assert mirror_axes([one], 255) == [0, 1, 2]
+    image = np.zeros(lbl.shape, np.float32)
+    auto = PatchSampler([image], [lbl], (8, 8, 8), 3)
+    assert auto.mirrored == [0, 2]
+    every = PatchSampler([image], [lbl], (8, 8, 8), 3, augment="flips")
+    assert every.mirrored == [0, 1, 2]
+    assert (
+        PatchSampler([image], [lbl], (8, 8, 8), 3, augment="none").mirrored
+        == []
+    )
