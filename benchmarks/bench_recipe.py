@@ -55,7 +55,6 @@ ABLATION = {
     "lr 1e-3 (the reference's)": {"learning_rate": 1e-3},
     "constant lr (no poly decay)": {"schedule": "constant"},
     "DynUNet blocks": {"network": "dynunet"},
-    "mirror every axis (the reference's)": {"augment": "flips"},
     "+ 90° turns, intensity, noise": {"augment": "full"},
     "no augmentation": {"augment": "none"},
     "best of 6 validations, no final phase": {
@@ -70,7 +69,7 @@ ABLATION = {
 STACKED = ", stacked file"
 STACKED_CASES = ("hippocampus",)
 #: with --ablation, the augmentation variants also run on these cases
-AUGMENTATION = ("mirror every axis (the reference's)", "no augmentation")
+AUGMENTATION = ("no augmentation",)
 AUGMENTATION_CASES = ("fibsem", "mni")
 
 

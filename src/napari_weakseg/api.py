@@ -76,6 +76,7 @@ def train(
     batch_size: int = defaults.BATCH_SIZE,
     base_filters: int = defaults.BASE_FILTERS,
     learning_rate: float = defaults.LEARNING_RATE,
+    augment: str = defaults.AUGMENT,
     ignore_label: int = defaults.IGNORE,
     init: PathLike | None = None,
     device: str = "auto",
@@ -87,7 +88,10 @@ def train(
     """Train a 3D U-Net on sparse labels and write the model to ``out``.
 
     ``labels`` hold 0 = background, 1..K = classes and ``ignore_label``
-    for unlabelled voxels.  ``callback`` receives every event (steps,
+    for unlabelled voxels.  ``augment``: ``"flips"`` mirrors patches on
+    every axis; ``"none"`` is better when classes are told apart by where
+    they lie (head vs body, left vs right); ``"full"`` adds 90° turns,
+    intensity and noise.  ``callback`` receives every event (steps,
     validation, checkpoints); set ``stop`` to end early with a checkpoint.
     """
     from .core.inference import run
@@ -118,6 +122,7 @@ def train(
         patch_size=list(patch_size) if patch_size else None,
         base_filters=base_filters,
         learning_rate=learning_rate,
+        augment=augment,
         ignore_label=ignore_label,
         device=device,
         seed=seed,

@@ -213,6 +213,14 @@ def _train_parser(sub: Any) -> None:
         "--learning-rate", type=LEARNING_RATE, default=defaults.LEARNING_RATE
     )
     p.add_argument(
+        "--augment",
+        choices=("flips", "none", "full"),
+        default=defaults.AUGMENT,
+        help="flips: mirror every axis; none: better when classes are told "
+        "apart by position (head vs body, left vs right); full: + 90° turns, "
+        "intensity, noise",
+    )
+    p.add_argument(
         "--init",
         metavar="FILE",
         help="model or pretrained encoder to start from",
@@ -500,6 +508,7 @@ def _cmd_train(args: argparse.Namespace, stop: threading.Event) -> None:
         batch_size=args.batch_size,
         base_filters=args.base_filters,
         learning_rate=args.learning_rate,
+        augment=args.augment,
         ignore_label=args.ignore_label,
         init=args.init,
         device=args.device,

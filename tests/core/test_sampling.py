@@ -56,25 +56,22 @@ def test_rotation_only_in_isotropic_square_planes():
     ]
 
 
-def test_mirror_axes_keep_classes_told_apart_by_position():
-    from napari_weakseg.core.sampling import PatchSampler, mirror_axes
+def test_augmentation_levels_choose_the_mirrored_axes():
+    from napari_weakseg.core.errors import WeaksegError
+    from napari_weakseg.core.sampling import PatchSampler
 
     lbl = np.full((20, 20, 20), 255, np.uint8)
     lbl[10] = 0
-    lbl[10, 2:9, 5:15] = 1  # "head": low y
-    lbl[10, 11:18, 5:15] = 2  # "body": high y
-    assert mirror_axes([lbl], 255) == [0, 2]  # y tells the classes apart
-    mixed = np.full((20, 20, 20), 255, np.uint8)
-    mixed[10] = np.indices((20, 20)).sum(0) % 2 + 1  # interleaved classes
-    assert mirror_axes([mixed], 255) == [0, 1, 2]
-    one = np.where(lbl == 2, 1, lbl).astype(np.uint8)  # one foreground class
-    assert mirror_axes([one], 255) == [0, 1, 2]
+    lbl[10, 2:9, 5:15] = 1
     image = np.zeros(lbl.shape, np.float32)
-    auto = PatchSampler([image], [lbl], (8, 8, 8), 3)
-    assert auto.mirrored == [0, 2]
-    every = PatchSampler([image], [lbl], (8, 8, 8), 3, augment="flips")
-    assert every.mirrored == [0, 1, 2]
-    assert (
-        PatchSampler([image], [lbl], (8, 8, 8), 3, augment="none").mirrored
-        == []
-    )
+
+    def sampler(augment):
+        return PatchSampler([image], [lbl], (8, 8, 8), 2, augment=augment)
+
+    assert sampler("flips").mirrored == [0, 1, 2]
+    assert sampler(True).mirrored == [0, 1, 2]
+    assert sampler("full").mirrored == [0, 1, 2]
+    assert sampler("none").mirrored == []
+    assert sampler(False).mirrored == []
+    with pytest.raises(WeaksegError, match="Unknown augmentation 'auto'"):
+        sampler("auto")

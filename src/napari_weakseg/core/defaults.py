@@ -17,6 +17,9 @@ BATCH_SIZE = 2
 BASE_FILTERS = 16
 #: AdamW learning rate of U-Net training
 LEARNING_RATE = 3e-3
+#: patch augmentation: "flips" mirrors every axis; "none" suits classes
+#: told apart by position (hippocampus head vs body, left vs right)
+AUGMENT = "flips"
 
 #: ``layer.metadata`` key naming what a layer is to the plugin, and its
 #: values; pickers default to a layer of their role, never a reference

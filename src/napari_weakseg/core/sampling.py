@@ -4,14 +4,13 @@ Patch centres are drawn per class from labelled voxels only
 (:class:`~monai.transforms.RandCropByLabelClassesd` with equal ratios on
 precomputed class indices), so every patch holds labels and classes are
 balanced however few voxels each has.  Unlabelled voxels (the ignore value)
-are never a centre.  Augmentation (``augment``): ``auto`` (the default)
-mirrors only the axes along which the classes' positions do not tell them
-apart (see :func:`mirror_axes`: a hippocampus head lies anterior of its
-body, so mirroring that axis teaches the network the wrong class);
-``flips`` mirrors every axis, as a plain MONAI loop does; ``full`` adds 90°
-rotations in a plane with equal spacing and patch size, intensity
+are never a centre.  Augmentation (``augment``): ``flips`` (the default)
+mirrors every axis, as a plain MONAI loop does; ``none`` mirrors nothing,
+which is better when classes are told apart by where they lie (a
+hippocampus head lies anterior of its body; left vs right); ``full`` adds
+90° rotations in a plane with equal spacing and patch size, intensity
 scale/shift and noise, which cost quality at short budgets (see the
-README's recipe ablation); ``none``.
+README's recipe ablation).
 """
 
 from __future__ import annotations
@@ -34,6 +33,9 @@ from monai.transforms import (
 
 from .defaults import IGNORE
 from .errors import WeaksegError
+
+#: augmentation levels, weakest first
+AUGMENTATIONS = ("none", "flips", "full")
 
 
 def pad_to_patch(
@@ -62,37 +64,6 @@ def rotation_planes(
     return planes
 
 
-def mirror_axes(
-    labels: Sequence[np.ndarray], ignore: int, threshold: float = 0.5
-) -> list[int]:
-    """Axes along which mirroring keeps the classes' meaning.
-
-    Along each axis, the centroids of every pair of foreground classes
-    (labelled voxels only) must lie within ``threshold`` pooled standard
-    deviations of each other, in every image; one foreground class (or
-    none) puts no constraint on any axis.
-    """
-    keep = []
-    for axis in range(3):
-        ok = True
-        for lbl in labels:
-            lbl = np.asarray(lbl)
-            where = np.nonzero((lbl != ignore) & (lbl > 0))
-            values = lbl[where]
-            classes = np.unique(values)
-            if len(classes) < 2:
-                continue
-            pos = where[axis].astype(float)
-            spread = pos.std() + 1e-9
-            means = [pos[values == c].mean() for c in classes]
-            if (max(means) - min(means)) / spread > threshold:
-                ok = False
-                break
-        if ok:
-            keep.append(axis)
-    return keep
-
-
 @dataclass
 class PatchSampler:
     """Draws augmented ``(image, label)`` batches from labelled volumes.
@@ -113,7 +84,7 @@ class PatchSampler:
     num_classes: int
     spacing: Sequence[float] = (1.0, 1.0, 1.0)
     ignore_label: int = IGNORE
-    augment: str | bool = "auto"
+    augment: str | bool = "flips"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -147,18 +118,12 @@ class PatchSampler:
             warn=False,
         )
         steps = [self._crop]
-        level = {True: "auto", False: "none"}.get(self.augment, self.augment)
-        if level not in ("none", "auto", "flips", "full"):
+        level = {True: "flips", False: "none"}.get(self.augment, self.augment)
+        if level not in AUGMENTATIONS:
             raise WeaksegError(
-                f"Unknown augmentation '{level}' (none, auto, flips or full)."
+                f"Unknown augmentation '{level}' ({', '.join(AUGMENTATIONS)})."
             )
-        self.mirrored = (
-            mirror_axes(self.labels, self.ignore_label)
-            if level == "auto"
-            else []
-            if level == "none"
-            else [0, 1, 2]
-        )
+        self.mirrored = [] if level == "none" else [0, 1, 2]
         steps += [RandFlipd(["image", "label"], 0.5, a) for a in self.mirrored]
         if level == "full":
             steps += [

@@ -61,10 +61,10 @@ class TrainConfig:
     val_every: int | None = None
     class_weights: list[float] | None = None
     dice_weight: float = 1.0
-    #: ``auto`` (mirror the axes where class positions allow it),
-    #: ``flips`` (all axes), ``full`` (+ 90° turns, intensity, noise),
-    #: ``none``; ``True``/``False`` mean ``auto``/``none``
-    augment: str | bool = "auto"
+    #: ``flips`` (mirror every axis), ``none`` (better when classes are
+    #: told apart by position), ``full`` (+ 90° turns, intensity, noise);
+    #: ``True``/``False`` mean ``flips``/``none``
+    augment: str | bool = defaults.AUGMENT
     #: share of the budget trained at the end with the held-back slices
     #: back in; the final weights are then the model (0: keep the best)
     final_phase: float = 0.25
