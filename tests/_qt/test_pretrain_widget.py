@@ -20,7 +20,7 @@ def test_pretrain_then_train_dock_offers_the_encoder(
     w.steps.value, w.patch.value, w.base_filters.value = 3, 16, 4
     w.out.value = str(tmp_path / "enc.safetensors")
     train = TrainWidget(viewer)
-    with qtbot.waitSignal(w.start_pretraining().finished, timeout=60_000):
+    with qtbot.waitSignal(w.start_pretraining().finished, timeout=300_000):
         pass
     assert read_model_file(tmp_path / "enc.safetensors")[1].kind == "encoder"
     assert str(train.init.value) == str(tmp_path / "enc.safetensors")

@@ -36,6 +36,9 @@ TOOLTIPS = {
     "info": "Done slices and labelled share of the annotation layer.",
     "keys": "List the keyboard shortcuts.",
     # train
+    "augment": "flips: mirror patches on every axis; none: better when "
+    "classes are told apart by where they lie (head vs body, left vs "
+    "right); full: also 90° turns, intensity and noise.",
     "init": "Start from a model or a pretrained encoder file.",
     "warm": "Continue from the model the last run produced.",
     "preview": "Predict the shown slice while training (costs time).",

@@ -51,6 +51,11 @@ class TrainWidget(Dock):
         self.device = ComboBox(
             choices=["auto", "cpu", "cuda", "mps"], label="device"
         )
+        self.augment = ComboBox(
+            choices=["flips", "none", "full"],
+            value=defaults.AUGMENT,
+            label="augmentation",
+        )
         self.init = FileEdit(
             mode="r", label="initialise from", filter="*.safetensors"
         )
@@ -75,6 +80,7 @@ class TrainWidget(Dock):
                 self.steps,
                 self.base_filters,
                 self.device,
+                self.augment,
                 self.init,
                 self.warm,
                 self.preview,
@@ -127,7 +133,7 @@ class TrainWidget(Dock):
             "steps": int(self.steps.value),
             "base_filters": int(self.base_filters.value),
             "device": str(self.device.value),
-            "val_every": max(1, min(50, self.steps.value // 4)),
+            "augment": str(self.augment.value),
         }
         data = np.asarray(image.data)
         spacing = tuple(image.scale)[-3:]
