@@ -39,7 +39,9 @@ def plain_training(model, sampler, steps, device, num_classes) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
     t0 = time.perf_counter()
-    for _ in range(steps):
+    for i in range(steps + 1):
+        if i == 1:  # the first step carries one-time costs: not timed
+            t0 = time.perf_counter()
         b = sampler.batch(2)
         loss = loss_fn(model(b["image"].to(device)), b["label"].to(device))
         opt.zero_grad(set_to_none=True)
@@ -53,9 +55,9 @@ def plain_training(model, sampler, steps, device, num_classes) -> float:
 def plain_prediction(model, image, patch, device) -> float:
     from monai.inferers import sliding_window_inference
 
-    x = torch.as_tensor(normalise(image))[None, None].to(device)
     model.eval()
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # normalising is part of the work, as ours
+    x = torch.as_tensor(normalise(image))[None, None].to(device)
     with torch.inference_mode():
         p = torch.softmax(
             sliding_window_inference(
@@ -69,7 +71,7 @@ def plain_prediction(model, image, patch, device) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--filters", type=int, default=16)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=HERE / "results")
@@ -88,25 +90,51 @@ def main() -> None:
             device=str(device),
             base_filters=args.filters,
         )
+        # A short run first, so neither arm pays the process's one-time
+        # costs (allocator, oneDNN kernels); then time steps 2..N+1.
+        run(
+            iter_train(
+                [img],
+                [lbl],
+                out,
+                TrainConfig(
+                    steps=3,
+                    hold_out=False,
+                    device=str(device),
+                    base_filters=args.filters,
+                ),
+            )
+        )
+        cfg.steps = args.steps + 1
         last: list[Step] = []
         run(
             iter_train([img], [lbl], out, cfg, image.geometry.spacing),
             lambda e: last.append(e) if isinstance(e, Step) else None,
         )
-        ours_train = args.steps / last[-1].elapsed_s
+        ours_train = args.steps / (last[-1].elapsed_s - last[0].elapsed_s)
         model, config = load_model(out, device)
     sampler = PatchSampler(
         [normalise(img)], [lbl], config.patch_size, 3, image.geometry.spacing
     )
     plain_train = plain_training(model, sampler, args.steps, device, 3)
     plain_pred = plain_prediction(model, img, config.patch_size, device)
+    # The API/CLI path: per-window progress reported on the calling thread
+    # (the GUI's worker gets every window through the generator instead).
+    windows = []
     t0 = time.perf_counter()
     run(
         iter_predict(
-            model, img, config.patch_size, config.normalisation, device, 3
+            model,
+            img,
+            config.patch_size,
+            config.normalisation,
+            device,
+            3,
+            on_progress=windows.append,
         )
     )
     ours_pred = img.size / (time.perf_counter() - t0)
+    assert windows, "no progress reported"
     gpu_mem = (
         torch.cuda.max_memory_allocated() / 2**20
         if device.type == "cuda"

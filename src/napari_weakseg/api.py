@@ -191,6 +191,7 @@ def predict(
         overlap=overlap,
         tta=tta,
         stop=stop,
+        on_progress=callback or (lambda _: None),  # windows on this thread
     )
     labels, probs = run(gen, callback)
     if out is not None:

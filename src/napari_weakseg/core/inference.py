@@ -106,12 +106,19 @@ def iter_predict(
     labels_out: Any = None,
     probabilities_out: Any = None,
     block_voxels: int | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> Generator[Progress, None, tuple[Any, Any]]:
     """Predict a whole volume; yields progress, returns ``(labels, probs)``.
 
     ``labels_out``/``probabilities_out`` may be preallocated arrays (numpy
     or zarr) of shape ``image.shape`` / ``(C, *image.shape)``; by default a
     uint8 label volume and float32 probabilities are allocated.
+
+    Per-window progress: without ``on_progress`` MONAI runs in a helper
+    thread and every window is yielded (what a GUI worker needs); with it,
+    MONAI runs on the calling thread and ``on_progress`` is called there.
+    The calling thread is ~40 % faster on a 2-core CPU: its OpenMP team
+    stays warm between MONAI's many small parallel regions.
     """
     shape = tuple(int(s) for s in image.shape)
     stats = intensity_stats(image, normalisation)
@@ -138,13 +145,18 @@ def iter_predict(
         if stop is not None and stop.is_set():
             raise Cancelled("Prediction stopped.")
         done += 1
-        events.put(Progress(min(done, total), total, "predicting"))
+        event = Progress(min(done, total), total, "predicting")
+        if on_progress is not None:
+            on_progress(event)
+        else:
+            events.put(event)
 
     yield Progress(0, total, "predicting")
     for r0, r1, w0, w1 in blocks:
         block = apply_normalisation(image[r0:r1], stats)
-        p = yield from streamed(
-            lambda block=block: predict_probabilities(
+
+        def work(block: np.ndarray = block) -> np.ndarray:
+            return predict_probabilities(
                 model,
                 block,
                 patch_size,
@@ -152,8 +164,12 @@ def iter_predict(
                 overlap,
                 tta=tta,
                 on_window=on_window,
-            ),
-            events,
+            )
+
+        p = (
+            work()
+            if on_progress is not None
+            else (yield from streamed(work, events))
         )
         p = p[:, w0 - r0 : w1 - r0]
         probs[:, w0:w1] = p
