@@ -28,8 +28,10 @@ DATA = (
     / "labelled"
 )
 STEPS = 150
-#: measured: 0.62-0.66 over seeds 0-2 (mean of head and body Dice)
-FLOOR = 0.55
+#: measured (mean of head and body Dice): 0.702 / 0.717 / 0.717 over seeds
+#: 0-2; the recipe before the ablation (DynUNet, lr 1e-2, heavy
+#: augmentation, best of 6 validations) gave 0.591 / 0.607 (seeds 0-1)
+FLOOR = 0.65
 
 pytestmark = [
     pytest.mark.slow,
