@@ -157,3 +157,17 @@ def test_crf_refuses_nan_probabilities(tmp_path):
     prob[1, 2, 3, 4] = np.inf
     with pytest.raises(WeaksegError, match="'probabilities' has 1 NaN"):
         api.crf(image, prob, device="cpu")
+
+
+@pytest.mark.parametrize("shape", [(100000,) * 3, (4096,) * 3])
+def test_huge_zarr_arrays_are_refused_before_loading(tmp_path, shape):
+    import zarr
+
+    path = tmp_path / "huge.zarr"
+    zarr.open(
+        str(path), mode="w", shape=shape, dtype="uint8", chunks=(64, 64, 64)
+    )  # metadata only: nothing is written
+    with pytest.raises(WeaksegError, match="huge.zarr holds .* voxels"):
+        read_volume(path)
+    with pytest.raises(WeaksegError, match="limit"):
+        read_volume(path, lazy=True)
