@@ -393,7 +393,9 @@ def _checkpoint(
 ) -> Generator[Any, None, None]:
     """Validate, save the last weights, and the best ones when ``keep``."""
     dice = validate(model, trainset, mconf.patch_size, device)
-    mean = float(np.nanmean(dice)) if dice else float("nan")
+    with warnings.catch_warnings():  # every class absent: NaN, quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = float(np.nanmean(dice)) if dice else float("nan")
     yield Validation(step, tuple(dice), mean, trainset.held_out)
     save_model(last, model, mconf)
     yield Saved(str(last), "last", step)
