@@ -5,10 +5,11 @@ MNI152 GM/WM), each setting (5 % of slices, dense) and each seed, train
 napari-weakseg's default recipe and the plain MONAI reference
 (``../shared/tools/monai_reference.py``, run as it is) on the same files
 with the same step budget, and score Dice per class on voxels no label
-file touches.  ``--ablation`` adds recipe variants (one difference to the
-reference at a time) on the hippocampus, sparse.
+file touches.  The ablation (skip with ``--no-ablation``) adds recipe
+variants, one difference at a time, on the hippocampus, sparse, and the
+augmentation variant on FIB-SEM and MNI.
 
-    .venv/bin/python benchmarks/bench_recipe.py            # full run
+    .venv/bin/python benchmarks/bench_recipe.py            # with the ablation
     .venv/bin/python benchmarks/bench_recipe.py --quick    # smoke run
 
 Each finished run is appended to ``results/recipe_runs.jsonl`` and reused
@@ -68,7 +69,7 @@ ABLATION = {
 
 STACKED = ", stacked file"
 STACKED_CASES = ("hippocampus",)
-#: with --ablation, the augmentation variants also run on these cases
+#: in the ablation, the augmentation variants also run on these cases
 AUGMENTATION = ("no augmentation",)
 AUGMENTATION_CASES = ("fibsem", "mni")
 
@@ -242,9 +243,11 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", default=list(CASES))
     ap.add_argument("--settings", nargs="+", default=["sparse", "dense"])
     ap.add_argument(
-        "--ablation",
-        action="store_true",
-        help="also run the recipe variants (hippocampus sparse)",
+        "--no-ablation",
+        dest="ablation",
+        action="store_false",
+        help="skip the recipe variants (run by default: hippocampus, and "
+        "the augmentation variant on FIB-SEM and MNI)",
     )
     ap.add_argument("--ablation-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--ablation-cases", nargs="+", default=["hippocampus"])
