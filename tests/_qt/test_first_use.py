@@ -7,6 +7,7 @@ their dock.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 
@@ -215,3 +216,21 @@ def test_a_first_time_user_session(sample_viewer, qtbot, tmp_path):
     assert np.array_equal(ann.data, before)
     ann.redo()
     assert np.array_equal(ann.data, kept)
+
+
+def test_a_pending_autosave_survives_closing_the_dock(sample_viewer, qtbot):
+    """Strokes less than a second before the dock closes are still saved."""
+    from napari_weakseg._qt.annotation_widget import store_for
+
+    annotate = dock(sample_viewer, "Sparse slice annotation")
+    ann = sample_viewer.layers["annotations"]
+    image = sample_viewer.layers["MNI152 T1"]
+    ann.data_setitem((np.array([30]), np.array([40]), np.array([40])), 2)
+    annotate._schedule_autosave()
+    assert annotate._autosave_timer.isActive()
+    sample_viewer.window.remove_dock_widget("all")  # the dock is deleted
+    with qtbot.waitSignal(annotate._autosave_timer.timeout, timeout=5000):
+        pass
+    annotate._writer.join()
+    painted, _ = store_for(image).load()
+    assert painted[30, 40, 40] == 2

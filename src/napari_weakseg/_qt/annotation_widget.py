@@ -93,6 +93,7 @@ class AnnotationWidget(Dock):
         self._autosave_timer.setInterval(1000)
         self._autosave_timer.timeout.connect(self.autosave)
         self._watched: Any = None
+        self._pending: tuple[Any, Any] = (None, None)
         self._writer: threading.Thread | None = None
         self._watch(self.annotations.value)
 
@@ -148,6 +149,9 @@ class AnnotationWidget(Dock):
         self.refresh_info()
 
     def _schedule_autosave(self, *_: Any) -> None:
+        # What to save is kept now: the dock may be closed before the timer
+        # fires, and the last strokes must still reach the disk.
+        self._pending = (self._watched, self.image.value)
         self._autosave_timer.start()  # a second after the last stroke
 
     def autosave(self, wait: bool = False) -> None:
@@ -156,8 +160,11 @@ class AnnotationWidget(Dock):
         The compressed write runs in a thread so large volumes never freeze
         the viewer; ``wait`` blocks until it is on disk.
         """
-        self.refresh_info()
-        layer, image = self.annotations.value, self.image.value
+        try:
+            self.refresh_info()
+            layer, image = self.annotations.value, self.image.value
+        except RuntimeError:  # the dock's widgets are gone (viewer closed)
+            layer, image = self._pending
         if layer is None or image is None:
             return
         if self._writer is not None:
