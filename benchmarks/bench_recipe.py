@@ -267,8 +267,21 @@ def main() -> None:
     data = tempfile.mkdtemp(prefix="weakseg-recipe-")
     threads = _threads(args.jobs)
     arms = ["weakseg default", "MONAI reference"]
+
+    def task(case, setting, arm, seed):
+        return (
+            case,
+            setting,
+            arm,
+            seed,
+            args.steps,
+            threads,
+            args.device,
+            data,
+        )
+
     tasks = [
-        (c, s, a, seed, args.steps, threads, args.device, data)
+        task(c, s, a, seed)
         for c in args.cases
         for s in args.settings
         for a in arms
@@ -277,16 +290,7 @@ def main() -> None:
     # The reference takes one file: the stacked cases.  The product also
     # runs on that very file, beside its run on the separate cases.
     tasks += [
-        (
-            c,
-            s,
-            "weakseg default" + STACKED,
-            seed,
-            args.steps,
-            threads,
-            args.device,
-            data,
-        )
+        task(c, s, "weakseg default" + STACKED, seed)
         for c in args.cases
         if c in STACKED_CASES
         for s in args.settings
@@ -294,32 +298,14 @@ def main() -> None:
     ]
     if args.ablation:
         tasks += [
-            (
-                c,
-                "sparse",
-                f"weakseg {v}",
-                seed,
-                args.steps,
-                threads,
-                args.device,
-                data,
-            )
+            task(c, "sparse", f"weakseg {v}", seed)
             for c in args.ablation_cases
             for v in args.variants or ABLATION
             if v != "default"
             for seed in args.ablation_seeds
         ]
         tasks += [
-            (
-                c,
-                "sparse",
-                f"weakseg {v}",
-                seed,
-                args.steps,
-                threads,
-                args.device,
-                data,
-            )
+            task(c, "sparse", f"weakseg {v}", seed)
             for c in AUGMENTATION_CASES
             if c in args.cases and c not in args.ablation_cases
             for v in AUGMENTATION
