@@ -4,6 +4,7 @@ import torch
 
 from napari_weakseg.core.cam import (
     cam,
+    default_layer,
     grad_cam,
     list_layers,
     map_volume,
@@ -174,3 +175,27 @@ def test_pseudo_labels_have_seeds_band_and_background():
     assert np.all(out[:, 2, 2:3] == 255)
     with pytest.raises(WeaksegError, match="constant"):
         pseudo_labels(np.ones((2, 2, 2)))
+
+
+def test_layers_of_the_default_network_are_its_unet_blocks():
+    """The default segmentation network (MONAI UNet) lists its nested
+    down blocks, deepest last, then its up blocks; maps come from them."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        network="resunet",
+        num_classes=2,
+        filters=[4, 8, 8],
+        patch_size=[16, 16, 16],
+    )
+    model = build_network(cfg).eval()
+    layers = list_layers(model)
+    assert layers == [
+        "model.0",
+        "model.1.submodule.0",
+        "model.1.submodule.1.submodule",
+        "model.1.submodule.2",
+        "model.2",
+    ]
+    assert default_layer(model) == "model.1.submodule.1.submodule"
+    m = grad_cam(model, _x(), default_layer(model), 1)
+    assert m.shape[-3:] == (16, 16, 16) and torch.isfinite(m).all()

@@ -46,8 +46,17 @@ def list_layers(model: nn.Module) -> list[str]:
 
     For MONAI's DynUNet and the encoder classifier these are
     ``input_block``, ``downsamples.i``, ``bottleneck``, ``upsamples.i`` and
-    ``output_block`` (deepest encoder block last among the encoder ones).
+    ``output_block`` (deepest encoder block last among the encoder ones);
+    for MONAI's UNet its nested down blocks, deepest last, then its up
+    blocks (:func:`~.models.unet_blocks`).
     """
+    from monai.networks.nets import UNet
+
+    from .models import unet_blocks
+
+    if isinstance(model, UNet):
+        encoder, decoder = unet_blocks(model)
+        return encoder + decoder
     names = []
     for name, mod in model.named_modules():
         if not name or name.count(".") > 1 or name.startswith("skip_layers"):
@@ -74,6 +83,12 @@ def list_layers(model: nn.Module) -> list[str]:
 
 def default_layer(model: nn.Module) -> str:
     """The deepest encoder block (``bottleneck`` when there is one)."""
+    from monai.networks.nets import UNet
+
+    from .models import unet_blocks
+
+    if isinstance(model, UNet):
+        return unet_blocks(model)[0][-1]
     layers = list_layers(model)
     return "bottleneck" if "bottleneck" in layers else layers[-1]
 
