@@ -108,7 +108,7 @@ def check_outputs(args: argparse.Namespace) -> None:
     """
     import os
 
-    from .core.io import SUFFIXES, suffix_of
+    from .core.io import SUFFIXES, is_zarr_store, suffix_of
 
     outs = {
         k: Path(v)
@@ -136,7 +136,7 @@ def check_outputs(args: argparse.Namespace) -> None:
                 f"{flag} {path} needs a volume suffix "
                 f"({', '.join(s for s in SUFFIXES if s != '.nhdr')})."
             )
-        if path.is_dir() and not _is_zarr_store(path):
+        if path.is_dir() and not is_zarr_store(path):
             raise WeaksegError(
                 f"{flag} {path} is an existing folder; give a file name."
             )
@@ -157,14 +157,6 @@ def check_outputs(args: argparse.Namespace) -> None:
             parent = real.parent
         if not os.access(parent, os.W_OK):
             raise WeaksegError(f"Cannot write {path}: {parent} is read-only.")
-
-
-def _is_zarr_store(path: Path) -> bool:
-    from .core.io import ZARR_SUFFIXES, suffix_of
-
-    return suffix_of(path) in ZARR_SUFFIXES and any(
-        (path / m).exists() for m in (".zarray", ".zgroup", "zarr.json")
-    )
 
 
 def _train_parser(sub: Any) -> None:

@@ -288,3 +288,20 @@ def test_a_damaged_autosave_falls_back_to_the_previous(tmp_path):
     store.previous.write_bytes(b"junk")
     assert store.load() is None
     assert store.warning.endswith("no annotations were restored.")
+
+
+def test_a_folder_named_like_a_zarr_store_is_not_replaced(tmp_path):
+    from napari_weakseg.core.errors import WeaksegError
+
+    folder = tmp_path / "results.zarr"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("precious")
+    with pytest.raises(WeaksegError, match="existing folder"):
+        write_volume(folder, Volume(np.zeros((4, 4, 4), np.uint8)))
+    assert (folder / "keep.txt").read_text() == "precious"
+    store = tmp_path / "store.zarr"  # a real store is replaced whole
+    write_volume(store, Volume(np.zeros((4, 4, 4), np.uint8)))
+    write_volume(store, Volume(np.ones((4, 4, 4), np.uint8)))
+    from napari_weakseg.core.io import read_volume
+
+    assert int(read_volume(store).data.max()) == 1

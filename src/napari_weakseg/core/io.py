@@ -60,6 +60,14 @@ def is_dicom_dir(path: str | os.PathLike) -> bool:
     return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p)))
 
 
+def is_zarr_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a zarr store (v2 or v3), safe to replace whole."""
+    p = Path(path)
+    return suffix_of(p) in ZARR_SUFFIXES and any(
+        (p / m).exists() for m in (".zarray", ".zgroup", "zarr.json")
+    )
+
+
 def can_read(path: str | os.PathLike) -> bool:
     """Cheap check used by the napari reader hook."""
     return suffix_of(path) in SUFFIXES or is_dicom_dir(path)
@@ -126,7 +134,7 @@ def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
             "Only 3D volumes (or channel-first 4D stacks such as class "
             f"probabilities) can be written, got shape {data.shape}."
         )
-    if p.is_dir() and suffix not in ZARR_SUFFIXES:
+    if p.is_dir() and not is_zarr_store(p):
         raise WeaksegError(f"{p} is an existing folder; give a file name.")
     p.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".mhd", ".nhdr"):
