@@ -11,6 +11,7 @@ from typing import Any
 
 from .core.annotation import from_sparse_labels
 from .core.defaults import (
+    DONE_KEY,
     IMAGE_KEY,
     ROLE_ANNOTATION,
     ROLE_KEY,
@@ -43,7 +44,7 @@ def mni152() -> list[LayerData]:
     geo = t1.geometry.layer_kwargs()
     ann_meta = {
         **geo["metadata"],
-        "weakseg_done": done,
+        DONE_KEY: done,
         ROLE_KEY: ROLE_ANNOTATION,
         IMAGE_KEY: "MNI152 T1",
     }

@@ -25,12 +25,10 @@ from ..core.annotation import (
     suggest_next_slice,
     to_sparse_labels,
 )
-from ..core.defaults import IMAGE_KEY, ROLE_ANNOTATION, ROLE_KEY
+from ..core.defaults import DONE_KEY, IMAGE_KEY, ROLE_ANNOTATION, ROLE_KEY
 from ..core.errors import WeaksegError
 from ._common import Dock, home, report_error, unique_name
 from .layers import transform_of
-
-DONE_KEY = "weakseg_done"
 
 
 def done_of(layer: Any) -> dict[int, list[int]]:

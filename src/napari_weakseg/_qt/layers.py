@@ -13,8 +13,7 @@ from typing import Any
 
 from ..core import defaults as d
 
-OUTPUT_KEY = "weakseg_output"
-DONE_KEY = "weakseg_done"
+OUTPUT_KEY, DONE_KEY = d.OUTPUT_KEY, d.DONE_KEY
 
 
 def role_of(layer: Any) -> str | None:

@@ -19,7 +19,13 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_info
 
 from ..core import defaults
-from ..core.defaults import IMAGE_KEY, ROLE_ANNOTATION, ROLE_KEY, ROLE_PREVIEW
+from ..core.defaults import (
+    IMAGE_KEY,
+    OUTPUT_KEY,
+    ROLE_ANNOTATION,
+    ROLE_KEY,
+    ROLE_PREVIEW,
+)
 from ..core.errors import WeaksegError
 from ._common import (
     Dock,
@@ -231,7 +237,7 @@ class TrainWidget(Dock):
 
     def _preview_layer(self, image: Any) -> Any:
         for layer in self._viewer.layers:
-            if layer.metadata.get("weakseg_output") == "preview":
+            if layer.metadata.get(OUTPUT_KEY) == "preview":
                 return layer
         placed = transform_of(image)
         geo = placed.pop("metadata", {})
@@ -242,7 +248,7 @@ class TrainWidget(Dock):
             opacity=0.5,
             metadata={
                 **geo,
-                "weakseg_output": "preview",
+                OUTPUT_KEY: "preview",
                 ROLE_KEY: ROLE_PREVIEW,
                 IMAGE_KEY: image.name,
             },

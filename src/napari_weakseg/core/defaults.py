@@ -34,3 +34,7 @@ ROLE_SEEDS = "seeds"
 ROLE_BOXES = "boxes"
 #: metadata key of the image a plugin layer belongs to (its name)
 IMAGE_KEY = "weakseg_image"
+#: metadata key of an annotation layer's done slices (per axis)
+DONE_KEY = "weakseg_done"
+#: metadata key naming one of the plugin's own output layers
+OUTPUT_KEY = "weakseg_output"

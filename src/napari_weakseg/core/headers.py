@@ -198,7 +198,8 @@ def _check_nifti(p: Path, gz: bool) -> None:
             with gzip.open(p, "rb") as f:
                 head = f.read(540)
         else:
-            head = p.read_bytes()[:540]
+            with p.open("rb") as f:
+                head = f.read(540)
     except (EOFError, OSError, zlib.error) as exc:
         raise _bad(p, f"it is damaged ({exc})") from None
     if len(head) < 348:
