@@ -32,7 +32,7 @@ from _common import machine, sample_volumes, save_plot  # noqa: E402
 from napari_weakseg import api  # noqa: E402
 from napari_weakseg.core.cam import cam, grad_cam, map_volume, pseudo_labels  # noqa: E402
 from napari_weakseg.core.classifier import iter_train_classifier  # noqa: E402
-from napari_weakseg.core.inference import run  # noqa: E402
+from napari_weakseg.core.events import run  # noqa: E402
 from napari_weakseg.core.metrics import dice_per_class  # noqa: E402
 from napari_weakseg.core.models import load_model  # noqa: E402
 from napari_weakseg.core.normalise import normalise  # noqa: E402

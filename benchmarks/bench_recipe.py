@@ -95,7 +95,7 @@ def run_weakseg(
     import torch
 
     from napari_weakseg import api
-    from napari_weakseg.core.inference import run
+    from napari_weakseg.core.events import run
     from napari_weakseg.core.training import TrainConfig, iter_train
 
     torch.set_num_threads(threads)

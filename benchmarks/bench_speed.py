@@ -25,8 +25,8 @@ sys.path.insert(0, str(HERE))
 from _common import machine, peak_rss_mib, sample_volumes, save_plot  # noqa: E402
 
 from napari_weakseg.core.device import resolve_device  # noqa: E402
-from napari_weakseg.core.events import Step  # noqa: E402
-from napari_weakseg.core.inference import iter_predict, run  # noqa: E402
+from napari_weakseg.core.events import Step, run  # noqa: E402
+from napari_weakseg.core.inference import iter_predict  # noqa: E402
 from napari_weakseg.core.losses import MaskedDiceCELoss  # noqa: E402
 from napari_weakseg.core.models import load_model  # noqa: E402
 from napari_weakseg.core.normalise import normalise  # noqa: E402

@@ -102,7 +102,7 @@ def test_train_predict_round_trip_keeps_geometry(
                 "--out",
                 "m.safetensors",
             ],
-            "Give one --labels per --image",
+            "Give one label volume per image (1 images, 2 label volumes).",
         ),
         (
             [

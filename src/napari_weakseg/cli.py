@@ -7,11 +7,12 @@ during training stops cooperatively and keeps the last checkpoint.
 from __future__ import annotations
 
 import argparse
+import inspect
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,7 @@ OUTPUTS = {
     "train-classifier": {"out": "model"},
     "cam": {"out": "volume", "pseudo_labels": "volume"},
     "pretrain": {"out": "model"},
+    "suggest": {},
 }
 INPUTS = (
     "image",
@@ -261,10 +263,13 @@ def _box_parsers(sub: Any) -> None:
     p.add_argument("--rounds", type=POSITIVE, default=3)
     p.add_argument("--steps-per-round", type=POSITIVE, default=150)
     p.add_argument("--initial", choices=("box", "grabcut"), default="grabcut")
-    p.add_argument("--no-crf", action="store_true")
-    p.add_argument("--no-outside-rule", action="store_true")
-    p.add_argument("--no-class-rule", action="store_true")
-    p.add_argument("--no-core-rule", action="store_true")
+    # dest = the API's parameter names (the rules are on by default)
+    p.add_argument("--no-crf", dest="crf", action="store_false")
+    p.add_argument(
+        "--no-outside-rule", dest="outside_boxes", action="store_false"
+    )
+    p.add_argument("--no-class-rule", dest="wrong_class", action="store_false")
+    p.add_argument("--no-core-rule", dest="off_core", action="store_false")
     p.add_argument(
         "--min-fill",
         type=SHARE,
@@ -297,6 +302,7 @@ def _cam_parsers(sub: Any) -> None:
     )
     p.add_argument("--out", required=True, metavar="MODEL")
     p.add_argument("--steps", type=POSITIVE, default=defaults.STEPS)
+    p.add_argument("--minutes", type=MINUTES, default=None)
     p.add_argument(
         "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS
     )
@@ -351,6 +357,21 @@ def _pretrain_parser(sub: Any) -> None:
     p.add_argument("--seed", type=NON_NEGATIVE, default=0)
 
 
+def _suggest_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "suggest",
+        help="print the slices most worth annotating next",
+        description="Slices on one axis to annotate next: those of highest "
+        "mean entropy with --probabilities (from predict), else those "
+        "farthest from every fully labelled slice.",
+    )
+    p.add_argument("--labels", required=True, metavar="LBL")
+    p.add_argument("--probabilities", metavar="PROB")
+    p.add_argument("--axis", choices=("z", "y", "x"), default="z")
+    p.add_argument("--count", type=POSITIVE, default=1)
+    p.add_argument("--ignore-label", type=int, default=defaults.IGNORE)
+
+
 class _Parser(argparse.ArgumentParser):
     """Bad arguments: one line on stderr and exit 2 (no usage dump)."""
 
@@ -370,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     _box_parsers(sub)
     _cam_parsers(sub)
     _pretrain_parser(sub)
+    _suggest_parser(sub)
     for p in sub.choices.values():
         p.add_argument(
             "--quiet", action="store_true", help="no progress output"
@@ -482,92 +504,56 @@ def _printer(meter: Meter, init_name: str = "") -> Any:
     return show
 
 
-def _cmd_train(args: argparse.Namespace, stop: threading.Event) -> None:
-    from . import api
+def call(func: Callable[..., Any], args: argparse.Namespace, **extra: Any):
+    """Call API ``func`` with the parsed arguments named like its
+    parameters (argparse destinations are the API's names), plus
+    ``extra`` for the few that differ."""
+    params = inspect.signature(func).parameters
+    kwargs = {k: v for k, v in vars(args).items() if k in params}
+    return func(**{**kwargs, **extra})
 
-    if len(args.image) != len(args.labels):
-        raise WeaksegError(
-            f"Give one --labels per --image ({len(args.image)} images, "
-            f"{len(args.labels)} label volumes)."
-        )
-    result = api.train(
-        args.image,
-        args.labels,
-        args.out,
-        steps=args.steps,
-        minutes=args.minutes,
-        patch_size=args.patch_size,
-        batch_size=args.batch_size,
-        base_filters=args.base_filters,
-        learning_rate=args.learning_rate,
-        augment=args.augment,
-        ignore_label=args.ignore_label,
-        init=args.init,
-        device=args.device,
-        seed=args.seed,
-        callback=_printer(
-            Meter(args.quiet), init_name=Path(args.init or "").name
-        ),
-        stop=stop,
-    )
+
+def _say_finished(result: Any) -> None:
     if result.steps == 0:
         raise Cancelled("stopped before the first step; nothing was written")
     if result.message:
         print(result.message)
     how = "stopped" if result.stopped else "finished"
     print(
-        f"{how} after {result.steps} steps; validation Dice "
-        f"{result.best_dice:.3f}; model: {result.best_path}"
+        f"{how} after {result.steps} steps; {result.summary()}; "
+        f"model: {result.best_path}"
+    )
+
+
+def _cmd_train(args: argparse.Namespace, stop: threading.Event) -> None:
+    from . import api
+
+    meter = Meter(args.quiet)
+    show = _printer(meter, init_name=Path(args.init or "").name)
+    _say_finished(
+        call(api.train, args, images=args.image, callback=show, stop=stop)
     )
 
 
 def _cmd_predict(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
 
-    api.predict(
-        args.model,
-        args.image,
-        out=args.out,
-        probabilities=args.probabilities,
-        device=args.device,
-        tta=args.tta,
-        overlap=args.overlap,
-        callback=_printer(Meter(args.quiet)),
-        stop=stop,
-    )
+    call(api.predict, args, callback=_printer(Meter(args.quiet)), stop=stop)
     print(f"wrote {args.out}")
 
 
 def _cmd_box2mask(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
 
-    api.boxes_to_masks(
-        args.image,
-        args.boxes,
-        out=args.out,
-        model_out=args.model_out,
-        rounds=args.rounds,
-        steps_per_round=args.steps_per_round,
-        initial=args.initial,
-        crf=not args.no_crf,
-        outside_boxes=not args.no_outside_rule,
-        wrong_class=not args.no_class_rule,
-        off_core=not args.no_core_rule,
-        min_fill=args.min_fill,
-        base_filters=args.base_filters,
-        init=args.init,
-        device=args.device,
-        seed=args.seed,
-        callback=_printer(Meter(args.quiet)),
-        stop=stop,
-    )
+    show = _printer(Meter(args.quiet))
+    call(api.boxes_to_masks, args, callback=show, stop=stop)
     print(f"wrote {args.out}")
 
 
 def _cmd_crf(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
 
-    api.crf(args.image, args.probabilities, out=args.out, device=args.device)
+    call(api.crf, args)
     print(f"wrote {args.out}")
 
 
@@ -576,43 +562,28 @@ def _cmd_train_classifier(
 ) -> None:
     from . import api
 
-    result = api.train_classifier(
-        args.crops,
-        args.out,
-        steps=args.steps,
-        base_filters=args.base_filters,
-        init=args.init,
-        device=args.device,
-        seed=args.seed,
-        callback=_printer(Meter(args.quiet)),
-        stop=stop,
-    )
-    print(
-        f"finished after {result.steps} steps; best accuracy "
-        f"{result.best_dice:.3f}; model: {result.best_path}"
-    )
+    show = _printer(Meter(args.quiet))
+    _say_finished(call(api.train_classifier, args, callback=show, stop=stop))
 
 
 def _cmd_cam(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
-    from .core.cam import pseudo_labels
 
-    m = api.class_activation_map(
-        args.model,
-        args.image,
-        out=args.out,
-        method=args.method,
-        layer=args.layer,
-        class_index=args.class_index,
-        device=args.device,
-        callback=_printer(Meter(args.quiet)),
-    )
+    show = _printer(Meter(args.quiet))
+    m = call(api.class_activation_map, args, callback=show, stop=stop)
     print(f"wrote {args.out}")
     if args.pseudo_labels:
         geometry = api.read_volume(args.out).geometry
-        seeds = pseudo_labels(m, args.class_index)
+        seeds = api.pseudo_labels(m, args.class_index)
         api.write_volume(args.pseudo_labels, api.Volume(seeds, geometry))
         print(f"wrote {args.pseudo_labels}")
+
+
+def _cmd_suggest(args: argparse.Namespace, stop: threading.Event) -> None:
+    from . import api
+
+    picked = call(api.suggest_slice, args)
+    print(" ".join(str(i) for i in picked))
 
 
 def _cmd_pretrain(args: argparse.Namespace, stop: threading.Event) -> None:
@@ -632,20 +603,15 @@ def _cmd_pretrain(args: argparse.Namespace, stop: threading.Event) -> None:
                 f"top-1 {event.contrastive_top1:.2f}",
             )
 
-    result = api.pretrain(
-        args.image,
-        args.out,
-        tasks=args.tasks,
-        steps=args.steps,
-        minutes=args.minutes,
-        patch=args.patch,
-        base_filters=args.base_filters,
-        device=args.device,
-        seed=args.seed,
-        callback=show,
-        stop=stop,
+    result = call(
+        api.pretrain, args, images=args.image, callback=show, stop=stop
     )
-    print(f"pretrained {result.steps} steps; encoder: {result.best_path}")
+    if result.steps == 0:
+        raise Cancelled("stopped before the first step; nothing was written")
+    print(
+        f"pretrained {result.steps} steps; {result.summary()}; "
+        f"encoder: {result.best_path}"
+    )
 
 
 COMMANDS = {
@@ -656,6 +622,7 @@ COMMANDS = {
     "predict": _cmd_predict,
     "box2mask": _cmd_box2mask,
     "crf": _cmd_crf,
+    "suggest": _cmd_suggest,
 }
 
 

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from napari_weakseg._qt.boxes_widget import BoxesWidget, shapes_to_boxes
+from napari_weakseg._qt.boxes_widget import BoxesWidget
+from napari_weakseg._qt.layers import shapes_to_boxes
 from napari_weakseg.core.boxes import Box, read_boxes
 from napari_weakseg.core.phantom import boxes_of, make_blobs
 

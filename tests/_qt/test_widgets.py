@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from napari_weakseg._qt.annotation_widget import AnnotationWidget, done_of
+from napari_weakseg._qt.annotation_widget import AnnotationWidget
 from napari_weakseg._qt.apply_widget import ApplyWidget
+from napari_weakseg._qt.layers import done_of
 from napari_weakseg._qt.train_widget import TrainWidget
 from napari_weakseg.core.events import Step
 from napari_weakseg.core.phantom import make_phantom

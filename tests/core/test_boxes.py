@@ -174,8 +174,7 @@ def test_grabcut_targets_fall_back_to_box_i_where_nothing_stands_out():
 @pytest.mark.slow
 def test_recursive_rounds_beat_the_initial_box_targets(tmp_path):
     from napari_weakseg.core.box2mask import iter_boxes_to_masks
-    from napari_weakseg.core.events import Round
-    from napari_weakseg.core.inference import run
+    from napari_weakseg.core.events import Round, run
     from napari_weakseg.core.metrics import dice_per_class
     from napari_weakseg.core.phantom import boxes_of, make_blobs
     from napari_weakseg.core.training import TrainConfig
@@ -202,8 +201,7 @@ def test_rounds_go_on_while_an_object_is_reset(tmp_path):
     targets (no change), yet the rounds continue, warm-started, until the
     round limit, instead of stopping after the first."""
     from napari_weakseg.core.box2mask import iter_boxes_to_masks
-    from napari_weakseg.core.events import Round
-    from napari_weakseg.core.inference import run
+    from napari_weakseg.core.events import Round, run
     from napari_weakseg.core.training import TrainConfig
 
     image = np.random.default_rng(0).random((16, 24, 24)).astype(np.float32)

@@ -6,6 +6,7 @@ from napari_weakseg.core.cam import (
     cam,
     default_layer,
     grad_cam,
+    iter_map_volume,
     list_layers,
     map_volume,
     normalise_map,
@@ -13,6 +14,7 @@ from napari_weakseg.core.cam import (
     upsample,
 )
 from napari_weakseg.core.errors import WeaksegError
+from napari_weakseg.core.events import run
 from napari_weakseg.core.models import ModelConfig, build_network
 
 
@@ -154,15 +156,12 @@ def test_whole_volume_by_windows_matches_one_pass_in_the_middle():
         atol=1e-6,
     )
     calls = []
-    win = map_volume(
-        model,
-        img,
-        1,
-        "cam",
-        window=(8, 16, 16),
-        on_window=lambda i, n: calls.append((i, n)),
+    win = run(
+        iter_map_volume(model, img, 1, "cam", window=(8, 16, 16)),
+        lambda e: calls.append((e.done, e.total)),
     )
-    assert calls[-1] == (3, 3) and win.shape == img.shape
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert win.shape == img.shape
 
 
 def test_pseudo_labels_have_seeds_band_and_background():

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from napari_weakseg.core.annotation import evenly_spaced_slices
-from napari_weakseg.core.inference import iter_predict, run
+from napari_weakseg.core.events import run
+from napari_weakseg.core.inference import iter_predict
 from napari_weakseg.core.io import read_volume
 from napari_weakseg.core.metrics import dice_per_class
 from napari_weakseg.core.models import load_model

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from napari_weakseg.core.errors import WeaksegError
-from napari_weakseg.core.events import Pretext, Started
-from napari_weakseg.core.inference import run
+from napari_weakseg.core.events import Pretext, Started, run
 from napari_weakseg.core.models import read_model_file
 from napari_weakseg.core.phantom import make_phantom
 from napari_weakseg.core.pretraining import PretrainConfig, iter_pretrain

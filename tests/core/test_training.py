@@ -10,8 +10,9 @@ from napari_weakseg.core.events import (
     Started,
     Step,
     Validation,
+    run,
 )
-from napari_weakseg.core.inference import iter_predict, run
+from napari_weakseg.core.inference import iter_predict
 from napari_weakseg.core.metrics import dice_per_class
 from napari_weakseg.core.models import load_model
 from napari_weakseg.core.phantom import make_phantom

@@ -15,7 +15,6 @@ from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
 from ..core.errors import Cancelled, WeaksegError
-from ..core.geometry import Geometry
 
 
 class Dock(Container):
@@ -142,10 +141,6 @@ def unique_name(viewer: Any, base: str) -> str:
     while f"{base} [{k}]" in names:
         k += 1
     return f"{base} [{k}]"
-
-
-def geometry_of(layer: Any) -> Geometry:
-    return Geometry.from_layer(layer.scale, layer.translate, layer.metadata)
 
 
 def report_error(exc: BaseException) -> None:

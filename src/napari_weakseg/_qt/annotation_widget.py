@@ -21,24 +21,12 @@ from ..core.annotation import (
     BACKGROUND_BRUSH,
     AnnotationStore,
     labelled_fraction,
-    normalise_done,
     suggest_next_slice,
-    to_sparse_labels,
 )
 from ..core.defaults import DONE_KEY, IMAGE_KEY, ROLE_ANNOTATION, ROLE_KEY
 from ..core.errors import WeaksegError
 from ._common import Dock, home, report_error, unique_name
-from .layers import transform_of
-
-
-def done_of(layer: Any) -> dict[int, list[int]]:
-    """Done slices stored on an annotation layer."""
-    return normalise_done(layer.metadata.get(DONE_KEY))
-
-
-def sparse_from_layer(layer: Any) -> np.ndarray:
-    """The layer's painting plus done slices as sparse training labels."""
-    return to_sparse_labels(np.asarray(layer.data), done_of(layer))
+from .layers import done_of, sparse_from_layer, transform_of
 
 
 def store_for(image: Any) -> AnnotationStore:

@@ -27,8 +27,7 @@ from ._common import (
     report_error,
     start_worker,
 )
-from .annotation_widget import DONE_KEY, done_of
-from .layers import upsert_layer
+from .layers import DONE_KEY, done_of, upsert_layer, volume_of
 
 
 class ApplyWidget(Dock):
@@ -94,29 +93,17 @@ class ApplyWidget(Dock):
         if not model_path.is_file():
             report_error(WeaksegError(f"No model file at {model_path}."))
             return None
-        data, tta = image.data, bool(self.tta.value)
+        volume, tta = volume_of(image), bool(self.tta.value)
         self._stop.clear()
 
         def job() -> Any:
-            from ..api import load_model
-            from ..core.device import resolve_device
-            from ..core.inference import iter_predict
+            from ..api import iter_predict, uncertainty
 
-            device = resolve_device("auto")
-            net, config = load_model(model_path, str(device))
             labels, probs = yield from iter_predict(
-                net,
-                data,
-                config.patch_size,
-                config.normalisation,
-                device,
-                config.num_classes,
-                tta=tta,
-                stop=self._stop,
+                model_path, volume, tta=tta, stop=self._stop
             )
             # per-voxel entropy drives the slice suggestions; off the GUI
-            entropy = -(probs * np.log(probs + 1e-6)).sum(axis=0)
-            return labels, probs, entropy
+            return labels, probs, uncertainty(probs)
 
         self.apply_button.enabled, self.stop_button.enabled = False, True
         self._image = image

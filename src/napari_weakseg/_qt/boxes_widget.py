@@ -22,57 +22,12 @@ from ..core.boxes import Box, read_boxes, write_boxes
 from ..core.defaults import ROLE_BOXES, ROLE_PREDICTION
 from ..core.errors import WeaksegError
 from ._common import Dock, report_error, start_worker, unique_name
-from .layers import upsert_layer
-
-BOX_FEATURES = ("class", "depth")
-
-
-def shapes_to_boxes(shapes: Any, image: Any, depth: int = 5) -> list[Box]:
-    """Rectangles of a Shapes layer as voxel boxes of ``image``.
-
-    A rectangle drawn on a slice spans that slice's plane; its extent along
-    the slicing axis is the ``depth`` feature (or ``depth``) centred on the
-    slice.  A shape drawn in 3D spans its own bounding box.
-    """
-    features = shapes.features
-    boxes = []
-    for i, verts in enumerate(shapes.data):
-        world = np.asarray([shapes.data_to_world(v) for v in verts])
-        vox = np.asarray([image.world_to_data(w) for w in world])[:, -3:]
-        lo, hi = vox.min(axis=0), vox.max(axis=0)
-        flat = [a for a in range(3) if np.isclose(lo[a], hi[a])]
-        cls = int(features["class"][i]) if "class" in features else 1
-        d = int(features["depth"][i]) if "depth" in features else depth
-        start = np.floor(lo + 0.5).astype(int)
-        stop = np.floor(hi + 0.5).astype(int) + 1
-        for a in flat:
-            start[a] = int(np.floor(lo[a] - (d - 1) / 2 + 0.5))
-            stop[a] = start[a] + d
-        boxes.append(Box(*start.tolist(), *stop.tolist(), cls))
-    return boxes
-
-
-def boxes_to_shapes_data(boxes: list[Box]) -> tuple[list[np.ndarray], dict]:
-    """Rectangles on each box's middle z-slice, with class and depth."""
-    data = []
-    for b in boxes:
-        z = (b.z0 + b.z1 - 1) / 2
-        data.append(
-            np.array(
-                [
-                    [z, b.y0, b.x0],
-                    [z, b.y0, b.x1 - 1],
-                    [z, b.y1 - 1, b.x1 - 1],
-                    [z, b.y1 - 1, b.x0],
-                ],
-                float,
-            )
-        )
-    features = {
-        "class": [b.cls for b in boxes],
-        "depth": [b.z1 - b.z0 for b in boxes],
-    }
-    return data, features
+from .layers import (
+    boxes_to_shapes_data,
+    shapes_to_boxes,
+    upsert_layer,
+    volume_of,
+)
 
 
 class BoxesWidget(Dock):
@@ -219,37 +174,27 @@ class BoxesWidget(Dock):
         except WeaksegError as exc:
             report_error(exc)
             return None
-        rule_values = (
-            self.outside.value,
-            self.wrong.value,
-            self.off_core.value,
-            float(self.min_fill.value),
-            self.crf.value,
-        )
-        data, spacing = np.asarray(image.data), tuple(image.scale)[-3:]
-        steps = int(self.steps.value)
-        rounds, initial = int(self.rounds.value), str(self.initial.value)
-        out = home() / "models" / "box2mask.safetensors"
+        rounds = int(self.rounds.value)
+        settings = {
+            "model_out": home() / "models" / "box2mask.safetensors",
+            "rounds": rounds,
+            "steps_per_round": int(self.steps.value),
+            "initial": str(self.initial.value),
+            "crf": bool(self.crf.value),
+            "outside_boxes": bool(self.outside.value),
+            "wrong_class": bool(self.wrong.value),
+            "off_core": bool(self.off_core.value),
+            "min_fill": float(self.min_fill.value),
+            "stop": self._stop,
+        }
+        volume = volume_of(image)
         self._stop.clear()
         self._image = image
 
         def job() -> Any:
-            from ..core.box2mask import Rules, iter_boxes_to_masks
-            from ..core.training import TrainConfig
+            from ..api import iter_boxes_to_masks
 
-            return (
-                yield from iter_boxes_to_masks(
-                    data,
-                    boxes,
-                    out,
-                    rounds,
-                    TrainConfig(steps=steps),
-                    spacing,
-                    Rules(*rule_values),
-                    initial,
-                    stop=self._stop,
-                )
-            )
+            return (yield from iter_boxes_to_masks(volume, boxes, **settings))
 
         self.progress.max = rounds
         self.start.enabled, self.stop_button.enabled = False, True

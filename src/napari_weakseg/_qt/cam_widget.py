@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 from typing import Any
 
 import napari
@@ -18,9 +17,9 @@ from magicgui.widgets import (
 )
 
 from ..core.defaults import IMAGE_KEY, ROLE_ANNOTATION, ROLE_CAM, ROLE_KEY
-from ..core.errors import Cancelled, WeaksegError
+from ..core.errors import WeaksegError
 from ._common import Dock, report_error, start_worker, unique_name
-from .layers import DONE_KEY, transform_of, upsert_layer
+from .layers import DONE_KEY, transform_of, upsert_layer, volume_of
 
 
 class CamWidget(Dock):
@@ -71,17 +70,15 @@ class CamWidget(Dock):
 
     def load_layers(self, *_: Any) -> list[str]:
         """Fill the layer dropdown from the model file."""
-        from ..api import load_model
-        from ..core.cam import default_layer, list_layers
+        from ..api import cam_layers
 
         try:
-            net, config = load_model(str(self.model.value), "cpu")
-            names = list_layers(net)
+            names, default, config = cam_layers(str(self.model.value))
         except WeaksegError as exc:
             report_error(exc)
             return []
         self.layer.choices = names
-        self.layer.value = default_layer(net)
+        self.layer.value = default
         self.class_index.max = config.num_classes - 1
         self.status.value = f"{config.kind}, {config.num_classes} classes"
         return names
@@ -93,31 +90,20 @@ class CamWidget(Dock):
             report_error(WeaksegError("Pick an image and a model file first."))
             return None
         args = {
-            "model": str(self.model.value),
-            "image": np.asarray(image.data),
             "method": str(self.method.value),
             "layer": str(self.layer.value),
             "class_index": int(self.class_index.value),
+            "stop": self._stop,
         }
+        model, volume = str(self.model.value), volume_of(image)
         self._stop.clear()
         self._image = image
-        stop = self._stop
 
         def job() -> Any:
-            from ..api import class_activation_map
-            from ..core.inference import streamed
-
-            events: queue.Queue = queue.Queue()
-
-            def cb(e: Any) -> None:
-                if stop.is_set():
-                    raise Cancelled("Map stopped.")
-                events.put(e)
+            from ..api import iter_class_activation_map
 
             return (
-                yield from streamed(
-                    lambda: class_activation_map(**args, callback=cb), events
-                )
+                yield from iter_class_activation_map(model, volume, **args)
             )
 
         self.compute.enabled, self.stop_button.enabled = False, True
@@ -155,8 +141,8 @@ class CamWidget(Dock):
 
     def map_to_pseudo_labels(self) -> Any:
         """Seeds as a painting layer the Train dock consumes directly."""
+        from ..api import pseudo_labels
         from ..core.annotation import from_sparse_labels
-        from ..core.cam import pseudo_labels
 
         if self._map_layer is None:
             report_error(WeaksegError("Compute a map first."))

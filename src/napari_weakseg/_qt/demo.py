@@ -49,7 +49,7 @@ def _wait(worker: Any) -> None:
 def headless(steps: int, out: Path) -> int:
     from ..core.defaults import IGNORE
     from ..core.metrics import dice_per_class
-    from .annotation_widget import sparse_from_layer
+    from .layers import sparse_from_layer
 
     viewer, widgets = build_viewer(show=True)
     train, apply = widgets[DOCKS[1]], widgets[DOCKS[2]]

@@ -1,4 +1,5 @@
-"""Layer adapters: roles, picker defaults and the plugin's output layers.
+"""Layer adapters: roles, picker defaults, the plugin's output layers, and
+layers as the API's inputs (volumes, sparse labels, boxes).
 
 Every layer the plugin makes carries its role (``layer.metadata``
 :data:`~..core.defaults.ROLE_KEY`) and the image it belongs to, so a
@@ -11,7 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from ..api import Volume
 from ..core import defaults as d
+from ..core.annotation import normalise_done, to_sparse_labels
+from ..core.boxes import Box
+from ..core.geometry import Geometry
 
 OUTPUT_KEY, DONE_KEY = d.OUTPUT_KEY, d.DONE_KEY
 
@@ -132,3 +139,73 @@ def style_annotation(layer: Any) -> None:
         return
     layer.colormap = annotation_colormap()
     layer.metadata["weakseg_styled"] = True
+
+
+def geometry_of(layer: Any) -> Geometry:
+    return Geometry.from_layer(layer.scale, layer.translate, layer.metadata)
+
+
+def volume_of(layer: Any) -> Volume:
+    """A layer's data and geometry as the API's :class:`Volume`."""
+    return Volume(np.asarray(layer.data), geometry_of(layer))
+
+
+def done_of(layer: Any) -> dict[int, list[int]]:
+    """Done slices stored on an annotation layer."""
+    return normalise_done(layer.metadata.get(DONE_KEY))
+
+
+def sparse_from_layer(layer: Any) -> np.ndarray:
+    """The layer's painting plus done slices as sparse training labels."""
+    return to_sparse_labels(np.asarray(layer.data), done_of(layer))
+
+
+BOX_FEATURES = ("class", "depth")
+
+
+def shapes_to_boxes(shapes: Any, image: Any, depth: int = 5) -> list[Box]:
+    """Rectangles of a Shapes layer as voxel boxes of ``image``.
+
+    A rectangle drawn on a slice spans that slice's plane; its extent along
+    the slicing axis is the ``depth`` feature (or ``depth``) centred on the
+    slice.  A shape drawn in 3D spans its own bounding box.
+    """
+    features = shapes.features
+    boxes = []
+    for i, verts in enumerate(shapes.data):
+        world = np.asarray([shapes.data_to_world(v) for v in verts])
+        vox = np.asarray([image.world_to_data(w) for w in world])[:, -3:]
+        lo, hi = vox.min(axis=0), vox.max(axis=0)
+        flat = [a for a in range(3) if np.isclose(lo[a], hi[a])]
+        cls = int(features["class"][i]) if "class" in features else 1
+        d = int(features["depth"][i]) if "depth" in features else depth
+        start = np.floor(lo + 0.5).astype(int)
+        stop = np.floor(hi + 0.5).astype(int) + 1
+        for a in flat:
+            start[a] = int(np.floor(lo[a] - (d - 1) / 2 + 0.5))
+            stop[a] = start[a] + d
+        boxes.append(Box(*start.tolist(), *stop.tolist(), cls))
+    return boxes
+
+
+def boxes_to_shapes_data(boxes: list[Box]) -> tuple[list[np.ndarray], dict]:
+    """Rectangles on each box's middle z-slice, with class and depth."""
+    data = []
+    for b in boxes:
+        z = (b.z0 + b.z1 - 1) / 2
+        data.append(
+            np.array(
+                [
+                    [z, b.y0, b.x0],
+                    [z, b.y0, b.x1 - 1],
+                    [z, b.y1 - 1, b.x1 - 1],
+                    [z, b.y1 - 1, b.x0],
+                ],
+                float,
+            )
+        )
+    features = {
+        "class": [b.cls for b in boxes],
+        "depth": [b.z1 - b.z0 for b in boxes],
+    }
+    return data, features

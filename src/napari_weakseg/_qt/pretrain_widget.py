@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import napari
-import numpy as np
 from magicgui.widgets import (
     CheckBox,
     FileEdit,
@@ -19,6 +18,7 @@ from magicgui.widgets import (
 
 from ..core.errors import WeaksegError
 from ._common import Dock, home, report_error, start_worker
+from .layers import volume_of
 from .plot import LossPlot
 
 
@@ -91,28 +91,22 @@ class PretrainWidget(Dock):
                 WeaksegError("Pick image layers and at least one task.")
             )
             return None
-        layers = [self._viewer.layers[n] for n in names]
-        data = [np.asarray(layer.data) for layer in layers]
-        spacing = tuple(layers[0].scale)[-3:]
+        volumes = [volume_of(self._viewer.layers[n]) for n in names]
         settings = {
             "steps": int(self.steps.value),
             "tasks": tasks,
             "patch": int(self.patch.value),
             "base_filters": int(self.base_filters.value),
+            "stop": self._stop,
         }
         out = Path(str(self.out.value))
         self._stop.clear()
         self.plot.clear()
 
         def job() -> Any:
-            from ..core.pretraining import PretrainConfig, iter_pretrain
+            from ..api import iter_pretrain
 
-            config = PretrainConfig(**settings)
-            return (
-                yield from iter_pretrain(
-                    data, out, config, spacing, self._stop
-                )
-            )
+            return (yield from iter_pretrain(volumes, out, **settings))
 
         self.start.enabled, self.stop_button.enabled = False, True
         self.worker = start_worker(

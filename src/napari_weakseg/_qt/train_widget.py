@@ -34,8 +34,7 @@ from ._common import (
     start_worker,
     unique_name,
 )
-from .annotation_widget import sparse_from_layer
-from .layers import transform_of
+from .layers import sparse_from_layer, transform_of, volume_of
 from .plot import LossPlot
 
 
@@ -140,22 +139,18 @@ class TrainWidget(Dock):
             "base_filters": int(self.base_filters.value),
             "device": str(self.device.value),
             "augment": str(self.augment.value),
+            "init": self._init_path(),
+            "stop": self._stop,
         }
-        data = np.asarray(image.data)
-        spacing = tuple(image.scale)[-3:]
-        out, init = Path(str(self.out.value)), self._init_path()
+        volume = volume_of(image)
+        out = Path(str(self.out.value))
         self._stop.clear()
         self.plot.clear()
 
         def job() -> Any:
-            from ..core.training import TrainConfig, iter_train
+            from ..api import iter_train
 
-            config = TrainConfig(**settings)
-            return (
-                yield from iter_train(
-                    [data], [sparse], out, config, spacing, init, self._stop
-                )
-            )
+            return (yield from iter_train(volume, sparse, out, **settings))
 
         self._set_running(True)
         self.worker = start_worker(
@@ -207,21 +202,17 @@ class TrainWidget(Dock):
 
     def start_preview(self, checkpoint: str) -> Any:
         """Predict the slice on screen with the latest checkpoint."""
-        from ..core.models import load_model
-        from ..core.normalise import apply_normalisation, intensity_stats
-        from .preview import predict_slice
-
         image = self.image.value
         dims = self._viewer.dims
         axis = dims.order[-3] - (dims.ndim - 3)
         index = int(dims.current_step[dims.order[-3]])
-        data = np.asarray(image.data)
+        volume = volume_of(image)
 
         def job() -> Any:
-            net, config = load_model(checkpoint)
-            norm = apply_normalisation(data, intensity_stats(data))
+            from ..api import predict_slice
+
             yield
-            return predict_slice(net, config, norm, axis, index)
+            return predict_slice(checkpoint, volume, axis, index)
 
         def show(result: Any) -> None:
             sl, plane = result

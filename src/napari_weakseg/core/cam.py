@@ -13,7 +13,8 @@ that separately.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Generator, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .defaults import IGNORE
-from .errors import WeaksegError
+from .errors import Cancelled, WeaksegError
+from .events import Progress, run
 
 METHODS = ("gradcam", "gradcam++", "cam")
 
@@ -173,7 +175,7 @@ def normalise_map(m: np.ndarray | torch.Tensor) -> np.ndarray:
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
-def map_volume(
+def iter_map_volume(
     model: nn.Module,
     image: np.ndarray,
     class_index: int,
@@ -181,9 +183,10 @@ def map_volume(
     layer: str | None = None,
     window: Sequence[int] | None = None,
     device: torch.device | str = "cpu",
-    on_window: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Raw map of a normalised whole volume, by Gaussian-blended windows.
+    stop: threading.Event | None = None,
+) -> Generator[Progress, None, np.ndarray]:
+    """Raw map of a normalised whole volume, by Gaussian-blended windows;
+    yields :class:`~.events.Progress` per window, returns the map.
 
     With ``window`` None (or larger than the image) one pass covers it.
     """
@@ -203,7 +206,10 @@ def map_volume(
     weight = compute_importance_map(win, mode="gaussian", device="cpu").numpy()
     total = np.zeros(shape, np.float32)
     norm = np.zeros(shape, np.float32)
+    yield Progress(0, len(slices), "map")
     for i, sl in enumerate(slices):
+        if stop is not None and stop.is_set():
+            raise Cancelled("Map stopped.")
         x = torch.as_tensor(image[sl], dtype=torch.float32)[None, None].to(
             device
         )
@@ -213,9 +219,25 @@ def map_volume(
             m = grad_cam(model, x, layer, class_index, method=method)
         total[sl] += m[0, 0].cpu().numpy() * weight
         norm[sl] += weight
-        if on_window is not None:
-            on_window(i + 1, len(slices))
+        yield Progress(i + 1, len(slices), "map")
     return total / np.maximum(norm, 1e-8)
+
+
+def map_volume(
+    model: nn.Module,
+    image: np.ndarray,
+    class_index: int,
+    method: str = "gradcam",
+    layer: str | None = None,
+    window: Sequence[int] | None = None,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """:func:`iter_map_volume` run to the end."""
+    return run(
+        iter_map_volume(
+            model, image, class_index, method, layer, window, device
+        )
+    )
 
 
 def pseudo_labels(

@@ -1,10 +1,11 @@
 """A 3D classifier from image-level labels (crops with a class).
 
 The network is :class:`~.models.EncoderClassifier` (U-Net encoder + GAP +
-linear), trained with the same events, stop flag and atomic checkpoints as
-the U-Net.  Crops come from a CSV with the header
-``image,z0,y0,x0,z1,y1,x1,class`` (box columns empty = the whole image;
-voxel indices, end exclusive) or from napari layers and shapes.
+linear), trained on :func:`~.engine.run` like the U-Net (same events, stop
+flag, budget, OOM guard and atomic checkpoints).  Crops come from a CSV
+with the header ``image,z0,y0,x0,z1,y1,x1,class`` (box columns empty = the
+whole image; voxel indices, end exclusive) or from napari layers and
+shapes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import csv
 import math
 import os
 import threading
-import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .device import autocast_dtype, resolve_device
+from . import engine
+from .device import resolve_device
+from .engine import ACCURACY, Plan, Task
 from .errors import WeaksegError
-from .events import Finished, Saved, Started, Step, Validation
+from .events import Finished, Started
 from .models import (
     ModelConfig,
     build_network,
@@ -35,7 +37,7 @@ from .models import (
     save_model,
     transfer_weights,
 )
-from .training import TrainConfig, last_path, optimiser_step
+from .training import TrainConfig
 
 CROP_FIELDS = ("image", "z0", "y0", "x0", "z1", "y1", "x1", "class")
 
@@ -134,6 +136,62 @@ def _random_patch(
     return np.ascontiguousarray(out)
 
 
+class ClassifierTask(Task):
+    """Cross-entropy on class-balanced random patches; accuracy ↑ on the
+    centre patch of every crop."""
+
+    metric = ACCURACY
+
+    def __init__(
+        self,
+        crops: Sequence[np.ndarray],
+        classes: Sequence[int],
+        model: torch.nn.Module,
+        mconf: ModelConfig,
+        cfg: TrainConfig,
+        device: torch.device,
+    ) -> None:
+        self.crops, self.classes, self.mconf = crops, list(classes), mconf
+        patch = mconf.patch_size
+        self.patch, self.cfg, self.device = list(patch), cfg, device
+        self.model = model.to(device)
+        self.optimiser = torch.optim.AdamW(
+            model.parameters(), lr=cfg.learning_rate / 10
+        )
+        self.oom_hint = f"patch {self.patch} and batch {cfg.batch_size}"
+        self.rng = np.random.default_rng(cfg.seed)
+        self.present = sorted(set(self.classes))
+        self.by_class = {
+            c: [i for i, k in enumerate(self.classes) if k == c]
+            for c in self.present
+        }
+        self.labels = torch.as_tensor(self.classes)
+
+    def loss(self) -> torch.Tensor:
+        rng, present = self.rng, self.present
+        idx = [
+            int(rng.choice(self.by_class[present[rng.integers(len(present))]]))
+            for _ in range(self.cfg.batch_size)
+        ]
+        x = torch.as_tensor(
+            np.stack(
+                [_random_patch(self.crops[i], self.patch, rng) for i in idx]
+            )
+        )
+        logits = self.model(x[:, None].to(self.device)).float()
+        return F.cross_entropy(logits, self.labels[idx].to(self.device))
+
+    def validate(self) -> tuple[float]:
+        return (
+            _accuracy(
+                self.model, self.crops, self.classes, self.patch, self.device
+            ),
+        )
+
+    def save(self, path: Path) -> None:
+        save_model(path, self.model, self.mconf)
+
+
 def iter_train_classifier(
     crops: Sequence[np.ndarray],
     classes: Sequence[int],
@@ -145,9 +203,17 @@ def iter_train_classifier(
 ) -> Generator[Any, None, Finished]:
     """Train on normalised crops; yields events, returns :class:`Finished`.
 
-    Validation reports the accuracy on centre patches of the crops.
+    Validation reports the accuracy on centre patches of the crops; ``out``
+    holds the most accurate weights (see :mod:`~.engine` for the rules).
     """
     cfg = config or TrainConfig()
+    plan = Plan(
+        cfg.steps,
+        cfg.minutes,
+        validations=cfg.validations,
+        val_every=cfg.val_every,
+    )
+    plan.check()
     present = sorted({int(c) for c in classes})
     if len(crops) != len(classes) or not crops:
         raise WeaksegError("Give one class per crop.")
@@ -158,7 +224,6 @@ def iter_train_classifier(
         )
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     median = [int(np.median([c.shape[a] for c in crops])) for a in range(3)]
     patch = cfg.patch_size or [min(48, max(8, m)) for m in median]
     kernels, strides = plan_network(patch, spacing, cfg.depth)
@@ -177,6 +242,7 @@ def iter_train_classifier(
         spacing=list(spacing),
     )
     model = build_network(mconf)
+    transferred = 0
     if init is not None:
         tensors, src = read_model_file(init)
         enc = {
@@ -184,52 +250,22 @@ def iter_train_classifier(
             for k, v in tensors.items()
             if not k.startswith(("upsamples", "output_block", "fc"))
         }
-        transfer_weights(
+        transferred = transfer_weights(
             model,
             enc if src.kind != "classifier" else tensors,
             Path(init).name,
         )
-    model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate / 10)
-    by_class = {
-        c: [i for i, k in enumerate(classes) if k == c] for c in present
-    }
-    labels = torch.as_tensor(list(classes))
-    amp = autocast_dtype(device)
-    out, last = Path(out), last_path(out)
-    yield Started(
-        cfg.steps, str(device), tuple(patch), len(crops), len(crops), False
+    task = ClassifierTask(crops, classes, model, mconf, cfg, device)
+    started = Started(
+        cfg.steps,
+        str(device),
+        tuple(patch),
+        len(crops),
+        len(crops),
+        False,
+        transferred,
     )
-    best, step, t0 = -1.0, 0, time.perf_counter()
-    while step < cfg.steps and not (stop is not None and stop.is_set()):
-        idx = [
-            int(rng.choice(by_class[present[int(rng.integers(len(present)))]]))
-            for _ in range(cfg.batch_size)
-        ]
-        x = torch.as_tensor(
-            np.stack([_random_patch(crops[i], patch, rng) for i in idx])
-        )
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            loss = F.cross_entropy(
-                model(x[:, None].to(device)).float(), labels[idx].to(device)
-            )
-        optimiser_step(opt, loss)
-        step += 1
-        yield Step.timed(step, cfg.steps, loss.detach(), t0)
-        if step % cfg.val_every == 0 or step == cfg.steps:
-            acc = _accuracy(model, crops, classes, patch, device)
-            yield Validation(step, (acc,), acc, False, "accuracy")
-            save_model(last, model, mconf)
-            yield Saved(str(last), "last", step)
-            if acc >= best:
-                best = acc
-                save_model(out, model, mconf)
-                yield Saved(str(out), "best", step)
-    if best < 0:
-        save_model(out, model, mconf)
-        save_model(last, model, mconf)
-    stopped = stop is not None and stop.is_set()
-    return Finished(step, stopped, best, str(out), str(last))
+    return (yield from engine.run(task, plan, out, started, stop))
 
 
 def _accuracy(model, crops, classes, patch, device) -> float:

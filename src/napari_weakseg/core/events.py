@@ -8,7 +8,9 @@ a layer.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -64,12 +66,25 @@ class Saved:
 
 @dataclass(frozen=True)
 class Finished:
+    """How a run ended: ``best`` is the best validation value of
+    ``metric`` (Dice ↑, accuracy ↑ or loss ↓)."""
+
     steps: int
     stopped: bool
-    best_dice: float
+    best: float
     best_path: str
     last_path: str
     message: str = ""
+    metric: str = "Dice"
+
+    @property
+    def best_dice(self) -> float:
+        """``best`` under its old name (kept for scripts)."""
+        return self.best
+
+    def summary(self) -> str:
+        """ "best validation Dice 0.912" and the like."""
+        return f"best validation {self.metric} {self.best:.3f}"
 
 
 @dataclass(frozen=True)
@@ -99,3 +114,17 @@ class Pretext:
     losses: tuple[tuple[str, float], ...]
     rotation_accuracy: float
     contrastive_top1: float
+
+
+def run(
+    gen: Generator[Any, None, Any],
+    callback: Callable[[Any], None] | None = None,
+) -> Any:
+    """Drain an event generator synchronously and return its result."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as fin:
+            return fin.value
+        if callback is not None:
+            callback(event)

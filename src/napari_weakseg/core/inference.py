@@ -206,15 +206,35 @@ def streamed(
     return result["value"]
 
 
-def run(
-    gen: Generator[Any, None, Any],
-    callback: Callable[[Any], None] | None = None,
-) -> Any:
-    """Drain an event generator synchronously and return its result."""
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as fin:
-            return fin.value
-        if callback is not None:
-            callback(event)
+def predict_slice(
+    model: Any,
+    config: Any,
+    image: np.ndarray,
+    axis: int,
+    index: int,
+    device: torch.device | str = "cpu",
+) -> tuple[tuple, np.ndarray]:
+    """``(slices, labels)`` of slice ``index`` along ``axis`` of a
+    normalised image: a quick look, not a whole-volume prediction.
+
+    The slab spans one patch along ``axis`` (clipped to the volume), so
+    the network sees the same context as for the whole volume.
+    """
+    depth = int(config.patch_size[axis])
+    start = max(0, min(index - depth // 2, image.shape[axis] - depth))
+    stop = min(image.shape[axis], start + depth)
+    slab: list[Any] = [slice(None)] * 3
+    slab[axis] = slice(start, stop)
+    probs = predict_probabilities(
+        model,
+        image[tuple(slab)],
+        config.patch_size,
+        torch.device(device),
+        overlap=0.25,
+    )
+    labels = np.argmax(probs, axis=0).astype(np.uint8)
+    take: list[Any] = [slice(None)] * 3
+    take[axis] = index - start
+    out: list[Any] = [slice(None)] * 3
+    out[axis] = index
+    return tuple(out), labels[tuple(take)]

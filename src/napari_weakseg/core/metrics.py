@@ -39,3 +39,10 @@ def iou_per_class(
         d / (2.0 - d) if np.isfinite(d) else d
         for d in dice_per_class(prediction, truth, num_classes, mask)
     ]
+
+
+def entropy(probabilities: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Per-voxel entropy (nats) of class probabilities ``(C, Z, Y, X)``:
+    0 where the model is sure, ``log C`` where it cannot tell."""
+    p = np.asarray(probabilities, np.float32)
+    return -(p * np.log(p + eps)).sum(axis=0)

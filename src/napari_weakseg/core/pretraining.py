@@ -1,19 +1,19 @@
 """Pretraining the shared encoder on unlabelled volumes, as events.
 
-:func:`iter_pretrain` yields :class:`~.events.Step` and
-:class:`~.events.Pretext` events (per-task losses, rotation accuracy,
-contrastive top-1) and writes an *encoder file*: a model file of kind
-``encoder`` holding only the U-Net encoder tensors, which ``--init`` of
-the U-Net, the classifier and the box trainer transfer.
+:func:`iter_pretrain` runs the pretext tasks on :func:`~.engine.run`
+(budget, stop flag, OOM guard, checkpoints) and yields
+:class:`~.events.Step` and :class:`~.events.Pretext` events (per-task
+losses, rotation accuracy, contrastive top-1).  It writes an *encoder
+file*: a model file of kind ``encoder`` holding only the U-Net encoder
+tensors, which ``--init`` of the U-Net, the classifier and the box
+trainer transfer.
 """
 
 from __future__ import annotations
 
-import math
 import threading
-import time
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .device import autocast_dtype, resolve_device
+from . import engine
+from .device import resolve_device
+from .engine import LOSS, Plan, Task
 from .errors import WeaksegError
-from .events import Finished, Pretext, Saved, Started, Step
+from .events import Finished, Pretext, Started
 from .models import (
     ModelConfig,
     build_network,
@@ -43,7 +45,6 @@ from .ssl import (
     rotate,
     structured_patches,
 )
-from .training import last_path, optimiser_step
 from .validate import require_3d, require_finite
 
 #: steps over which the reported pretext accuracies are averaged
@@ -71,6 +72,125 @@ class PretrainConfig:
     seed: int = 0
 
 
+#: patches in the fixed validation batch of the pretext losses
+VALIDATION_PATCHES = 8
+
+
+class PretextTask(Task):
+    """The pretext losses (rotation, contrastive, inpainting) summed with
+    their weights; validation: that sum on a fixed batch (loss ↓)."""
+
+    metric = LOSS
+
+    def __init__(
+        self,
+        volumes: Sequence[np.ndarray],
+        model: PretextModel,
+        enc_conf: ModelConfig,
+        tasks: Sequence[str],
+        cfg: PretrainConfig,
+        device: torch.device,
+    ) -> None:
+        from monai.losses import ContrastiveLoss
+
+        self.volumes, self.tasks, self.cfg = volumes, tuple(tasks), cfg
+        self.model, self.enc_conf, self.device = (
+            model.to(device),
+            enc_conf,
+            device,
+        )
+        self.optimiser = torch.optim.AdamW(
+            model.parameters(), lr=cfg.learning_rate
+        )
+        self.oom_hint = f"patch {cfg.patch}^3 and batch {cfg.batch_size}"
+        self.nt_xent = ContrastiveLoss(temperature=cfg.temperature)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.rot_hits: deque = deque(maxlen=ACCURACY_WINDOW)
+        self.top1_hits: deque = deque(maxlen=ACCURACY_WINDOW)
+        self.last: dict[str, torch.Tensor] = {}
+        # Drawn once from a generator of its own: every validation sees the
+        # same patches, rotations and views, so its losses compare.
+        vrng = np.random.default_rng(cfg.seed + 7919)
+        self.val_batch = self._patches(VALIDATION_PATCHES, vrng)
+
+    def _patches(self, n: int, rng: np.random.Generator) -> torch.Tensor:
+        per = [int(rng.integers(len(self.volumes))) for _ in range(n)]
+        return torch.as_tensor(
+            np.stack(
+                [
+                    structured_patches(
+                        self.volumes[i], self.cfg.patch, 1, rng
+                    )[0]
+                    for i in per
+                ]
+            )
+        )[:, None]
+
+    def _losses(
+        self, p: torch.Tensor, gen: torch.Generator, record: bool
+    ) -> dict[str, torch.Tensor]:
+        model, dev, losses = self.model, self.device, {}
+        if "rotation" in self.tasks:
+            labels = torch.randint(0, 10, (p.shape[0],), generator=gen)
+            x = torch.stack(
+                [rotate(p[i], int(labels[i])) for i in range(len(p))]
+            )
+            logits = model.rotation_logits(x.to(dev)).float()
+            losses["rotation"] = F.cross_entropy(logits, labels.to(dev))
+            if record:
+                hit = (logits.argmax(1).cpu() == labels).float().mean()
+                self.rot_hits.append(float(hit))
+        if "contrastive" in self.tasks:
+            v1, v2 = augment(p, gen), augment(p, gen)
+            z1 = model.projection(v1.to(dev)).float()
+            z2 = model.projection(v2.to(dev)).float()
+            losses["contrastive"] = self.nt_xent(z1, z2)
+            if record:
+                self.top1_hits.append(
+                    contrastive_top1(z1.detach().cpu(), z2.detach().cpu())
+                )
+        if "inpainting" in self.tasks:
+            xm, mask = blank_blocks(p, gen)
+            rec = model.unet(xm.to(dev)).float()
+            mask = mask.to(dev)
+            losses["inpainting"] = F.l1_loss(rec[mask], p.to(dev)[mask])
+        return losses
+
+    def _total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        w = self.cfg.weights
+        return sum(w.get(k, 1.0) * v for k, v in losses.items())
+
+    def loss(self) -> torch.Tensor:
+        volume = self.volumes[int(self.rng.integers(len(self.volumes)))]
+        p = torch.as_tensor(
+            np.stack(
+                structured_patches(
+                    volume, self.cfg.patch, self.cfg.batch_size, self.rng
+                )
+            )
+        )[:, None]
+        self.last = self._losses(p, self.gen, record=True)
+        return self._total(self.last)
+
+    def after_step(self, step: int) -> Iterable[Pretext]:
+        losses = tuple((k, float(v.detach())) for k, v in self.last.items())
+        yield Pretext(
+            step, losses, _mean(self.rot_hits), _mean(self.top1_hits)
+        )
+
+    def validate(self) -> tuple[float]:
+        self.model.eval()
+        gen = torch.Generator().manual_seed(self.cfg.seed + 7919)
+        with torch.no_grad():
+            total = self._total(self._losses(self.val_batch, gen, False))
+        self.model.train()
+        return (float(total),)
+
+    def save(self, path: Path) -> None:
+        save_tensors(path, self.model.encoder_state(), self.enc_conf)
+
+
 def iter_pretrain(
     images: Sequence[np.ndarray],
     out: str | Path,
@@ -78,10 +198,15 @@ def iter_pretrain(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     stop: threading.Event | None = None,
 ) -> Generator[Any, None, Finished]:
-    """Pretrain on unlabelled volumes; returns :class:`Finished`."""
-    from monai.losses import ContrastiveLoss
+    """Pretrain on unlabelled volumes; returns :class:`Finished`.
 
+    Every ``save_every`` steps the summed pretext loss of a fixed
+    validation batch is measured; ``out`` holds the encoder with the
+    lowest (see :mod:`~.engine` for the checkpoint rules).
+    """
     cfg = config or PretrainConfig()
+    plan = Plan(cfg.steps, cfg.minutes, val_every=cfg.save_every)
+    plan.check()
     tasks = parse_tasks(cfg.tasks)
     if not images:
         raise WeaksegError("Give at least one unlabelled volume.")
@@ -92,93 +217,23 @@ def iter_pretrain(
         require_finite(img, f"image {k}")
         require_structure(img, f"image {k}")
         norm.append(normalise(img))
+    for img in norm:  # size check up front
+        structured_patches(img, cfg.patch, 1, np.random.default_rng(0))
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    structured_patches(norm[0], cfg.patch, 1, rng)  # size check up front
     patch = [cfg.patch] * 3
     kernels, strides = plan_network(patch, spacing, cfg.depth)
     filters = filter_widths(cfg.base_filters, cfg.depth)
-    unet_conf = ModelConfig(
-        num_classes=1,
-        filters=filters,
-        kernel_sizes=kernels,
-        strides=strides,
-        patch_size=patch,
-        spacing=list(spacing),
-    )
-    enc_conf = ModelConfig(
-        kind="encoder",
-        num_classes=0,
-        filters=filters,
-        kernel_sizes=kernels,
-        strides=strides,
-        patch_size=patch,
-        spacing=list(spacing),
-    )
-    model = PretextModel(build_network(unet_conf)).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
-    nt_xent = ContrastiveLoss(temperature=cfg.temperature)
-    amp = autocast_dtype(device)
-    out, last = Path(out), last_path(out)
-    yield Started(cfg.steps, str(device), tuple(patch), 0, 0, False)
-    step, t0, best = 0, time.perf_counter(), math.inf
-    rot_hits: deque = deque(maxlen=ACCURACY_WINDOW)
-    top1_hits: deque = deque(maxlen=ACCURACY_WINDOW)
-    deadline = t0 + cfg.minutes * 60 if cfg.minutes else math.inf
-    while step < cfg.steps and time.perf_counter() < deadline:
-        if stop is not None and stop.is_set():
-            break
-        img = norm[int(rng.integers(len(norm)))]
-        p = torch.as_tensor(
-            np.stack(structured_patches(img, cfg.patch, cfg.batch_size, rng))
-        )[:, None]
-        losses: dict[str, torch.Tensor] = {}
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            if "rotation" in tasks:
-                labels = torch.randint(0, 10, (p.shape[0],), generator=gen)
-                x = torch.stack(
-                    [rotate(p[i], int(labels[i])) for i in range(len(p))]
-                )
-                logits = model.rotation_logits(x.to(device)).float()
-                losses["rotation"] = F.cross_entropy(logits, labels.to(device))
-                rot_hits.append(
-                    float((logits.argmax(1).cpu() == labels).float().mean())
-                )
-            if "contrastive" in tasks:
-                v1, v2 = augment(p, gen), augment(p, gen)
-                z1 = model.projection(v1.to(device)).float()
-                z2 = model.projection(v2.to(device)).float()
-                losses["contrastive"] = nt_xent(z1, z2)
-                top1_hits.append(
-                    contrastive_top1(z1.detach().cpu(), z2.detach().cpu())
-                )
-            if "inpainting" in tasks:
-                xm, mask = blank_blocks(p, gen)
-                rec = model.unet(xm.to(device)).float()
-                losses["inpainting"] = F.l1_loss(
-                    rec[mask.to(device)], p.to(device)[mask.to(device)]
-                )
-        total = sum(cfg.weights.get(k, 1.0) * v for k, v in losses.items())
-        optimiser_step(opt, total)
-        step += 1
-        yield Step.timed(step, cfg.steps, total.detach(), t0, deadline)
-        yield Pretext(
-            step,
-            tuple((k, float(v.detach())) for k, v in losses.items()),
-            _mean(rot_hits),
-            _mean(top1_hits),
-        )
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            save_tensors(last, model.encoder_state(), enc_conf)
-            yield Saved(str(last), "last", step)
-            if float(total.detach()) < best:
-                best = float(total.detach())
-                save_tensors(out, model.encoder_state(), enc_conf)
-                yield Saved(str(out), "best", step)
-    if best == math.inf:
-        save_tensors(out, model.encoder_state(), enc_conf)
-        save_tensors(last, model.encoder_state(), enc_conf)
-    stopped = stop is not None and stop.is_set()
-    return Finished(step, stopped, best, str(out), str(last))
+    shared = {
+        "filters": filters,
+        "kernel_sizes": kernels,
+        "strides": strides,
+        "patch_size": patch,
+        "spacing": list(spacing),
+    }
+    unet_conf = ModelConfig(num_classes=1, **shared)
+    enc_conf = ModelConfig(kind="encoder", num_classes=0, **shared)
+    model = PretextModel(build_network(unet_conf))
+    task = PretextTask(norm, model, enc_conf, tasks, cfg, device)
+    started = Started(cfg.steps, str(device), tuple(patch), 0, 0, False)
+    return (yield from engine.run(task, plan, out, started, stop))

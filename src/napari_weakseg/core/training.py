@@ -1,16 +1,14 @@
 """Training a 3D U-Net from sparse labels, as a generator of events.
 
-:func:`iter_train` yields :mod:`~.events` (Started, Step, Validation,
-Saved) and returns :class:`~.events.Finished`.  A ``threading.Event`` stop
-flag is checked every step; stopping, finishing or running out of memory
-all leave a loadable last checkpoint, written atomically.
+:func:`iter_train` describes the U-Net as an :class:`~.engine.Task` and
+runs it on :func:`~.engine.run`, which yields :mod:`~.events` (Started,
+Step, Validation, Saved), returns :class:`~.events.Finished`, checks the
+stop flag every step and writes every checkpoint atomically.
 """
 
 from __future__ import annotations
 
-import math
 import threading
-import time
 import warnings
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -20,10 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import defaults
-from .device import autocast_dtype, resolve_device
+from . import defaults, engine
+from .device import resolve_device
+from .engine import DICE, Plan, Task, last_path, optimiser_step
 from .errors import WeaksegError
-from .events import Finished, Saved, Started, Step, Validation
+from .events import Finished, Started
 from .inference import predict_probabilities
 from .losses import MaskedDiceCELoss
 from .metrics import dice_per_class
@@ -74,20 +73,6 @@ class TrainConfig:
     ignore_label: int = defaults.IGNORE
     hold_out: bool = True
     class_names: list[str] = field(default_factory=list)
-
-
-def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    """Zero the gradients, back-propagate ``loss`` and step."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-
-
-def last_path(out: str | Path) -> Path:
-    """Where the last (not best) checkpoint of ``out`` goes."""
-    p = Path(out)
-    stem = p.name.removesuffix(".safetensors")
-    return p.with_name(f"{stem}.last.safetensors")
 
 
 def model_config_for(
@@ -171,21 +156,78 @@ def _init_model(
     return config, {k: v for k, v in tensors.items() if k.startswith(encoder)}
 
 
-def _check_budget(cfg: TrainConfig) -> None:
-    if not isinstance(cfg.steps, int) or cfg.steps < 1:
-        raise WeaksegError(
-            f"The step budget must be a whole number of at least 1 "
-            f"(got {cfg.steps})."
+class UNetTask(Task):
+    """The U-Net on sparse labels: masked Dice + CE, per-class Dice."""
+
+    metric = DICE
+
+    def __init__(
+        self,
+        trainset: TrainSet,
+        mconf: ModelConfig,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        spacing: Sequence[float],
+        device: torch.device,
+    ) -> None:
+        self.trainset, self.mconf, self.cfg = trainset, mconf, cfg
+        self.spacing, self.device = spacing, device
+        self.model = model.to(device)
+        self.held_out = trainset.held_out
+        self.oom_hint = f"patch {mconf.patch_size} and batch {cfg.batch_size}"
+        self.sampler = self._sampler(trainset.targets, cfg.seed)
+        self.loss_fn = MaskedDiceCELoss(
+            trainset.num_classes,
+            cfg.ignore_label,
+            cfg.class_weights,
+            dice_weight=cfg.dice_weight,
+        ).to(device)
+        self.optimiser = torch.optim.AdamW(
+            model.parameters(), lr=cfg.learning_rate, weight_decay=1e-4
         )
-    if cfg.minutes is not None and not cfg.minutes > 0:
-        raise WeaksegError(
-            f"The time budget must be more than 0 minutes (got {cfg.minutes})."
+        steps = cfg.steps
+        if cfg.schedule == "poly":
+            factor = lambda s: (1 - min(s, steps - 1) / steps) ** 0.9  # noqa: E731
+        elif cfg.schedule == "constant":
+            factor = lambda s: 1.0  # noqa: E731
+        else:
+            raise WeaksegError(
+                f"Unknown schedule '{cfg.schedule}' (poly or constant)."
+            )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimiser, factor
         )
-    if not 0 <= cfg.final_phase < 1:
-        raise WeaksegError(
-            f"The final phase must be a share in [0, 1) of the budget "
-            f"(got {cfg.final_phase})."
+
+    def _sampler(
+        self, targets: Sequence[np.ndarray], seed: int
+    ) -> PatchSampler:
+        return PatchSampler(
+            self.trainset.images,
+            targets,
+            self.mconf.patch_size,
+            self.trainset.num_classes,
+            self.spacing,
+            self.cfg.ignore_label,
+            self.cfg.augment,
+            seed,
         )
+
+    def loss(self) -> torch.Tensor:
+        batch = self.sampler.batch(self.cfg.batch_size)
+        x = batch["image"].to(self.device, non_blocking=True)
+        y = batch["label"].to(self.device, non_blocking=True)
+        return self.loss_fn(self.model(x), y)
+
+    def validate(self) -> list[float]:
+        return validate(
+            self.model, self.trainset, self.mconf.patch_size, self.device
+        )
+
+    def save(self, path: Path) -> None:
+        save_model(path, self.model, self.mconf)
+
+    def enter_final(self) -> None:  # held-back slices go back in
+        self.sampler = self._sampler(self.trainset.truths, self.cfg.seed + 1)
 
 
 def iter_train(
@@ -204,13 +246,18 @@ def iter_train(
     judged on a moving average of three validations, so an early lucky
     one is not kept); then, for the last ``final_phase`` of the budget,
     the held-back slices go back in and the final weights are the model.
-    A run stopped in the first phase keeps its best checkpoint; a run that
-    completed no step writes nothing; a run stopped early never replaces a
-    model that was already at ``out`` (its weights go to the ``.last``
-    file only).
+    Checkpoints follow :mod:`~.engine`'s rules.
     """
     cfg = config or TrainConfig()
-    _check_budget(cfg)
+    plan = Plan(
+        cfg.steps,
+        cfg.minutes,
+        validations=cfg.validations,
+        val_every=cfg.val_every,
+        final_phase=cfg.final_phase,
+        window=3,
+    )
+    plan.check()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     trainset = prepare(images, labels, cfg.ignore_label, hold_out=cfg.hold_out)
@@ -220,44 +267,13 @@ def iter_train(
     transferred = 0
     if init_tensors is not None:
         transferred = transfer_weights(model, init_tensors, Path(init).name)
-    model.to(device).train()
-
-    def sampler_for(targets: Sequence[np.ndarray], seed: int) -> PatchSampler:
-        return PatchSampler(
-            trainset.images,
-            targets,
-            mconf.patch_size,
-            trainset.num_classes,
-            spacing,
-            cfg.ignore_label,
-            cfg.augment,
-            seed,
-        )
-
-    sampler = sampler_for(trainset.targets, cfg.seed)
-    loss_fn = MaskedDiceCELoss(
-        trainset.num_classes,
-        cfg.ignore_label,
-        cfg.class_weights,
-        dice_weight=cfg.dice_weight,
-    ).to(device)
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=cfg.learning_rate, weight_decay=1e-4
-    )
-    if cfg.schedule == "poly":
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: (1 - min(s, cfg.steps - 1) / cfg.steps) ** 0.9
-        )
-    elif cfg.schedule == "constant":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    else:
-        raise WeaksegError(
-            f"Unknown schedule '{cfg.schedule}' (poly or constant)."
-        )
-    amp = autocast_dtype(device)
-    out, last = Path(out), last_path(out)
-    protect = out.exists()  # replaced only by a run that finishes
-    yield Started(
+    task = UNetTask(trainset, mconf, model, cfg, spacing, device)
+    # Without held-back slices the final weights are the model; with them
+    # the best validated ones, until a final phase puts the slices back.
+    plan.keep_best = trainset.held_out
+    if not trainset.held_out:
+        plan.final_phase = 0.0
+    started = Started(
         cfg.steps,
         str(device),
         tuple(mconf.patch_size),
@@ -266,139 +282,15 @@ def iter_train(
         trainset.held_out,
         transferred,
     )
-    keep_best = trainset.held_out and cfg.final_phase == 0
-    final_from = (
-        cfg.steps - round(cfg.steps * cfg.final_phase)
-        if trainset.held_out and not keep_best
-        else cfg.steps
-    )
-    val_every = cfg.val_every or max(1, final_from // max(1, cfg.validations))
-    track = _Tracker()
-
-    def checkpoint(at: int, keep: bool) -> Generator[Any, None, None]:
-        return _checkpoint(
-            model, mconf, trainset, device, out, last, at, track, keep
-        )
-
-    step, t0 = 0, time.perf_counter()
-    budget_s = cfg.minutes * 60 if cfg.minutes else math.inf
-    deadline = t0 + budget_s
-    final_at = (
-        t0 + budget_s * (1 - cfg.final_phase)
-        if final_from < cfg.steps
-        else math.inf
-    )
-    in_final = False
-    stopped = False
-    try:
-        while step < cfg.steps:
-            if (
-                stop is not None and stop.is_set()
-            ) or time.perf_counter() > deadline:
-                stopped = stop is not None and stop.is_set()
-                break
-            if not in_final and (
-                step >= final_from or time.perf_counter() > final_at
-            ):
-                if step % val_every:
-                    yield from checkpoint(step, not protect)
-                in_final = True  # held-back slices go back in
-                sampler = sampler_for(trainset.truths, cfg.seed + 1)
-            batch = sampler.batch(cfg.batch_size)
-            x = batch["image"].to(device, non_blocking=True)
-            y = batch["label"].to(device, non_blocking=True)
-            with torch.autocast(
-                device.type, dtype=amp, enabled=amp is not None
-            ):
-                loss = loss_fn(model(x), y)
-            optimiser_step(opt, loss)
-            sched.step()
-            step += 1
-            yield Step.timed(step, cfg.steps, loss.detach(), t0, deadline)
-            if not in_final and step % val_every == 0:
-                yield from checkpoint(step, not protect)
-    except torch.OutOfMemoryError:
-        if step:
-            save_model(last, model, mconf)
-        raise WeaksegError(
-            f"Out of memory with patch {mconf.patch_size} and batch "
-            f"{cfg.batch_size}; try a smaller patch size or batch size"
-            + (
-                f" (the last weights are saved in {last.name})."
-                if step
-                else "."
-            )
-        ) from None
-    if step == 0:  # nothing learnt: leave every file as it was
-        return Finished(0, stopped, float("nan"), "", "")
-    if stopped and protect:
-        save_model(last, model, mconf)
-        best = track.best if track.best is not None else float("nan")
-        return Finished(
-            step,
-            stopped,
-            float(best),
-            str(out),
-            str(last),
-            f"Stopped early: {out.name} was kept as it was; the new "
-            f"weights are in {last.name}.",
-        )
-    if in_final or not trainset.held_out:
-        # Trained on every annotated voxel: the final weights are the model.
-        if not in_final and step % val_every:
-            yield from checkpoint(step, False)
-        save_model(last, model, mconf)
-        save_model(out, model, mconf)
-        yield Saved(str(out), "final", step)
-    else:
-        if step % val_every:
-            yield from checkpoint(step, not protect)
-        if track.best_step is None or protect:  # finished: replace it
-            save_model(out, model, mconf)
-    best = track.best if track.best is not None else float("nan")
-    return Finished(step, stopped, float(best), str(out), str(last))
+    return (yield from engine.run(task, plan, out, started, stop))
 
 
-class _Tracker:
-    """Validation means and the best moving average of the last three."""
-
-    def __init__(self, window: int = 3) -> None:
-        self.window = window
-        self.means: list[float] = []
-        self.best: float | None = None
-        self.best_step: int | None = None
-
-    def add(self, mean: float, step: int) -> bool:
-        """Record one validation; True when its moving average is best."""
-        if math.isnan(mean):
-            return False
-        self.means.append(mean)
-        smooth = float(np.mean(self.means[-self.window :]))
-        if self.best is None or smooth > self.best:
-            self.best, self.best_step = smooth, step
-            return True
-        return False
-
-
-def _checkpoint(
-    model: torch.nn.Module,
-    mconf: ModelConfig,
-    trainset: TrainSet,
-    device: torch.device,
-    out: Path,
-    last: Path,
-    step: int,
-    track: _Tracker,
-    keep: bool,
-) -> Generator[Any, None, None]:
-    """Validate, save the last weights, and the best ones when ``keep``."""
-    dice = validate(model, trainset, mconf.patch_size, device)
-    with warnings.catch_warnings():  # every class absent: NaN, quietly
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = float(np.nanmean(dice)) if dice else float("nan")
-    yield Validation(step, tuple(dice), mean, trainset.held_out)
-    save_model(last, model, mconf)
-    yield Saved(str(last), "last", step)
-    if track.add(mean, step) and keep:
-        save_model(out, model, mconf)
-        yield Saved(str(out), "best", step)
+__all__ = [
+    "TrainConfig",
+    "UNetTask",
+    "iter_train",
+    "last_path",
+    "model_config_for",
+    "optimiser_step",
+    "validate",
+]
