@@ -9,17 +9,6 @@ from napari_weakseg.core.io import Volume, read_volume, write_volume
 from napari_weakseg.core.phantom import make_phantom
 
 
-@pytest.fixture
-def files(tmp_path, oblique):
-    image, truth = make_phantom((16, 24, 24))
-    sparse = np.full(truth.shape, 255, np.uint8)
-    sparse[8] = truth[8]
-    sparse[:, 12] = truth[:, 12]
-    img = write_volume(tmp_path / "img.nrrd", Volume(image, oblique))
-    lbl = write_volume(tmp_path / "sparse.nii.gz", Volume(sparse, oblique))
-    return img, lbl
-
-
 def test_train_predict_round_trip_keeps_geometry(
     files, tmp_path, capsys, oblique
 ):
@@ -159,21 +148,6 @@ def test_console_script_is_installed():
         check=True,
     )
     assert "train" in out.stdout and "predict" in out.stdout
-
-
-def test_api_label_arrays_take_the_image_geometry(files, tmp_path):
-    from napari_weakseg import api
-
-    img, lbl = files
-    result = api.train(
-        img,
-        read_volume(lbl).data,
-        tmp_path / "m.safetensors",
-        steps=1,
-        base_filters=4,
-        device="cpu",
-    )
-    assert result.steps == 1
 
 
 def test_box2mask_and_crf_commands(tmp_path, capsys, oblique):
@@ -386,51 +360,6 @@ def test_classifier_with_one_class_is_refused(crops_csv, tmp_path, capsys):
     assert "Every crop has class 1" in capsys.readouterr().err
 
 
-def test_large_volumes_stream_blocks_into_zarr(tmp_path, monkeypatch):
-    """z-blocks with a halo; outputs written chunk by chunk to zarr."""
-    from napari_weakseg import api
-    from napari_weakseg.core import inference
-
-    image, truth = make_phantom((24, 16, 16))
-    model = tmp_path / "m.safetensors"
-    sparse = np.full(truth.shape, 255, np.uint8)
-    sparse[12] = truth[12]
-    api.train(image, sparse, model, steps=2, base_filters=4, device="cpu")
-    whole, _ = api.predict(model, image, device="cpu")
-    monkeypatch.setattr(inference, "BLOCK_VOXELS", 8 * 16 * 16)
-    zimg = write_volume(tmp_path / "img.zarr", Volume(image))
-    out = tmp_path / "seg.zarr"
-    labels, probs = api.predict(
-        model, zimg, out=out, device="cpu", probabilities=tmp_path / "p.zarr"
-    )
-    back = read_volume(out, lazy=True)
-    assert type(back.data).__module__.startswith("zarr")
-    assert back.data.shape == (24, 16, 16)
-    agree = np.mean(np.asarray(back.data) == whole)
-    assert agree > 0.99, agree
-    assert read_volume(tmp_path / "p.zarr").data.shape == (3, 24, 16, 16)
-
-
-def test_volume_smaller_than_a_patch_is_padded(tmp_path):
-    from napari_weakseg import api
-
-    image, truth = make_phantom((4, 6, 7))
-    result = api.train(
-        image,
-        truth,
-        tmp_path / "m.safetensors",
-        steps=2,
-        base_filters=4,
-        device="cpu",
-        patch_size=(8, 8, 8),
-    )
-    assert result.steps == 2
-    labels, probs = api.predict(
-        tmp_path / "m.safetensors", image, device="cpu"
-    )
-    assert labels.shape == (4, 6, 7) and probs.shape == (3, 4, 6, 7)
-
-
 def test_pretrain_then_init_reports_transferred_tensors(tmp_path, capsys):
     image, truth = make_phantom((24, 32, 32))
     img = write_volume(tmp_path / "img.nii.gz", Volume(image))
@@ -502,3 +431,21 @@ def test_pretrain_then_init_reports_transferred_tensors(tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_suggest_prints_slices_and_refuses_bad_input(files, tmp_path, capsys):
+    _, lbl = files  # slices z=8 and y=12 of (16, 24, 24) are labelled
+    assert main(["suggest", "--labels", str(lbl), "--count", "2"]) == 0
+    assert capsys.readouterr().out.split() == ["3", "12"]
+    assert main(["suggest", "--labels", str(lbl), "--axis", "y"]) == 0
+    assert capsys.readouterr().out.split() == ["5"]
+    probs = np.zeros((2, 16, 24, 24), np.float32)
+    probs[0] = 1.0
+    probs[:, 14] = 0.5  # the model is unsure on slice 14
+    p = write_volume(tmp_path / "p.nii.gz", Volume(probs))
+    assert (
+        main(["suggest", "--labels", str(lbl), "--probabilities", str(p)]) == 0
+    )
+    assert capsys.readouterr().out.split() == ["14"]
+    assert main(["suggest", "--labels", str(tmp_path / "none.nii.gz")]) == 2
+    assert capsys.readouterr().err.startswith("weakseg: error: ")

@@ -170,8 +170,12 @@ def run(
     out: str | Path,
     started: Started,
     stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Generator[Any, None, Finished]:
-    """Train ``task`` under ``plan``; yield events; return Finished."""
+    """Train ``task`` under ``plan``; yield events; return Finished.
+
+    ``clock`` (seconds) measures the time budget; tests pass a fake one.
+    """
     plan.check()
     out, last = Path(out), last_path(out)
     protect = out.exists()  # replaced only by a run that finishes
@@ -196,7 +200,7 @@ def run(
             yield Saved(str(out), "best", at)
 
     yield started
-    step, t0 = 0, time.perf_counter()
+    step, t0 = 0, clock()
     budget_s = plan.minutes * 60 if plan.minutes else math.inf
     deadline = t0 + budget_s
     final_at = (
@@ -208,13 +212,13 @@ def run(
     task.model.train()
     try:
         while step < plan.steps:
-            if stopping() or time.perf_counter() > deadline:
+            if stopping() or clock() > deadline:
                 stopped = stopping()
                 break
             if (
                 final_from < plan.steps
                 and not in_final
-                and (step >= final_from or time.perf_counter() > final_at)
+                and (step >= final_from or clock() > final_at)
             ):
                 if step % val_every:
                     yield from checkpoint(step, not protect)
@@ -228,7 +232,9 @@ def run(
             if task.scheduler is not None:
                 task.scheduler.step()
             step += 1
-            yield Step.timed(step, plan.steps, loss.detach(), t0, deadline)
+            yield Step.timed(
+                step, plan.steps, loss.detach(), t0, deadline, clock()
+            )
             yield from task.after_step(step)
             if not in_final and step % val_every == 0:
                 yield from checkpoint(step, not protect)

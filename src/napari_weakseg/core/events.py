@@ -40,9 +40,10 @@ class Step:
         loss: float,
         t0: float,
         deadline: float = float("inf"),
+        now: float | None = None,
     ) -> Step:
         """The event after ``step`` steps begun at ``perf_counter`` t0."""
-        now = time.perf_counter()
+        now = time.perf_counter() if now is None else now
         elapsed = now - t0
         eta = min(elapsed / step * (total - step), max(0.0, deadline - now))
         return cls(step, total, float(loss), elapsed, eta)

@@ -1,0 +1,244 @@
+"""The API facade: generators and their blocking twins, slice
+suggestions, previews and CAM helpers (the CLI's tests are in
+test_cli.py)."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+from napari_weakseg import api
+from napari_weakseg.core.events import (
+    Finished,
+    Progress,
+    Saved,
+    Started,
+    Step,
+    Validation,
+)
+from napari_weakseg.core.io import Volume, read_volume, write_volume
+from napari_weakseg.core.phantom import make_phantom
+
+
+def _sparse(truth):
+    sparse = np.full(truth.shape, 255, np.uint8)
+    sparse[8] = truth[8]
+    return sparse
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "train",
+        "predict",
+        "boxes_to_masks",
+        "train_classifier",
+        "class_activation_map",
+        "pretrain",
+    ],
+)
+def test_every_long_task_is_a_generator_with_a_blocking_twin(name):
+    gen_fn, fn = getattr(api, f"iter_{name}"), getattr(api, name)
+    assert inspect.isgeneratorfunction(gen_fn)
+    gen_params = inspect.signature(gen_fn).parameters
+    params = inspect.signature(fn).parameters
+    assert "callback" in params and "callback" not in gen_params
+    # the same names and defaults, in the same order (+ callback)
+    shared = [p for p in params if p != "callback"]
+    assert shared == [p for p in gen_params if p != "on_progress"]
+    for p in shared:
+        assert params[p].default == gen_params[p].default, p
+    assert fn.__name__ == name
+
+
+def test_iter_train_yields_events_and_returns_finished(tmp_path):
+    image, truth = make_phantom((16, 24, 24))
+    out = tmp_path / "m.safetensors"
+    gen = api.iter_train(
+        image, _sparse(truth), out, steps=4, base_filters=4, device="cpu"
+    )
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as fin:
+            result = fin.value
+            break
+    assert isinstance(events[0], Started)
+    assert [e.step for e in events if isinstance(e, Step)] == [1, 2, 3, 4]
+    assert all(e.metric == "Dice" for e in events if isinstance(e, Validation))
+    assert isinstance(result, Finished) and result.metric == "Dice"
+    assert result.steps == 4 and out.is_file()
+    assert result.best_dice == result.best  # the old name still reads
+
+
+def test_blocking_twin_passes_every_event_to_the_callback(tmp_path):
+    image, truth = make_phantom((16, 24, 24))
+    seen = []
+    result = api.train(
+        image,
+        _sparse(truth),
+        tmp_path / "m.safetensors",
+        steps=2,
+        base_filters=4,
+        device="cpu",
+        callback=seen.append,
+    )
+    assert [type(e) for e in seen][:3] == [Started, Step, Validation]
+    assert any(isinstance(e, Saved) and e.kind == "final" for e in seen)
+    assert result.steps == 2
+
+
+def test_train_refuses_count_mismatch_before_reading_files(tmp_path):
+    with pytest.raises(api.WeaksegError, match="1 images, 2 label volumes"):
+        api.train(
+            "missing.nii", ["a.nii", "b.nii"], tmp_path / "m.safetensors"
+        )
+
+
+def test_api_label_arrays_take_the_image_geometry(files, tmp_path):
+    from napari_weakseg import api
+
+    img, lbl = files
+    result = api.train(
+        img,
+        read_volume(lbl).data,
+        tmp_path / "m.safetensors",
+        steps=1,
+        base_filters=4,
+        device="cpu",
+    )
+    assert result.steps == 1
+
+
+def test_large_volumes_stream_blocks_into_zarr(tmp_path, monkeypatch):
+    """z-blocks with a halo; outputs written chunk by chunk to zarr."""
+    from napari_weakseg import api
+    from napari_weakseg.core import inference
+
+    image, truth = make_phantom((24, 16, 16))
+    model = tmp_path / "m.safetensors"
+    sparse = np.full(truth.shape, 255, np.uint8)
+    sparse[12] = truth[12]
+    api.train(image, sparse, model, steps=2, base_filters=4, device="cpu")
+    whole, _ = api.predict(model, image, device="cpu")
+    monkeypatch.setattr(inference, "BLOCK_VOXELS", 8 * 16 * 16)
+    zimg = write_volume(tmp_path / "img.zarr", Volume(image))
+    out = tmp_path / "seg.zarr"
+    labels, probs = api.predict(
+        model, zimg, out=out, device="cpu", probabilities=tmp_path / "p.zarr"
+    )
+    back = read_volume(out, lazy=True)
+    assert type(back.data).__module__.startswith("zarr")
+    assert back.data.shape == (24, 16, 16)
+    agree = np.mean(np.asarray(back.data) == whole)
+    assert agree > 0.99, agree
+    assert read_volume(tmp_path / "p.zarr").data.shape == (3, 24, 16, 16)
+
+
+def test_volume_smaller_than_a_patch_is_padded(tmp_path):
+    from napari_weakseg import api
+
+    image, truth = make_phantom((4, 6, 7))
+    result = api.train(
+        image,
+        truth,
+        tmp_path / "m.safetensors",
+        steps=2,
+        base_filters=4,
+        device="cpu",
+        patch_size=(8, 8, 8),
+    )
+    assert result.steps == 2
+    labels, probs = api.predict(
+        tmp_path / "m.safetensors", image, device="cpu"
+    )
+    assert labels.shape == (4, 6, 7) and probs.shape == (3, 4, 6, 7)
+
+
+@pytest.fixture(scope="module")
+def model_and_image(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("model")
+    image, truth = make_phantom((16, 24, 24))
+    model = tmp / "m.safetensors"
+    api.train(
+        image, _sparse(truth), model, steps=3, base_filters=4, device="cpu"
+    )
+    return model, image
+
+
+def test_predict_slice_equals_that_slice_of_a_whole_prediction(
+    model_and_image,
+):
+    model, image = model_and_image
+    labels, _ = api.predict(model, image, device="cpu")
+    _, config = api.load_model(model, "cpu")
+    assert image.shape[0] <= config.patch_size[0]  # one slab = whole depth
+    where, plane = api.predict_slice(model, image, 0, 5)
+    assert where == (5, slice(None), slice(None))
+    np.testing.assert_array_equal(plane, labels[5])
+    with pytest.raises(api.WeaksegError, match="outside the image"):
+        api.predict_slice(model, image, 0, 16)
+
+
+def test_uncertainty_is_entropy_of_the_probabilities():
+    p = np.zeros((2, 2, 3, 3), np.float32)
+    p[0, 0], p[1, 0] = 0.5, 0.5  # unsure on slice 0
+    p[0, 1] = 1.0  # sure on slice 1
+    u = api.uncertainty(p)
+    np.testing.assert_allclose(u[0], np.log(2), atol=1e-5)
+    np.testing.assert_allclose(u[1], 0.0, atol=1e-5)
+    with pytest.raises(api.WeaksegError, match="4 dimensions"):
+        api.uncertainty(np.zeros((2, 3, 3), np.float32))
+
+
+def test_suggest_slice_spreads_out_without_a_model():
+    labels = np.full((17, 5, 5), 255, np.uint8)
+    assert api.suggest_slice(labels) == [8]  # nothing done: the middle
+    labels[8] = 0
+    # farthest from the ends (-1, 17) and slice 8; ties to the lower index
+    assert api.suggest_slice(labels, count=2) == [3, 12]
+    assert api.suggest_slice(labels, axis="y") == [2]
+
+
+def test_suggest_slice_ranks_by_entropy_with_probabilities():
+    labels = np.full((6, 4, 4), 255, np.uint8)
+    labels[2] = 1  # done
+    probs = np.zeros((2, 6, 4, 4), np.float32)
+    probs[0] = 1.0
+    probs[:, 2] = 0.5  # most uncertain, but done: skipped
+    probs[:, 4] = 0.5
+    probs[0, 1], probs[1, 1] = 0.8, 0.2
+    assert api.suggest_slice(labels, probabilities=probs, count=2) == [4, 1]
+
+
+def test_suggest_slice_bad_requests():
+    full = np.zeros((3, 4, 4), np.uint8)
+    with pytest.raises(api.WeaksegError, match="Every slice on axis z"):
+        api.suggest_slice(full)
+    with pytest.raises(api.WeaksegError, match="do not fit"):
+        api.suggest_slice(
+            np.full((3, 4, 4), 255, np.uint8),
+            probabilities=np.zeros((2, 3, 4, 5), np.float32),
+        )
+    with pytest.raises(api.WeaksegError, match="Axis must be"):
+        api.suggest_slice(np.full((3, 4, 4), 255, np.uint8), axis=3)
+
+
+def test_cam_generator_reports_windows_and_checks_the_class(
+    model_and_image,
+):
+    model, image = model_and_image
+    names, default, config = api.cam_layers(model)
+    assert default in names and config.num_classes == 3
+    events = []
+    m = api.class_activation_map(
+        model, image, layer=default, device="cpu", callback=events.append
+    )
+    assert m.shape == image.shape
+    assert all(isinstance(e, Progress) for e in events)
+    assert events[-1].done == events[-1].total >= 1
+    with pytest.raises(api.WeaksegError, match="Class 3 is out of range"):
+        api.class_activation_map(model, image, class_index=3, device="cpu")
+    seeds = api.pseudo_labels(m, 1)
+    assert set(np.unique(seeds)) <= {0, 1, 255}
