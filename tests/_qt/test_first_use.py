@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_weakseg._qt.layers import done_of
+
 
 @pytest.fixture
 def sample_viewer(make_napari_viewer):
@@ -100,6 +102,76 @@ def test_accepting_a_slice_can_be_undone_and_redone(sample_viewer):
     assert (ann.data == after).all()
 
 
+def _press(layer, key):
+    """Run the function a Labels layer binds to ``key`` (as napari does)."""
+    from napari.utils.key_bindings import KeyBinding
+
+    binding = KeyBinding.from_str(key)
+    action = layer.keymap.get(binding) or type(layer).class_keymap[binding]
+    action(layer)
+
+
+def test_marking_and_unmarking_a_slice_are_undoable_edits(
+    sample_viewer, qtbot
+):
+    v = sample_viewer
+    annotate = dock(v, "Sparse slice annotation")
+    ann = v.layers["annotations"]
+    v.dims.current_step = (20, 0, 0)
+    ann.data_setitem((np.array([20]), np.array([40]), np.array([40])), 2)
+    painted = ann.data.copy()
+    done_of_before = done_of(ann)
+    annotate.mark_current_slice_done()
+    done = ann.data.copy()
+    assert 20 in done_of(ann)[0]
+    assert (done[20][painted[20] == 0] == 255).all() and done[20, 40, 40] == 2
+    annotate.mark_current_slice_done()  # already done: nothing changes
+    assert np.array_equal(ann.data, done)
+    _press(ann, "Control-Z")  # the layer's own undo key
+    assert np.array_equal(ann.data, painted) and 20 not in done_of(ann)[0]
+    # the undo key also schedules an autosave of the undone state
+    assert annotate._autosave_timer.isActive()
+    _press(ann, "Control-Shift-Z")
+    assert np.array_equal(ann.data, done)
+    annotate.unmark_current_slice()
+    assert 20 not in done_of(ann)[0] and ann.data[20, 40, 40] == 2
+    # where it crosses slices done on the other axes the brush stays
+    others = done_of(ann)
+    assert others[1] and others == {**done_of_before, 0: done_of_before[0]}
+    ann.undo()
+    assert np.array_equal(ann.data, done)
+
+
+def test_restoring_an_autosave_is_one_undoable_edit(sample_viewer):
+    from napari_weakseg._qt.annotation_widget import store_for
+
+    v = sample_viewer
+    annotate = dock(v, "Sparse slice annotation")
+    t1 = v.layers["MNI152 T1"]
+    saved = np.zeros(t1.data.shape, np.uint8)
+    saved[30, 10:20, 10:20] = 1
+    store_for(t1).save(saved, {0: [31]})  # an older session's done slice
+    layer = annotate.create_annotation_layer()
+    assert layer.data[30, 15, 15] == 1 and (layer.data[31] == 255).all()
+    assert 31 in done_of(layer)[0]
+    layer.undo()
+    assert not layer.data.any() and done_of(layer)[0] == []
+
+
+def test_background_brush_is_hidden_in_3d(sample_viewer):
+    from napari_weakseg._qt.layers import BRUSH_COLOUR
+
+    ann = sample_viewer.layers["annotations"]
+    dock(sample_viewer, "Sparse slice annotation")
+    sample_viewer.dims.ndisplay = 3
+    assert np.asarray(ann.colormap.map(np.array([255])))[0, 3] == 0
+    assert np.asarray(ann.colormap.map(np.array([1])))[0, 3] == 1
+    sample_viewer.dims.ndisplay = 2
+    np.testing.assert_allclose(
+        np.asarray(ann.colormap.map(np.array([255])))[0], BRUSH_COLOUR
+    )
+
+
 def test_background_brush_is_muted_and_apart_from_classes(sample_viewer):
     import numpy as np
 
@@ -145,16 +217,16 @@ def test_shortcuts_are_bound_and_listed(sample_viewer):
     keymap = {str(k) for k in sample_viewer.keymap}
     assert {"Shift+D", "Shift+T", "Shift+K"} <= keymap
     text = annotate.show_shortcuts()
-    assert "Shift+D: mark the shown slice done / undone" in text
+    assert "Shift+D: mark the shown slice done (Ctrl+Z undoes it)" in text
     # the bound key runs the dock's action
     ann = sample_viewer.layers["annotations"]
     sample_viewer.dims.current_step = (20, 0, 0)
-    before = list(ann.metadata["weakseg_done"][0])
+    before = done_of(ann)[0]
     from napari.utils.key_bindings import KeyBinding
 
     action = sample_viewer.keymap[KeyBinding.from_str("Shift+D")]
     action(sample_viewer)
-    assert ann.metadata["weakseg_done"][0] == sorted({*before, 20})
+    assert done_of(ann)[0] == sorted({*before, 20})
 
 
 def test_one_compact_dock_with_the_workflow_as_tabs(sample_viewer):
@@ -192,11 +264,11 @@ def test_a_first_time_user_session(sample_viewer, qtbot, tmp_path):
     # paint two more slices (class 1 and the background brush), mark done
     truth = np.asarray(v.layers["tissue (reference)"].data)
     for z in (20, 70):
-        painted = np.where(truth[z] == 0, 255, truth[z]).astype(np.uint8)
-        ann.data[z] = painted
+        ann.data[z] = truth[z]  # the classes; the rest is left unpainted
         v.dims.current_step = (z, 0, 0)
-        annotate.toggle_current_slice()
-    assert {20, 70} <= set(ann.metadata["weakseg_done"][0])
+        annotate.mark_current_slice_done()
+    assert {20, 70} <= set(done_of(ann)[0])
+    assert (ann.data[20][truth[20] == 0] == 255).all()
     # train a few steps with the defaults, then apply
     train.steps.value = 6
     train.out.value = str(tmp_path / "m.safetensors")

@@ -121,7 +121,10 @@ _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def session_for(viewer: Any) -> Session:
     """The session of ``viewer`` (one per viewer, gone with it)."""
     if viewer not in _SESSIONS:
+        from .layers import follow_ndisplay
+
         _SESSIONS[viewer] = Session()
+        follow_ndisplay(viewer)
     return _SESSIONS[viewer]
 
 

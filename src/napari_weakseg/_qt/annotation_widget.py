@@ -13,20 +13,30 @@ from magicgui.widgets import (
     Label,
     PushButton,
 )
-from napari.utils.notifications import show_warning
+from napari.utils.key_bindings import KeyCode, KeyMod
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QTimer
 
 from ..core.annotation import (
     AXES,
     BACKGROUND_BRUSH,
     AnnotationStore,
+    fill_done,
     labelled_fraction,
+    normalise_done,
     suggest_next_slice,
+    unmarked_plane,
 )
 from ..core.defaults import DONE_KEY, IMAGE_KEY, ROLE_ANNOTATION, ROLE_KEY
 from ..core.errors import WeaksegError
 from ._common import Dock, home, report_error, unique_name
-from .layers import done_of, sparse_from_layer, transform_of
+from .layers import (
+    done_of,
+    edit_slice,
+    restore_into,
+    sparse_from_layer,
+    transform_of,
+)
 
 
 def store_for(image: Any) -> AnnotationStore:
@@ -36,6 +46,13 @@ def store_for(image: Any) -> AnnotationStore:
         f"{source}|{tuple(image.data.shape)}".encode()
     ).hexdigest()[:16]
     return AnnotationStore(home() / "autosave", key)
+
+
+#: napari's undo/redo keys of Labels layers and the methods they call
+UNDO_KEYS = {
+    KeyMod.CtrlCmd | KeyCode.KeyZ: "undo",
+    KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ: "redo",
+}
 
 
 class AnnotationWidget(Dock):
@@ -50,7 +67,8 @@ class AnnotationWidget(Dock):
         self.axis = ComboBox(choices=list(AXES), value="z", label="slice axis")
         self.new_layer = PushButton(text="New annotation layer")
         self.background = PushButton(text="Background brush")
-        self.mark_done = PushButton(text="Mark slice done / undone")
+        self.mark_done = PushButton(text="Mark slice done")
+        self.unmark = PushButton(text="Unmark slice")
         self.suggest = PushButton(text="Go to suggested slice")
         self.keys = PushButton(text="Shortcuts")
         self.info = Label(value="")
@@ -62,6 +80,7 @@ class AnnotationWidget(Dock):
                 self.new_layer,
                 self.background,
                 self.mark_done,
+                self.unmark,
                 self.suggest,
                 self.keys,
                 self.info,
@@ -69,7 +88,8 @@ class AnnotationWidget(Dock):
         )
         self.new_layer.changed.connect(self.create_annotation_layer)
         self.background.changed.connect(self.use_background_brush)
-        self.mark_done.changed.connect(self.toggle_current_slice)
+        self.mark_done.changed.connect(self.mark_current_slice_done)
+        self.unmark.changed.connect(self.unmark_current_slice)
         self.suggest.changed.connect(self.go_to_suggestion)
         self.keys.changed.connect(self.show_shortcuts)
         self.axis.changed.connect(self._set_axis)
@@ -85,7 +105,6 @@ class AnnotationWidget(Dock):
 
     def show_shortcuts(self) -> str:
         """The plugin's keyboard shortcuts, in a notification."""
-        from napari.utils.notifications import show_info
 
         from .shortcuts import help_text
 
@@ -101,27 +120,31 @@ class AnnotationWidget(Dock):
         if image is None:
             report_error(WeaksegError("Open or pick an image first."))
             return None
-        data = np.zeros(image.data.shape, np.uint8)
-        done: dict = {}
         store = store_for(image)
         saved = store.load()
         if store.warning:
             show_warning(store.warning)
-        if saved is not None and saved[0].shape == data.shape:
-            data, done = saved
         placed = transform_of(image)
         geo = placed.pop("metadata", {})
         layer = self._viewer.add_labels(
-            data,
+            np.zeros(image.data.shape, np.uint8),
             name=unique_name(self._viewer, f"{image.name} annotations"),
             **placed,
             metadata={
                 **geo,
-                DONE_KEY: done,
+                DONE_KEY: {},
                 IMAGE_KEY: image.name,
                 ROLE_KEY: ROLE_ANNOTATION,
             },
         )
+        if saved is not None and saved[0].shape == layer.data.shape:
+            restored = restore_into(layer, fill_done(*saved))
+            if restored:
+                show_info(
+                    f"Restored {restored} annotated voxels of "
+                    f"'{image.name}' from the autosave (Ctrl+Z takes them "
+                    "back)."
+                )
         self.reset_choices()
         self.annotations.value = layer
         return layer
@@ -129,10 +152,23 @@ class AnnotationWidget(Dock):
     def _watch(self, layer: Any) -> None:
         if self._watched is not None:
             self._watched.events.paint.disconnect(self._schedule_autosave)
+            for key in UNDO_KEYS:
+                self._watched.bind_key(key, None)
         self._watched = layer
         if layer is not None:
             layer.events.paint.connect(self._schedule_autosave)
+            # napari emits no event on undo/redo: the layer's own keys do
+            # the same and schedule an autosave of the undone state
+            for key, method in UNDO_KEYS.items():
+                layer.bind_key(key, self._undoer(method), overwrite=True)
         self.refresh_info()
+
+    def _undoer(self, method: str) -> Any:
+        def run(layer: Any) -> None:
+            getattr(layer, method)()
+            self._schedule_autosave()
+
+        return run
 
     def _schedule_autosave(self, *_: Any) -> None:
         # What to save is kept now: the dock may be closed before the timer
@@ -147,6 +183,7 @@ class AnnotationWidget(Dock):
         the viewer; ``wait`` blocks until it is on disk.
         """
         try:
+            self._autosave_timer.stop()  # this save supersedes a pending one
             self.refresh_info()
             layer, image = self.annotations.value, self.image.value
         except RuntimeError:  # the dock's widgets are gone (viewer closed)
@@ -180,18 +217,44 @@ class AnnotationWidget(Dock):
         ndim = self._viewer.dims.ndim
         return int(self._viewer.dims.current_step[ndim - 3 + self.axis_index])
 
-    def toggle_current_slice(self) -> None:
-        """Mark the slice shown on the chosen axis done, or undo that."""
+    def _shown_slice(self) -> tuple[Any, int, int, np.ndarray] | None:
         layer = self.annotations.value
         if layer is None:
             report_error(
                 WeaksegError("Create or pick an annotation layer first.")
             )
-            return
-        done = done_of(layer)
+            return None
         i, a = self.current_slice(), self.axis_index
-        done[a] = sorted(set(done[a]) ^ {i})
-        layer.metadata[DONE_KEY] = done
+        where: list[Any] = [slice(None)] * 3
+        where[a] = i
+        return layer, a, i, np.asarray(layer.data[tuple(where)])
+
+    def mark_current_slice_done(self) -> None:
+        """Paint the rest of the shown slice with the background brush: the
+        slice is then done (fully labelled).  One edit: Ctrl+Z undoes it."""
+        shown = self._shown_slice()
+        if shown is None:
+            return
+        layer, a, i, plane = shown
+        if i in done_of(layer)[a]:
+            show_info(f"Slice {AXES[a]}={i} is already done.")
+            return
+        edit_slice(layer, a, i, np.where(plane == 0, BACKGROUND_BRUSH, plane))
+        self.autosave()
+
+    def unmark_current_slice(self) -> None:
+        """Take the background brush off the shown slice (its classes
+        stay): the slice is no longer done.  Ctrl+Z undoes it."""
+        shown = self._shown_slice()
+        if shown is None:
+            return
+        layer, a, i, _ = shown
+        legacy = normalise_done(layer.metadata.get(DONE_KEY))
+        if i in legacy[a]:  # a layer of an older session lists it
+            legacy[a].remove(i)
+            layer.metadata[DONE_KEY] = legacy
+        plane = unmarked_plane(layer.data, a, i, done_of(layer))
+        edit_slice(layer, a, i, plane)
         self.autosave()
 
     def use_background_brush(self) -> None:

@@ -27,7 +27,7 @@ from ._common import (
     report_error,
     start_worker,
 )
-from .layers import DONE_KEY, done_of, upsert_layer, volume_of
+from .layers import edit_slice, upsert_layer, volume_of
 
 
 class ApplyWidget(Dock):
@@ -179,14 +179,7 @@ class ApplyWidget(Dock):
         sl: list[Any] = [slice(None)] * 3
         sl[axis] = i
         plane = np.asarray(pred.data[tuple(sl)])
-        new = np.where(plane == 0, BACKGROUND_BRUSH, plane)
-        changed = np.nonzero(new != np.asarray(ann.data[tuple(sl)]))
-        index = list(changed)
-        index.insert(axis, np.full(len(changed[0]), i))
-        # Through napari's edit history: Ctrl+Z on the layer undoes it.
-        ann.data_setitem(tuple(index), new[changed])
-        done = done_of(ann)
-        done[axis] = sorted(set(done[axis]) | {i})
-        ann.metadata[DONE_KEY] = done
-        ann.refresh()
+        # Every voxel painted (0 -> background brush): the slice is done.
+        # One edit in napari's history: Ctrl+Z on the layer undoes it all.
+        edit_slice(ann, axis, i, np.where(plane == 0, BACKGROUND_BRUSH, plane))
         self.status.value = f"slice {AXES[axis]}={i} added to the annotations"

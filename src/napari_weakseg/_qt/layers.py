@@ -16,7 +16,7 @@ import numpy as np
 
 from ..api import Volume
 from ..core import defaults as d
-from ..core.annotation import normalise_done, to_sparse_labels
+from ..core.annotation import merge_done, painted_slices, to_sparse_labels
 from ..core.boxes import Box
 from ..core.geometry import Geometry
 
@@ -121,15 +121,17 @@ def upsert_layer(
 BRUSH_COLOUR = (0.85, 0.85, 0.85, 0.35)
 
 
-def annotation_colormap() -> Any:
-    """napari's class colours for 1..254, the brush in :data:`BRUSH_COLOUR`."""
+def annotation_colormap(hide_brush: bool = False) -> Any:
+    """napari's class colours for 1..254, the brush in :data:`BRUSH_COLOUR`
+    (transparent with ``hide_brush``: in 3D done slices would otherwise be
+    walls hiding the volume)."""
     import numpy as np
     from napari.utils.colormaps import DirectLabelColormap, label_colormap
 
     cycle = label_colormap(49).map(np.arange(1, d.BACKGROUND_BRUSH))
     colours: dict = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
     colours.update({k + 1: tuple(c) for k, c in enumerate(cycle)})
-    colours[d.BACKGROUND_BRUSH] = BRUSH_COLOUR
+    colours[d.BACKGROUND_BRUSH] = (0, 0, 0, 0) if hide_brush else BRUSH_COLOUR
     return DirectLabelColormap(color_dict=colours)
 
 
@@ -139,6 +141,20 @@ def style_annotation(layer: Any) -> None:
         return
     layer.colormap = annotation_colormap()
     layer.metadata["weakseg_styled"] = True
+
+
+def follow_ndisplay(viewer: Any) -> None:
+    """Hide the background brush of annotation layers while the viewer
+    shows 3D, and show it again in 2D (connected once per viewer)."""
+    dims, layers = viewer.dims, viewer.layers
+
+    def restyle(*_: Any) -> None:
+        hide = dims.ndisplay == 3
+        for layer in list(layers):
+            if layer.metadata.get("weakseg_styled"):
+                layer.colormap = annotation_colormap(hide_brush=hide)
+
+    dims.events.ndisplay.connect(restyle)
 
 
 def geometry_of(layer: Any) -> Geometry:
@@ -151,8 +167,37 @@ def volume_of(layer: Any) -> Volume:
 
 
 def done_of(layer: Any) -> dict[int, list[int]]:
-    """Done slices stored on an annotation layer."""
-    return normalise_done(layer.metadata.get(DONE_KEY))
+    """Done slices of an annotation layer: those fully painted, and those
+    a layer of an older session lists in its metadata."""
+    return merge_done(
+        painted_slices(np.asarray(layer.data)), layer.metadata.get(DONE_KEY)
+    )
+
+
+def edit_slice(layer: Any, axis: int, index: int, plane: np.ndarray) -> int:
+    """Write ``plane`` as slice ``index`` of ``axis`` of a Labels layer
+    through napari's edit history (Ctrl+Z / Ctrl+Shift+Z undo and redo
+    it); returns how many voxels changed."""
+    where: list[Any] = [slice(None)] * 3
+    where[axis] = index
+    changed = np.nonzero(plane != np.asarray(layer.data[tuple(where)]))
+    if not len(changed[0]):
+        return 0
+    voxels = list(changed)
+    voxels.insert(axis, np.full(len(changed[0]), index))
+    layer.data_setitem(tuple(voxels), plane[changed])
+    layer.refresh()
+    return len(changed[0])
+
+
+def restore_into(layer: Any, painted: np.ndarray) -> int:
+    """Put restored annotations into an (empty) layer as one edit, so
+    Ctrl+Z takes the restore back; returns the voxels restored."""
+    voxels = np.nonzero(painted != np.asarray(layer.data))
+    if len(voxels[0]):
+        layer.data_setitem(voxels, painted[voxels])
+        layer.refresh()
+    return len(voxels[0])
 
 
 def sparse_from_layer(layer: Any) -> np.ndarray:

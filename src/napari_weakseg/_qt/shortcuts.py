@@ -20,8 +20,8 @@ SHORTCUTS = (
     (
         "Shift-D",
         "AnnotationWidget",
-        "toggle_current_slice",
-        "mark the shown slice done / undone",
+        "mark_current_slice_done",
+        "mark the shown slice done (Ctrl+Z undoes it)",
     ),
     (
         "Shift-B",

@@ -29,8 +29,11 @@ TOOLTIPS = {
     "the autosave of this image if there is one).",
     "background": "Paint with the background brush: voxels that are "
     "surely not any class (shown in light grey). Shift+B.",
-    "mark_done": "Mark the shown slice as completely annotated (its "
-    "unpainted voxels count as background), or unmark it. Shift+D.",
+    "mark_done": "Mark the shown slice as completely annotated: its "
+    "unpainted voxels are painted with the background brush. Shift+D; "
+    "Ctrl+Z undoes it.",
+    "unmark": "Take the background brush off the shown slice (classes "
+    "stay), so it is no longer done. Ctrl+Z undoes it.",
     "suggest": "Go to the slice most worth annotating next: farthest from "
     "done slices, or where the model is least sure. Shift+N.",
     "info": "Done slices and labelled share of the annotation layer.",

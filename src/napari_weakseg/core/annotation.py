@@ -96,6 +96,61 @@ def from_sparse_labels(
     return painted, done
 
 
+def painted_slices(painted: np.ndarray) -> DoneSlices:
+    """Slices of a painted layer with no unpainted voxel, per axis: they
+    are done (marking a slice done paints its rest with the background
+    brush, an edit like any other, so undo and redo cover it)."""
+    full = np.asarray(painted) != 0
+    done: DoneSlices = {}
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        done[axis] = [int(i) for i in np.flatnonzero(np.all(full, axis=other))]
+    return done
+
+
+def fill_done(
+    painted: np.ndarray, done: Mapping[int | str, Iterable[int]] | None
+) -> np.ndarray:
+    """``painted`` with the unpainted voxels of done slices set to the
+    background brush: the same annotation, its done slices in the data."""
+    out = np.array(painted, copy=True)
+    for axis, indices in normalise_done(done).items():
+        for i in indices:
+            if 0 <= i < out.shape[axis]:
+                plane = out[_slicer(axis, i)]
+                plane[plane == 0] = BACKGROUND_BRUSH
+    return out
+
+
+def unmarked_plane(
+    painted: np.ndarray,
+    axis: int,
+    index: int,
+    done: Mapping[int | str, Iterable[int]] | None,
+) -> np.ndarray:
+    """Slice ``index`` of ``axis`` with its background brush taken off,
+    except where it crosses another done slice (which stays done)."""
+    plane = np.array(np.asarray(painted)[_slicer(axis, index)], copy=True)
+    keep = np.zeros(plane.shape, bool)
+    others = [b for b in range(3) if b != axis]
+    for k, b in enumerate(others):
+        for j in normalise_done(done)[b]:
+            line: list[slice | int] = [slice(None)] * 2
+            line[k] = j
+            keep[tuple(line)] = True
+    plane[(plane == BACKGROUND_BRUSH) & ~keep] = 0
+    return plane
+
+
+def merge_done(*sets: Mapping[int | str, Iterable[int]] | None) -> DoneSlices:
+    """The union of several done-slice mappings."""
+    out: DoneSlices = {0: [], 1: [], 2: []}
+    for done in sets:
+        for axis, values in normalise_done(done).items():
+            out[axis] = sorted({*out[axis], *values})
+    return out
+
+
 def labelled_fraction(sparse: np.ndarray, ignore_label: int = IGNORE) -> float:
     """Share of voxels that carry a label."""
     return float(np.mean(np.asarray(sparse) != ignore_label))
