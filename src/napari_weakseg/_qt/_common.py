@@ -24,9 +24,11 @@ class Dock(Container):
         super().__init__(labels=True)
         # torch/MONAI load when the first dock opens: their C extensions
         # hold the GIL while initialising, which would freeze the viewer
-        # if it happened in a worker mid-task.
+        # if it happened in a worker mid-task.  torch._dynamo is what the
+        # first optimiser imports (a 170 ms freeze at the first step).
         import monai.networks.nets  # noqa: F401
         import torch  # noqa: F401
+        import torch._dynamo  # noqa: F401
 
         self._viewer = viewer
         self._roles: list[tuple[Any, str | None]] = []
