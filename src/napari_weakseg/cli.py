@@ -353,6 +353,13 @@ def _pretrain_parser(sub: Any) -> None:
     p.add_argument(
         "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS
     )
+    p.add_argument(
+        "--network",
+        choices=("dynunet", "resunet"),
+        default="dynunet",
+        help="whose encoder to pretrain: dynunet (shared with the "
+        "classifier) or resunet (the default U-Net)",
+    )
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--seed", type=NON_NEGATIVE, default=0)
 

@@ -7,8 +7,12 @@ import torch
 
 from napari_weakseg.core.errors import WeaksegError
 from napari_weakseg.core.models import (
+    NETWORKS,
     ModelConfig,
+    blocks_of,
     build_network,
+    encode,
+    encoder_prefixes,
     load_model,
     plan_network,
     plan_patch_size,
@@ -110,3 +114,45 @@ def test_transfer_refuses_a_mismatch_and_changes_nothing():
         b.state_dict()["input_block.conv1.conv.weight"],
         a.state_dict()["input_block.conv1.conv.weight"],
     )
+
+
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_registry_splits_each_network_into_encoder_and_decoder(network):
+    config = ModelConfig(
+        network=network,
+        num_classes=3,
+        filters=[4, 8, 16, 32],
+        patch_size=[32, 32, 32],
+    )
+    model = build_network(config)
+    encoder, decoder = blocks_of(model)
+    assert len(encoder) == 4 and len(decoder) == len(encoder) - 1 + (
+        network == "dynunet"  # DynUNet's output block is its own
+    )
+    names = dict(model.named_modules())
+    assert all(n in names for n in encoder + decoder)
+    # the encoder path alone reaches the deepest level: 32 / 2^3 = 4
+    deep = encode(model, torch.zeros(1, 1, 32, 32, 32))
+    assert tuple(deep.shape) == (1, 32, 4, 4, 4)
+    # every encoder tensor is under one of its prefixes, no decoder one
+    state = model.state_dict()
+    enc = [k for k in state if k.startswith(encoder_prefixes(model))]
+    assert enc and not any(k.startswith(tuple(decoder)) for k in enc)
+
+
+def test_classifier_features_are_its_encoder_path():
+    config = ModelConfig(
+        kind="classifier",
+        num_classes=2,
+        filters=[4, 8, 16, 32],
+        patch_size=[16, 16, 16],
+    )
+    model = build_network(config).eval()
+    x = torch.randn(1, 1, 16, 16, 16)
+    assert torch.equal(encode(model, x), model.features(x))
+    assert blocks_of(model)[1] == []
+
+
+def test_an_unregistered_network_has_no_encoder():
+    with pytest.raises(WeaksegError, match="not a registered network"):
+        encoder_prefixes(torch.nn.Conv3d(1, 1, 3))

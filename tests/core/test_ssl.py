@@ -6,7 +6,13 @@ import torch
 
 from napari_weakseg.core.errors import WeaksegError
 from napari_weakseg.core.events import Pretext, Started, run
-from napari_weakseg.core.models import read_model_file
+from napari_weakseg.core.models import (
+    ModelConfig,
+    blocks_of,
+    build_network,
+    encoder_prefixes,
+    read_model_file,
+)
 from napari_weakseg.core.phantom import make_phantom
 from napari_weakseg.core.pretraining import PretrainConfig, iter_pretrain
 from napari_weakseg.core.ssl import (
@@ -74,10 +80,14 @@ def test_contrastive_top1_counts_partners():
     assert contrastive_top1(z, z.clone()) == 1.0
 
 
-def test_pretext_loss_decreases_and_encoder_transfers(tmp_path):
+@pytest.mark.parametrize("network", ["dynunet", "resunet"])
+def test_pretext_loss_decreases_and_encoder_transfers(tmp_path, network):
+    """Both registered networks: the encoder split comes from the
+    registry, and the U-Net trained from the file is the same network."""
     image, truth = make_phantom((32, 40, 40))
     events = []
     cfg = PretrainConfig(
+        network=network,
         steps=40,
         tasks=("rotation",),
         base_filters=4,
@@ -97,11 +107,12 @@ def test_pretext_loss_decreases_and_encoder_transfers(tmp_path):
     assert len(losses) == 40
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
     tensors, conf = read_model_file(tmp_path / "enc.safetensors")
-    assert conf.kind == "encoder"
-    assert all(
-        k.startswith(("input_block", "downsamples", "bottleneck"))
-        for k in tensors
-    )
+    assert conf.kind == "encoder" and conf.network == network
+    net = build_network(ModelConfig(**{**conf.__dict__, "kind": "unet"}))
+    prefixes = encoder_prefixes(net)
+    assert all(k.startswith(prefixes) for k in tensors)
+    decoder = blocks_of(net)[1]
+    assert not any(k.startswith(tuple(decoder)) for k in tensors)
 
     sparse = np.full(truth.shape, 255, np.uint8)
     sparse[16] = truth[16]
@@ -124,7 +135,8 @@ def test_pretext_loss_decreases_and_encoder_transfers(tmp_path):
         lambda e: started.append(e) if isinstance(e, Started) else None,
     )
     assert started[0].transferred == len(tensors)
-    unet, _ = read_model_file(tmp_path / "u.safetensors")
+    unet, uconf = read_model_file(tmp_path / "u.safetensors")
+    assert uconf.network == network
     for k, v in tensors.items():
         assert torch.equal(unet[k], v), k
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Generator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,13 +53,11 @@ def list_layers(model: nn.Module) -> list[str]:
     for MONAI's UNet its nested down blocks, deepest last, then its up
     blocks (:func:`~.models.unet_blocks`).
     """
-    from monai.networks.nets import UNet
+    from .models import blocks_of
 
-    from .models import unet_blocks
-
-    if isinstance(model, UNet):
-        encoder, decoder = unet_blocks(model)
-        return encoder + decoder
+    split = blocks_of(model)
+    if split is not None:
+        return split[0] + split[1]
     names = []
     for name, mod in model.named_modules():
         if not name or name.count(".") > 1 or name.startswith("skip_layers"):
@@ -85,12 +84,11 @@ def list_layers(model: nn.Module) -> list[str]:
 
 def default_layer(model: nn.Module) -> str:
     """The deepest encoder block (``bottleneck`` when there is one)."""
-    from monai.networks.nets import UNet
+    from .models import blocks_of
 
-    from .models import unet_blocks
-
-    if isinstance(model, UNet):
-        return unet_blocks(model)[0][-1]
+    split = blocks_of(model)
+    if split is not None:
+        return split[0][-1]
     layers = list_layers(model)
     return "bottleneck" if "bottleneck" in layers else layers[-1]
 
@@ -223,21 +221,9 @@ def iter_map_volume(
     return total / np.maximum(norm, 1e-8)
 
 
-def map_volume(
-    model: nn.Module,
-    image: np.ndarray,
-    class_index: int,
-    method: str = "gradcam",
-    layer: str | None = None,
-    window: Sequence[int] | None = None,
-    device: torch.device | str = "cpu",
-) -> np.ndarray:
-    """:func:`iter_map_volume` run to the end."""
-    return run(
-        iter_map_volume(
-            model, image, class_index, method, layer, window, device
-        )
-    )
+def map_volume(*args: Any, **kwargs: Any) -> np.ndarray:
+    """:func:`iter_map_volume` run to the end (same parameters)."""
+    return run(iter_map_volume(*args, **kwargs))
 
 
 def pseudo_labels(

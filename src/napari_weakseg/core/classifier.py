@@ -31,6 +31,7 @@ from .events import Finished, Started
 from .models import (
     ModelConfig,
     build_network,
+    encoder_prefixes,
     filter_widths,
     plan_network,
     read_model_file,
@@ -245,11 +246,8 @@ def iter_train_classifier(
     transferred = 0
     if init is not None:
         tensors, src = read_model_file(init)
-        enc = {
-            k: v
-            for k, v in tensors.items()
-            if not k.startswith(("upsamples", "output_block", "fc"))
-        }
+        prefixes = encoder_prefixes(model)
+        enc = {k: v for k, v in tensors.items() if k.startswith(prefixes)}
         transferred = transfer_weights(
             model,
             enc if src.kind != "classifier" else tensors,

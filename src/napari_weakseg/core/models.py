@@ -16,7 +16,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,7 +204,7 @@ def build_network(config: ModelConfig) -> Any:
                 f"Unknown network '{config.network}' in the model file "
                 f"(known: {', '.join(NETWORKS)})."
             )
-        return NETWORKS[config.network](config)
+        return NETWORKS[config.network].build(config)
     if config.kind == "classifier":
         return EncoderClassifier(_dynunet(config), config.num_classes)
     raise WeaksegError(
@@ -294,8 +294,14 @@ def _resunet(config: ModelConfig) -> Any:
     )
 
 
-#: Segmentation networks by name (``ModelConfig.network``).
-NETWORKS = {"resunet": _resunet, "dynunet": lambda c: _dynunet(c)}
+def dynunet_blocks(model: Any) -> tuple[list[str], list[str]]:
+    """Encoder and decoder block names of a MONAI ``DynUNet`` (or the
+    encoder classifier built from one), top first, deepest encoder last."""
+    names = dict(model.named_children())
+    down = [f"downsamples.{i}" for i in range(len(names["downsamples"]))]
+    up = [f"upsamples.{i}" for i in range(len(names.get("upsamples", [])))]
+    tail = ["output_block"] if "output_block" in names else []
+    return ["input_block", *down, "bottleneck"], up + tail
 
 
 def unet_blocks(model: Any) -> tuple[list[str], list[str]]:
@@ -316,6 +322,54 @@ def unet_blocks(model: Any) -> tuple[list[str], list[str]]:
             enc.append(path)
             return enc, dec
         node = inner
+
+
+@dataclass(frozen=True)
+class Network:
+    """A segmentation network: how to build it from a config, the MONAI
+    class it is, and how it splits into encoder and decoder blocks (what
+    CAM layers, encoder transfer and pretraining read)."""
+
+    build: Callable[[ModelConfig], Any]
+    module: str
+    blocks: Callable[[Any], tuple[list[str], list[str]]]
+
+
+#: Segmentation networks by name (``ModelConfig.network``).  A new one
+#: needs a builder and its block split; nothing else names its blocks.
+NETWORKS = {
+    "resunet": Network(lambda c: _resunet(c), "UNet", unet_blocks),
+    "dynunet": Network(lambda c: _dynunet(c), "DynUNet", dynunet_blocks),
+}
+
+
+def blocks_of(model: Any) -> tuple[list[str], list[str]] | None:
+    """``(encoder, decoder)`` block names of a built network, top first
+    (the deepest encoder block last); None for a network not registered."""
+    if isinstance(model, EncoderClassifier):
+        return dynunet_blocks(model)
+    for net in NETWORKS.values():
+        if type(model).__name__ == net.module:
+            return net.blocks(model)
+    return None
+
+
+def encoder_prefixes(model: Any) -> tuple[str, ...]:
+    """State-dict prefixes of a network's encoder (what transfers)."""
+    split = blocks_of(model)
+    if split is None:
+        raise WeaksegError(
+            f"{type(model).__name__} is not a registered network; its "
+            "encoder is unknown."
+        )
+    return tuple(f"{name}." for name in split[0])
+
+
+def encode(model: Any, x: Any) -> Any:
+    """The deepest encoder features of ``x`` (the encoder path alone)."""
+    for name in blocks_of(model)[0]:
+        x = model.get_submodule(name)(x)
+    return x
 
 
 def save_model(

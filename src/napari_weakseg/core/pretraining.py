@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import engine
+from . import defaults, engine
 from .device import resolve_device
 from .engine import LOSS, Plan, Task
 from .errors import WeaksegError
@@ -57,14 +57,17 @@ def _mean(values: deque) -> float:
 
 @dataclass
 class PretrainConfig:
-    steps: int = 300
+    steps: int = defaults.STEPS
     minutes: float | None = None
     tasks: tuple[str, ...] = ("rotation", "contrastive")
     weights: dict[str, float] = field(default_factory=dict)
     batch_size: int = 4
     patch: int = 32
-    base_filters: int = 16
+    base_filters: int = defaults.BASE_FILTERS
     depth: int = 4
+    #: the network whose encoder is pretrained (:data:`~.models.NETWORKS`);
+    #: the U-Net trained from the file is that network
+    network: str = "dynunet"
     temperature: float = 0.5
     learning_rate: float = 1e-3
     save_every: int = 50
@@ -231,9 +234,11 @@ def iter_pretrain(
         "patch_size": patch,
         "spacing": list(spacing),
     }
-    unet_conf = ModelConfig(num_classes=1, **shared)
-    enc_conf = ModelConfig(kind="encoder", num_classes=0, **shared)
-    model = PretextModel(build_network(unet_conf))
+    unet_conf = ModelConfig(num_classes=1, network=cfg.network, **shared)
+    enc_conf = ModelConfig(
+        kind="encoder", num_classes=0, network=cfg.network, **shared
+    )
+    model = PretextModel(build_network(unet_conf), filters[-1])
     task = PretextTask(norm, model, enc_conf, tasks, cfg, device)
     started = Started(cfg.steps, str(device), tuple(patch), 0, 0, False)
     return (yield from engine.run(task, plan, out, started, stop))

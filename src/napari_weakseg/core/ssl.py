@@ -30,7 +30,6 @@ TASKS = ("rotation", "contrastive", "inpainting")
 PLANES = ((0, 1), (0, 2), (1, 2))
 #: label 0 = no turn; then (plane, quarter turns k) for k = 1, 2, 3
 ROTATIONS = [(None, 0)] + [(p, k) for p, k in product(PLANES, (1, 2, 3))]
-ENCODER_PREFIXES = ("input_block.", "downsamples.", "bottleneck.")
 
 
 def rotate(x: torch.Tensor, label: int, inverse: bool = False) -> torch.Tensor:
@@ -140,10 +139,11 @@ class PretextModel(nn.Module):
     its global mean and maximum (invariant to the views' flips and crops).
     """
 
-    def __init__(self, unet: nn.Module, projection: int = 64) -> None:
+    def __init__(
+        self, unet: nn.Module, width: int, projection: int = 64
+    ) -> None:
         super().__init__()
         self.unet = unet
-        width = unet.filters[-1]
         self.rotation_head = nn.Sequential(
             nn.Flatten(), nn.Linear(8 * width, len(ROTATIONS))
         )
@@ -154,11 +154,10 @@ class PretextModel(nn.Module):
         )
 
     def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
-        u = self.unet
-        x = u.input_block(x)
-        for block in u.downsamples:
-            x = block(x)
-        return u.bottleneck(x)
+        """The deepest encoder block's features (``width`` channels)."""
+        from .models import encode
+
+        return encode(self.unet, x)
 
     def rotation_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.rotation_head(F.adaptive_avg_pool3d(self.bottleneck(x), 2))
@@ -172,12 +171,13 @@ class PretextModel(nn.Module):
 
     def encoder_state(self) -> dict[str, torch.Tensor]:
         """The tensors that transfer: encoder blocks only, U-Net names."""
-        from .models import canonical_state
+        from .models import canonical_state, encoder_prefixes
 
+        prefixes = encoder_prefixes(self.unet)
         return {
             k: v
             for k, v in canonical_state(self.unet).items()
-            if k.startswith(ENCODER_PREFIXES)
+            if k.startswith(prefixes)
         }
 
 

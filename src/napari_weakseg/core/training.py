@@ -150,10 +150,10 @@ def _init_model(
             )
         src.class_names = config.class_names or src.class_names
         return src, tensors
-    # Pretrained encoders are DynUNet encoders: the U-Net they seed is one.
-    config.network = "dynunet"
-    encoder = ("input_block.", "downsamples.", "bottleneck.")
-    return config, {k: v for k, v in tensors.items() if k.startswith(encoder)}
+    # An encoder file holds one network's encoder: the U-Net it seeds is
+    # that network (files from before the network field: DynUNet).
+    config.network = src.network
+    return config, tensors
 
 
 class UNetTask(Task):
