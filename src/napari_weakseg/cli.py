@@ -260,8 +260,12 @@ def _box_parsers(sub: Any) -> None:
     p.add_argument(
         "--model-out", metavar="MODEL", help="also keep the last round's model"
     )
-    p.add_argument("--rounds", type=POSITIVE, default=3)
-    p.add_argument("--steps-per-round", type=POSITIVE, default=150)
+    p.add_argument("--rounds", type=POSITIVE, default=defaults.BOX_ROUNDS)
+    p.add_argument(
+        "--steps-per-round",
+        type=POSITIVE,
+        default=defaults.BOX_STEPS_PER_ROUND,
+    )
     p.add_argument("--initial", choices=("box", "grabcut"), default="grabcut")
     # dest = the API's parameter names (the rules are on by default)
     p.add_argument("--no-crf", dest="crf", action="store_false")
@@ -349,7 +353,7 @@ def _pretrain_parser(sub: Any) -> None:
     )
     p.add_argument("--steps", type=POSITIVE, default=defaults.STEPS)
     p.add_argument("--minutes", type=MINUTES, default=None)
-    p.add_argument("--patch", type=_patch, default=32)
+    p.add_argument("--patch", type=_patch, default=defaults.PRETRAIN_PATCH)
     p.add_argument(
         "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS
     )

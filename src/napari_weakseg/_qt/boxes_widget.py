@@ -18,6 +18,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from ..core import defaults
 from ..core.boxes import Box, read_boxes, write_boxes
 from ..core.defaults import ROLE_BOXES, ROLE_PREDICTION
 from ..core.errors import WeaksegError
@@ -49,9 +50,14 @@ class BoxesWidget(Dock):
         )
         self.load = PushButton(text="Load boxes")
         self.save = PushButton(text="Save boxes")
-        self.rounds = SpinBox(value=3, min=1, max=20, label="rounds")
+        self.rounds = SpinBox(
+            value=defaults.BOX_ROUNDS, min=1, max=20, label="rounds"
+        )
         self.steps = SpinBox(
-            value=150, min=1, max=100_000, label="steps per round"
+            value=defaults.BOX_STEPS_PER_ROUND,
+            min=1,
+            max=100_000,
+            label="steps per round",
         )
         self.initial = ComboBox(
             choices=["grabcut", "box"],

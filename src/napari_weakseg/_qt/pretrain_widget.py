@@ -16,6 +16,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from ..core import defaults
 from ..core.errors import WeaksegError
 from ._common import Dock, home, report_error, start_worker
 from .layers import volume_of
@@ -31,10 +32,14 @@ class PretrainWidget(Dock):
         self.rotation = CheckBox(text="rotation", value=True)
         self.contrastive = CheckBox(text="contrastive", value=True)
         self.inpainting = CheckBox(text="inpainting", value=False)
-        self.steps = SpinBox(value=300, min=1, max=100_000, label="steps")
-        self.patch = SpinBox(value=32, min=8, max=256, label="patch")
+        self.steps = SpinBox(
+            value=defaults.STEPS, min=1, max=100_000, label="steps"
+        )
+        self.patch = SpinBox(
+            value=defaults.PRETRAIN_PATCH, min=8, max=256, label="patch"
+        )
         self.base_filters = SpinBox(
-            value=16, min=4, max=64, label="base filters"
+            value=defaults.BASE_FILTERS, min=4, max=64, label="base filters"
         )
         self.out = FileEdit(
             mode="w",

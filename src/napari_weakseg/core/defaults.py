@@ -15,6 +15,11 @@ STEPS = 300
 BATCH_SIZE = 2
 #: channels of the first U-Net level (doubling per level)
 BASE_FILTERS = 16
+#: boxes to masks: recursive rounds, and training steps in each
+BOX_ROUNDS = 3
+BOX_STEPS_PER_ROUND = 150
+#: edge of the cubic patches of self-supervised pretraining
+PRETRAIN_PATCH = 32
 #: AdamW learning rate of U-Net training
 LEARNING_RATE = 3e-3
 #: patch augmentation: "flips" mirrors every axis; "none" suits classes

@@ -62,7 +62,7 @@ class PretrainConfig:
     tasks: tuple[str, ...] = ("rotation", "contrastive")
     weights: dict[str, float] = field(default_factory=dict)
     batch_size: int = 4
-    patch: int = 32
+    patch: int = defaults.PRETRAIN_PATCH
     base_filters: int = defaults.BASE_FILTERS
     depth: int = 4
     #: the network whose encoder is pretrained (:data:`~.models.NETWORKS`);
