@@ -31,6 +31,7 @@ def _sparse(truth):
     [
         "train",
         "predict",
+        "predict_batch",
         "boxes_to_masks",
         "train_classifier",
         "class_activation_map",
@@ -242,3 +243,44 @@ def test_cam_generator_reports_windows_and_checks_the_class(
         api.class_activation_map(model, image, class_index=3, device="cpu")
     seeds = api.pseudo_labels(m, 1)
     assert set(np.unique(seeds)) <= {0, 1, 255}
+
+
+def test_patience_is_an_automatic_budget(tmp_path):
+    from napari_weakseg.core.events import Plateau
+
+    image, truth = make_phantom((16, 24, 24))
+    events = []
+    result = api.train(
+        image,
+        _sparse(truth),
+        tmp_path / "m.safetensors",
+        steps=300,
+        patience=4,
+        base_filters=4,
+        device="cpu",
+        callback=events.append,
+    )
+    plateau = [e for e in events if isinstance(e, Plateau)]
+    assert len(plateau) == 1 and result.steps < 300
+    assert plateau[0].step - plateau[0].best_step >= 4
+
+
+def test_batch_prediction_never_writes_over_its_inputs(
+    model_and_image, tmp_path
+):
+    model, image = model_and_image
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_volume(folder / "a.nii.gz", Volume(image))
+    with pytest.raises(api.WeaksegError, match="holds inputs of this batch"):
+        api.predict_batch(model, folder / "a.nii.gz", folder, device="cpu")
+    batch = api.predict_batch(model, [folder], tmp_path / "out", device="cpu")
+    assert batch.written == [str(tmp_path / "out" / "a.nii.gz")]
+    assert batch.skipped == []
+    labels, _ = api.predict(model, image, device="cpu")
+    np.testing.assert_array_equal(
+        read_volume(tmp_path / "out" / "a.nii.gz").data, labels
+    )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(api.WeaksegError, match="folder is empty"):
+        api.predict_batch(model, tmp_path / "empty", tmp_path / "o")

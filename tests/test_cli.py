@@ -449,3 +449,46 @@ def test_suggest_prints_slices_and_refuses_bad_input(files, tmp_path, capsys):
     assert capsys.readouterr().out.split() == ["14"]
     assert main(["suggest", "--labels", str(tmp_path / "none.nii.gz")]) == 2
     assert capsys.readouterr().err.startswith("weakseg: error: ")
+
+
+def test_predict_over_a_folder_skips_what_it_cannot_read(
+    files, tmp_path, capsys
+):
+    img, lbl = files
+    model = tmp_path / "m.safetensors"
+    api_train = [
+        "train", "--image", str(img), "--labels", str(lbl), "--out",
+        str(model), "--steps", "2", "--base-filters", "4", "--device", "cpu",
+    ]  # fmt: skip
+    assert main(api_train) == 0
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    image = read_volume(img)
+    write_volume(inputs / "a.nii.gz", image)
+    write_volume(inputs / "b.nrrd", Volume(image.data[:, ::-1].copy()))
+    (inputs / "c.nii.gz").write_bytes(b"\x1f\x8b truncated")
+    (inputs / "notes.txt").write_text("not a volume")
+    capsys.readouterr()
+    out = tmp_path / "segs"
+    argv = ["predict", "--model", str(model), "--image", str(inputs)]
+    argv += ["--out", str(out), "--device", "cpu", "--quiet"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["a.nii.gz", "b.nrrd"]
+    assert "wrote 2 of 3 volumes" in captured.out
+    assert captured.err.count("weakseg: skipped") == 1
+    assert "c.nii.gz" in captured.err
+    assert "skipped 1 of 3 inputs" in captured.err
+    seg = read_volume(out / "a.nii.gz")
+    assert seg.data.shape == image.data.shape
+    # the same files given one by one, with probabilities, all readable
+    argv = ["predict", "--model", str(model), "--device", "cpu", "--quiet"]
+    argv += ["--image", str(inputs / "a.nii.gz"), "--image", str(img)]
+    argv += ["--out", str(tmp_path / "two")]
+    argv += ["--probabilities", str(tmp_path / "p")]
+    assert main(argv) == 0
+    assert (tmp_path / "p" / "img.nrrd").is_file()
+    # outputs into the input folder would replace the inputs
+    argv = ["predict", "--model", str(model), "--image", str(inputs)]
+    assert main([*argv, "--out", str(inputs), "--device", "cpu"]) == 2
+    assert "is also an input of this command" in capsys.readouterr().err

@@ -23,13 +23,15 @@ import inspect
 import os
 import threading
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .core import defaults
 from .core.errors import WeaksegError
-from .core.events import run
+from .core.events import Progress, run
 from .core.io import Volume, read_volume, write_volume
 from .core.validate import require_3d, require_finite, require_same_grid
 
@@ -46,11 +48,13 @@ __all__ = [
     "iter_boxes_to_masks",
     "iter_class_activation_map",
     "iter_predict",
+    "iter_predict_batch",
     "iter_pretrain",
     "iter_train",
     "iter_train_classifier",
     "load_model",
     "predict",
+    "predict_batch",
     "predict_slice",
     "pseudo_labels",
     "pretrain",
@@ -160,6 +164,7 @@ def iter_train(
     *,
     steps: int = defaults.STEPS,
     minutes: float | None = None,
+    patience: int | None = None,
     patch_size: Sequence[int] | None = None,
     batch_size: int = defaults.BATCH_SIZE,
     base_filters: int = defaults.BASE_FILTERS,
@@ -178,9 +183,11 @@ def iter_train(
     for unlabelled voxels.  ``augment``: ``"flips"`` mirrors patches on
     every axis; ``"none"`` is better when classes are told apart by where
     they lie (head vs body, left vs right); ``"full"`` adds 90° turns,
-    intensity and noise.  Yields steps, validations and checkpoints;
-    returns :class:`~.core.events.Finished`.  Set ``stop`` to end early
-    with a checkpoint.
+    intensity and noise.  ``patience``: end when validation has not
+    improved for that many steps (an automatic budget; ``steps`` and
+    ``minutes`` are then ceilings).  Yields steps, validations and
+    checkpoints; returns :class:`~.core.events.Finished`.  Set ``stop``
+    to end early with a checkpoint.
     """
     from .core import training
 
@@ -188,6 +195,7 @@ def iter_train(
     config = training.TrainConfig(
         steps=steps,
         minutes=minutes,
+        patience=patience,
         batch_size=batch_size,
         patch_size=list(patch_size) if patch_size else None,
         base_filters=base_filters,
@@ -287,6 +295,103 @@ def iter_predict(
 #: windows go to the callback on this thread: ~1.4× faster than streaming
 #: them from a helper thread on a 2-core CPU
 predict = _blocking(iter_predict, progress="on_progress")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a batch prediction wrote, and the inputs it skipped (path,
+    one-sentence reason)."""
+
+    written: list[str]
+    skipped: list[tuple[str, str]]
+
+
+def batch_inputs(images: PathLike | Sequence[PathLike]) -> list[Path]:
+    """The volumes a batch covers: the files given, and the volumes inside
+    any folder given (sorted), in order, each once."""
+    from .core.io import is_collection, volume_files
+
+    paths: list[Path] = []
+    for item in _as_list(images):
+        p = Path(item)
+        paths += volume_files(p) if is_collection(p) else [p]
+    unique = list(dict.fromkeys(paths))
+    if not unique:
+        raise WeaksegError("No volume to predict (the folder is empty).")
+    return unique
+
+
+def iter_predict_batch(
+    model: PathLike | tuple[Any, Any],
+    images: PathLike | Sequence[PathLike],
+    out_dir: PathLike,
+    *,
+    probabilities_dir: PathLike | None = None,
+    device: str = "auto",
+    tta: bool = False,
+    overlap: float = 0.5,
+    stop: threading.Event | None = None,
+    on_progress: Callable[[Any], None] | None = None,
+) -> Events:
+    """Segment many volumes (paths, or folders of volumes) with one model.
+
+    Each label volume goes to ``out_dir`` under its input's name (and its
+    probabilities to ``probabilities_dir``).  An input that cannot be read
+    or segmented is skipped with one :class:`~.core.events.Skipped` event
+    and the batch goes on; returns a :class:`Batch`.
+    """
+    from .core.device import resolve_device
+    from .core.errors import Cancelled
+    from .core.events import Skipped
+
+    inputs = batch_inputs(images)
+    outs = [Path(out_dir)] + (
+        [Path(probabilities_dir)] if probabilities_dir else []
+    )
+    for folder in outs:
+        if folder.exists() and not folder.is_dir():
+            raise WeaksegError(f"{folder} is a file; give a folder.")
+        if any(p.parent.resolve() == folder.resolve() for p in inputs):
+            raise WeaksegError(
+                f"{folder} holds inputs of this batch; write to another "
+                "folder (outputs take their input's name)."
+            )
+    dev = resolve_device(device)
+    loaded = _segmentation_model(model, dev)
+    written: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for k, path in enumerate(inputs, start=1):
+        yield Progress(k - 1, len(inputs), f"volume {k}/{len(inputs)}")
+        target = Path(out_dir) / path.name
+        probs = (
+            Path(probabilities_dir) / path.name if probabilities_dir else None
+        )
+        try:
+            for folder in outs:
+                folder.mkdir(parents=True, exist_ok=True)
+            yield from iter_predict(
+                loaded,
+                path,
+                out=target,
+                probabilities=probs,
+                device=str(dev),
+                tta=tta,
+                overlap=overlap,
+                stop=stop,
+                on_progress=on_progress,
+            )
+        except Cancelled:
+            raise
+        except (WeaksegError, OSError) as exc:
+            skipped.append((str(path), str(exc)))
+            yield Skipped(str(path), str(exc))
+            continue
+        written.append(str(target))
+    yield Progress(len(inputs), len(inputs), "done")
+    return Batch(written, skipped)
+
+
+predict_batch = _blocking(iter_predict_batch, progress="on_progress")
 
 
 def predict_slice(

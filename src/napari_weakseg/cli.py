@@ -126,9 +126,14 @@ def check_outputs(args: argparse.Namespace) -> None:
         v = getattr(args, k, None)
         ins += [Path(x) for x in (v if isinstance(v, list) else [v]) if x]
     seen: dict[Path, str] = {}
+    batch = args.command == "predict" and is_batch(args)
     for key, path in outs.items():
         flag = "--" + key.replace("_", "-")
-        kind = OUTPUTS[args.command][key]
+        kind = "folder" if batch else OUTPUTS[args.command][key]
+        if kind == "folder" and path.is_file():
+            raise WeaksegError(
+                f"{flag} {path} is a file; a batch writes into a folder."
+            )
         if kind == "model" and not path.name.endswith(".safetensors"):
             raise WeaksegError(
                 f"{flag} {path} must end in .safetensors (a model file)."
@@ -138,7 +143,7 @@ def check_outputs(args: argparse.Namespace) -> None:
                 f"{flag} {path} needs a volume suffix "
                 f"({', '.join(s for s in SUFFIXES if s != '.nhdr')})."
             )
-        if path.is_dir() and not is_zarr_store(path):
+        if kind != "folder" and path.is_dir() and not is_zarr_store(path):
             raise WeaksegError(
                 f"{flag} {path} is an existing folder; give a file name."
             )
@@ -197,6 +202,14 @@ def _train_parser(sub: Any) -> None:
         help="wall-clock budget; stops early with a checkpoint",
     )
     p.add_argument(
+        "--patience",
+        type=POSITIVE,
+        default=None,
+        metavar="STEPS",
+        help="automatic budget: end when validation has not improved for "
+        "this many steps (--steps and --minutes become ceilings)",
+    )
+    p.add_argument(
         "--patch-size", type=_patch, nargs=3, metavar=("Z", "Y", "X")
     )
     p.add_argument("--batch-size", type=POSITIVE, default=defaults.BATCH_SIZE)
@@ -224,14 +237,28 @@ def _train_parser(sub: Any) -> None:
 
 
 def _predict_parser(sub: Any) -> None:
-    p = sub.add_parser("predict", help="segment a volume with a model")
+    p = sub.add_parser(
+        "predict",
+        help="segment a volume (or many) with a model",
+        description="One --image: --out is the label volume.  Several "
+        "--image or a folder of volumes: --out (and --probabilities) are "
+        "folders, each output named like its input; unreadable inputs are "
+        "skipped with one line each (exit status 2 if any was).",
+    )
     p.add_argument("--model", required=True, metavar="MODEL")
-    p.add_argument("--image", required=True, metavar="IMG")
+    p.add_argument(
+        "--image",
+        action="append",
+        required=True,
+        metavar="IMG",
+        help="image volume, or a folder of volumes; repeat for several",
+    )
     p.add_argument(
         "--out",
         required=True,
         metavar="LBL",
-        help="label volume to write (same geometry as IMG)",
+        help="label volume to write (same geometry as IMG); a folder for "
+        "a batch",
     )
     p.add_argument(
         "--probabilities",
@@ -472,9 +499,11 @@ class Meter:
 def _printer(meter: Meter, init_name: str = "") -> Any:
     from .core.events import (
         Finished,
+        Plateau,
         Progress,
         Round,
         Saved,
+        Skipped,
         Started,
         Step,
         Validation,
@@ -497,6 +526,10 @@ def _printer(meter: Meter, init_name: str = "") -> Any:
                 event.total,
                 f"loss {event.loss:.4f}  eta {event.eta_s:.0f}s",
             )
+        elif isinstance(event, Plateau):
+            meter.say(
+                f"  no better since step {event.best_step}: ending early"
+            )
         elif isinstance(event, Validation):
             where = "held-out slices" if event.held_out else "training data"
             meter.say(f"  {event.metric} on {where}: {event.mean_dice:.3f}")
@@ -504,6 +537,11 @@ def _printer(meter: Meter, init_name: str = "") -> Any:
             meter.say(f"  saved {event.kind} model to {event.path}")
         elif isinstance(event, Progress):
             meter.update(event.message or "progress", event.done, event.total)
+        elif isinstance(event, Skipped):  # shown even with --quiet
+            print(
+                f"weakseg: skipped {event.path}: {event.reason}",
+                file=sys.stderr,
+            )
         elif isinstance(event, Round):
             meter.say(
                 f"round {event.round}/{event.rounds}: "
@@ -546,11 +584,36 @@ def _cmd_train(args: argparse.Namespace, stop: threading.Event) -> None:
     )
 
 
+def is_batch(args: argparse.Namespace) -> bool:
+    """``predict`` over several images or a folder of volumes."""
+    from .core.io import is_collection
+
+    return len(args.image) > 1 or is_collection(args.image[0])
+
+
 def _cmd_predict(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
 
-    call(api.predict, args, callback=_printer(Meter(args.quiet)), stop=stop)
-    print(f"wrote {args.out}")
+    show = _printer(Meter(args.quiet))
+    if not is_batch(args):
+        call(api.predict, args, image=args.image[0], callback=show, stop=stop)
+        print(f"wrote {args.out}")
+        return
+    batch = call(
+        api.predict_batch,
+        args,
+        images=args.image,
+        out_dir=args.out,
+        probabilities_dir=args.probabilities,
+        callback=show,
+        stop=stop,
+    )
+    total = len(batch.written) + len(batch.skipped)
+    print(f"wrote {len(batch.written)} of {total} volumes to {args.out}")
+    if batch.skipped:
+        raise WeaksegError(
+            f"skipped {len(batch.skipped)} of {total} inputs (see above)."
+        )
 
 
 def _cmd_box2mask(args: argparse.Namespace, stop: threading.Event) -> None:

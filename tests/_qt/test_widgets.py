@@ -4,7 +4,7 @@ import numpy as np
 
 from napari_weakseg._qt.annotation_widget import AnnotationWidget
 from napari_weakseg._qt.apply_widget import ApplyWidget
-from napari_weakseg._qt.layers import done_of
+from napari_weakseg._qt.layers import done_of, sparse_from_layer
 from napari_weakseg._qt.train_widget import TrainWidget
 from napari_weakseg.core.events import Step
 from napari_weakseg.core.phantom import make_phantom
@@ -184,3 +184,37 @@ def test_a_paint_stroke_is_autosaved_without_a_button(
     widget._writer.join()
     saved, _ = store_for(image).load()
     assert saved[8, 5, 5] == 2
+
+
+def test_train_on_every_annotated_image(make_napari_viewer, qtbot, tmp_path):
+    from napari_weakseg.core.events import Started
+
+    viewer, image, truth = _viewer_with_phantom(make_napari_viewer)
+    second = viewer.add_image(
+        image.data[:, ::-1].copy(), name="flipped", scale=(3.0, 1.0, 1.0)
+    )
+    ann_w = AnnotationWidget(viewer)
+    ann_w.reset_choices()
+    ann_w.image.value = image
+    first = _annotate_three_slices(ann_w, truth)
+    ann_w.image.value = second
+    _annotate_three_slices(ann_w, truth[:, ::-1])
+    ann_w.image.value = image
+    empty = ann_w.create_annotation_layer()  # restores the autosave...
+    empty.data = np.zeros_like(empty.data)  # ...emptied: skipped
+    train_w = TrainWidget(viewer)
+    train_w.reset_choices()
+    train_w.image.value, train_w.annotations.value = image, first
+    train_w.every_image.value = True
+    train_w.steps.value, train_w.base_filters.value = 2, 4
+    train_w.device.value = "cpu"
+    train_w.out.value = str(tmp_path / "m.safetensors")
+    started = []
+    worker = train_w.start_training()
+    worker.yielded.connect(
+        lambda e: started.append(e) if isinstance(e, Started) else None
+    )
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    one = int((sparse_from_layer(first) != 255).sum())
+    assert started[0].train_voxels == 2 * one

@@ -21,7 +21,7 @@ from napari_weakseg.core.engine import (
     last_path,
 )
 from napari_weakseg.core.errors import WeaksegError
-from napari_weakseg.core.events import Finished, Saved, Started, Step
+from napari_weakseg.core.events import Finished, Plateau, Saved, Started, Step
 from napari_weakseg.core.events import Validation as Val
 
 
@@ -217,3 +217,56 @@ def test_without_held_out_data_the_final_weights_are_the_model(tmp_path):
 def test_bad_budgets_are_one_sentence(tmp_path, plan, message):
     with pytest.raises(WeaksegError, match=message):
         drain(engine.run(Toy(), plan, tmp_path / "m.safetensors", START))
+
+
+def test_patience_ends_a_run_that_stopped_improving(tmp_path):
+    out = tmp_path / "m.safetensors"
+    task = Toy([0.5, 0.6, 0.6, 0.55, 0.5, 0.9])
+    plan = Plan(100, val_every=1, patience=3)
+    events, fin = drain(engine.run(task, plan, out, START))
+    plateau = [e for e in events if isinstance(e, Plateau)]
+    assert plateau == [Plateau(5, 2)]  # best at step 2, none better by 5
+    assert fin.steps == 5 and not fin.stopped and fin.best == 0.6
+    assert out.read_text() == "2"
+
+
+def test_patience_then_the_final_phase_in_proportion(tmp_path):
+    out = tmp_path / "m.safetensors"
+    task = Toy([0.1, 0.5, 0.4, 0.4])
+    plan = Plan(100, val_every=1, patience=2, final_phase=0.25)
+    events, fin = drain(engine.run(task, plan, out, START))
+    # plateau at step 4; a quarter of the run is final: 4 / 3 -> 1 step
+    assert task.final_entered_at == 4 and fin.steps == 5
+    assert saved(events, "final") == [5] and out.read_text() == "5"
+    assert [e.total for e in events if isinstance(e, Step)][-1] == 5
+
+
+def test_schedules_see_the_share_of_the_time_budget(tmp_path):
+    seen = []
+
+    class Sched:
+        def step(self):
+            seen.append(task.time_share)
+
+    task = Toy([0.5] * 20)
+    task.scheduler = Sched()
+    ticks = iter(range(0, 10_000, 6))  # 6 s per clock reading
+    drain(
+        engine.run(
+            task,
+            Plan(100, minutes=1.0, val_every=50),
+            tmp_path / "m.safetensors",
+            START,
+            clock=lambda: float(next(ticks)),
+        )
+    )
+    assert seen and seen == sorted(seen) and 0 < seen[0] < seen[-1] <= 1.0
+
+
+def test_patience_must_be_a_positive_number_of_steps(tmp_path):
+    with pytest.raises(WeaksegError, match="Patience must be"):
+        drain(
+            engine.run(
+                Toy(), Plan(5, patience=0), tmp_path / "m.safetensors", START
+            )
+        )

@@ -254,3 +254,23 @@ def boxes_to_shapes_data(boxes: list[Box]) -> tuple[list[np.ndarray], dict]:
         "depth": [b.z1 - b.z0 for b in boxes],
     }
     return data, features
+
+
+def annotated_pairs(layers: Any) -> list[tuple[Any, Any]]:
+    """(image, annotation layer) for every annotation layer that names an
+    image layer of the same shape and has at least one labelled voxel."""
+    images = {
+        layer.name: layer
+        for layer in layers
+        if layer.__class__.__name__ == "Image"
+    }
+    pairs = []
+    for layer in layers:
+        if role_of(layer) != d.ROLE_ANNOTATION:
+            continue
+        image = images.get(layer.metadata.get(d.IMAGE_KEY))
+        if image is None or image.data.shape != layer.data.shape:
+            continue
+        if (sparse_from_layer(layer) != d.IGNORE).any():
+            pairs.append((image, layer))
+    return pairs

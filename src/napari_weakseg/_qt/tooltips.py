@@ -43,6 +43,10 @@ TOOLTIPS = {
     "classes are told apart by where they lie (head vs body, left vs "
     "right); full: also 90° turns, intensity and noise.",
     "init": "Start from a model or a pretrained encoder file.",
+    "patience": "Automatic budget: end when validation has not improved "
+    "for this many steps (0: off; steps stay the ceiling).",
+    "every_image": "Train on every image that has an annotation layer with "
+    "labels (one model for all; the chosen pair first).",
     "warm": "Continue from the model the last run produced.",
     "preview": "Predict the shown slice while training (costs time).",
     "TrainWidget.start": "Train in the background; the viewer stays "

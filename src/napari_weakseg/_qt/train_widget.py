@@ -34,7 +34,12 @@ from ._common import (
     start_worker,
     unique_name,
 )
-from .layers import sparse_from_layer, transform_of, volume_of
+from .layers import (
+    annotated_pairs,
+    sparse_from_layer,
+    transform_of,
+    volume_of,
+)
 from .plot import LossPlot
 
 
@@ -49,6 +54,12 @@ class TrainWidget(Dock):
         )
         self.steps = SpinBox(
             value=defaults.STEPS, min=1, max=100_000, label="steps"
+        )
+        self.patience = SpinBox(
+            value=0, min=0, max=100_000, label="stop after no gain (steps)"
+        )
+        self.every_image = CheckBox(
+            text="train on every annotated image", value=False
         )
         self.base_filters = SpinBox(
             value=defaults.BASE_FILTERS, min=4, max=64, label="base filters"
@@ -82,7 +93,9 @@ class TrainWidget(Dock):
             [
                 self.image,
                 self.annotations,
+                self.every_image,
                 self.steps,
+                self.patience,
                 self.base_filters,
                 self.device,
                 self.augment,
@@ -129,28 +142,41 @@ class TrainWidget(Dock):
                 )
             )
             return None
+        pairs = [(image, ann)]
+        if self.every_image.value:  # the chosen pair first, then the others
+            pairs += [
+                (i, a)
+                for i, a in annotated_pairs(self._viewer.layers)
+                if a.name != ann.name
+            ]
         try:
-            sparse = sparse_from_layer(ann)
+            volumes = [volume_of(i) for i, _ in pairs]
+            sparse = [sparse_from_layer(a) for _, a in pairs]
         except Exception as exc:
             report_error(exc)
             return None
         settings = {
             "steps": int(self.steps.value),
+            "patience": int(self.patience.value) or None,
             "base_filters": int(self.base_filters.value),
             "device": str(self.device.value),
             "augment": str(self.augment.value),
             "init": self._init_path(),
             "stop": self._stop,
         }
-        volume = volume_of(image)
         out = Path(str(self.out.value))
         self._stop.clear()
         self.plot.clear()
+        if len(pairs) > 1:
+            show_info(
+                f"Training on {len(pairs)} images: "
+                + ", ".join(i.name for i, _ in pairs)
+            )
 
         def job() -> Any:
             from ..api import iter_train
 
-            return (yield from iter_train(volume, sparse, out, **settings))
+            return (yield from iter_train(volumes, sparse, out, **settings))
 
         self._set_running(True)
         self.worker = start_worker(
@@ -174,7 +200,7 @@ class TrainWidget(Dock):
         self.stop_button.enabled = running
 
     def _on_event(self, event: Any) -> None:
-        from ..core.events import Saved, Started, Step, Validation
+        from ..core.events import Plateau, Saved, Started, Step, Validation
 
         if isinstance(event, Started):
             self.progress.max = event.total_steps
@@ -189,6 +215,10 @@ class TrainWidget(Dock):
             )
             self.plot.add_loss(event.step, event.loss)
             self.plot.redraw()
+        elif isinstance(event, Plateau):
+            self.status.value = (
+                f"no better since step {event.best_step}: finishing early"
+            )
         elif isinstance(event, Validation):
             self.plot.add_dice(event.step, event.mean_dice)
             self.plot.redraw()

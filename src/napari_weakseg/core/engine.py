@@ -35,7 +35,7 @@ import torch
 
 from .device import autocast_dtype
 from .errors import WeaksegError
-from .events import Finished, Saved, Started, Step, Validation
+from .events import Finished, Plateau, Saved, Started, Step, Validation
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,9 @@ class Plan:
     keep_best: bool = True
     #: the best is judged on a moving average of this many validations
     window: int = 1
+    #: end early when the best has not improved for this many steps (then
+    #: run the final phase, in proportion to the steps done); None: off
+    patience: int | None = None
 
     def check(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -85,6 +88,13 @@ class Plan:
                 f"The final phase must be a share in [0, 1) of the budget "
                 f"(got {self.final_phase})."
             )
+        if self.patience is not None and (
+            not isinstance(self.patience, int) or self.patience < 1
+        ):
+            raise WeaksegError(
+                f"Patience must be a whole number of steps, at least 1 "
+                f"(got {self.patience})."
+            )
 
 
 class Task:
@@ -99,6 +109,9 @@ class Task:
     held_out: bool = False
     #: completes "Out of memory with ..." (e.g. "patch [..] and batch 2")
     oom_hint: str = "this patch and batch size"
+    #: share of the time budget spent, set by the engine before each
+    #: scheduler step (0 without a time budget): schedules may decay by it
+    time_share: float = 0.0
 
     def loss(self) -> torch.Tensor:
         """The loss of one batch (run under autocast by the engine)."""
@@ -164,6 +177,14 @@ def nanmean(values: Sequence[float]) -> float:
         return float(np.nanmean(values)) if len(values) else float("nan")
 
 
+def _out_of_patience(plan: Plan, track: Tracker, step: int) -> bool:
+    return (
+        plan.patience is not None
+        and track.best_step is not None
+        and step - track.best_step >= plan.patience
+    )
+
+
 def run(
     task: Task,
     plan: Plan,
@@ -185,6 +206,8 @@ def run(
     val_every = plan.val_every or max(
         1, final_from // max(1, plan.validations)
     )
+    if plan.patience and not plan.val_every:  # several checks per patience
+        val_every = min(val_every, max(1, plan.patience // 4))
     stopping: Callable[[], bool] = (
         (lambda: False) if stop is None else stop.is_set
     )
@@ -209,9 +232,10 @@ def run(
         else math.inf
     )
     in_final = stopped = False
+    end = plan.steps  # moved forward when patience runs out
     task.model.train()
     try:
-        while step < plan.steps:
+        while step < end:
             if stopping() or clock() > deadline:
                 stopped = stopping()
                 break
@@ -230,14 +254,22 @@ def run(
                 loss = task.loss()
             optimiser_step(task.optimiser, loss)
             if task.scheduler is not None:
+                task.time_share = min(1.0, (clock() - t0) / budget_s)
                 task.scheduler.step()
             step += 1
-            yield Step.timed(
-                step, plan.steps, loss.detach(), t0, deadline, clock()
-            )
+            yield Step.timed(step, end, loss.detach(), t0, deadline, clock())
             yield from task.after_step(step)
             if not in_final and step % val_every == 0:
                 yield from checkpoint(step, not protect)
+                if _out_of_patience(plan, track, step):
+                    yield Plateau(step, track.best_step or 0)
+                    if plan.final_phase == 0:
+                        break
+                    share = plan.final_phase / (1 - plan.final_phase)
+                    end = min(plan.steps, step + max(1, round(step * share)))
+                    final_at = math.inf
+                    in_final = True
+                    task.enter_final()
     except torch.OutOfMemoryError:
         if step:
             task.save(last)

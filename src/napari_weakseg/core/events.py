@@ -59,6 +59,15 @@ class Validation:
 
 
 @dataclass(frozen=True)
+class Plateau:
+    """Validation has not improved since ``best_step``: the run ends early
+    (after its final phase, when it has one)."""
+
+    step: int
+    best_step: int
+
+
+@dataclass(frozen=True)
 class Saved:
     path: str
     kind: str
@@ -129,3 +138,11 @@ def run(
             return fin.value
         if callback is not None:
             callback(event)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An input of a batch that could not be used, and why (one sentence)."""
+
+    path: str
+    reason: str

@@ -68,6 +68,23 @@ def is_zarr_store(path: str | os.PathLike) -> bool:
     )
 
 
+def is_collection(path: str | os.PathLike) -> bool:
+    """A folder of volumes (not itself one volume: zarr store, DICOM)."""
+    p = Path(path)
+    return p.is_dir() and not is_dicom_dir(p) and suffix_of(p) != ".zarr"
+
+
+def volume_files(folder: str | os.PathLike) -> list[Path]:
+    """The volumes in a folder, sorted by name: files and zarr stores with
+    a volume suffix and DICOM series folders (hidden entries skipped)."""
+    entries = sorted(Path(folder).iterdir())
+    return [
+        p
+        for p in entries
+        if not p.name.startswith(".") and (can_read(p) or is_zarr_store(p))
+    ]
+
+
 def can_read(path: str | os.PathLike) -> bool:
     """Cheap check used by the napari reader hook."""
     return suffix_of(path) in SUFFIXES or is_dicom_dir(path)

@@ -59,6 +59,9 @@ class TrainConfig:
     #: validations per run (``val_every`` overrides the spacing)
     validations: int = 10
     val_every: int | None = None
+    #: end early when validation has not improved for this many steps
+    #: (the automatic budget: set ``steps``/``minutes`` as a ceiling)
+    patience: int | None = None
     class_weights: list[float] | None = None
     dice_weight: float = 1.0
     #: ``flips`` (mirror every axis), ``none`` (better when classes are
@@ -186,8 +189,15 @@ class UNetTask(Task):
             model.parameters(), lr=cfg.learning_rate, weight_decay=1e-4
         )
         steps = cfg.steps
+
+        def poly(s: int) -> float:
+            # progress through the budget: steps, or time when a minutes
+            # budget runs out first (the engine sets time_share)
+            done = min(max(s / steps, self.time_share), (steps - 1) / steps)
+            return (1 - done) ** 0.9
+
         if cfg.schedule == "poly":
-            factor = lambda s: (1 - min(s, steps - 1) / steps) ** 0.9  # noqa: E731
+            factor = poly
         elif cfg.schedule == "constant":
             factor = lambda s: 1.0  # noqa: E731
         else:
@@ -256,6 +266,7 @@ def iter_train(
         val_every=cfg.val_every,
         final_phase=cfg.final_phase,
         window=3,
+        patience=cfg.patience,
     )
     plan.check()
     device = resolve_device(cfg.device)
