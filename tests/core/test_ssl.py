@@ -240,3 +240,15 @@ def test_rotation_is_learnt_well_above_chance(tmp_path):
     # one batch of 8 gives multiples of 1/8; the reported value is a mean
     # over a window of steps, so it takes values in between
     assert any(abs(a * 8 - round(a * 8)) > 1e-6 for a in accuracy[-20:])
+
+
+def test_a_volume_a_little_shorter_than_the_patch_is_padded(tmp_path):
+    image, _ = make_phantom((28, 40, 40))  # 28 < 32 on z
+    fin = run(
+        iter_pretrain(
+            [image],
+            tmp_path / "enc.safetensors",
+            PretrainConfig(steps=2, base_filters=4, patch=32, device="cpu"),
+        )
+    )
+    assert fin.steps == 2 and (tmp_path / "enc.safetensors").is_file()

@@ -194,6 +194,16 @@ class PretextTask(Task):
         save_tensors(path, self.model.encoder_state(), self.enc_conf)
 
 
+def _pad_short_axes(image: np.ndarray, patch: int) -> np.ndarray:
+    """Pad (edge values) axes a little shorter than the patch; an axis of
+    half the patch or less stays short and is refused when sampled."""
+    pad = [
+        (0, patch - s) if patch // 2 < s < patch else (0, 0)
+        for s in image.shape
+    ]
+    return np.pad(image, pad, mode="edge") if any(p for _, p in pad) else image
+
+
 def iter_pretrain(
     images: Sequence[np.ndarray],
     out: str | Path,
@@ -219,7 +229,7 @@ def iter_pretrain(
         img = np.asarray(img, np.float32)
         require_finite(img, f"image {k}")
         require_structure(img, f"image {k}")
-        norm.append(normalise(img))
+        norm.append(_pad_short_axes(normalise(img), cfg.patch))
     for img in norm:  # size check up front
         structured_patches(img, cfg.patch, 1, np.random.default_rng(0))
     device = resolve_device(cfg.device)
