@@ -296,6 +296,122 @@ def recipe(d: dict) -> None:
     print("\n![recipe](benchmarks/results/recipe.png)\n")
 
 
+def _ms(values: list[float]) -> str:
+    import numpy as np
+
+    v = np.asarray(values, float)
+    return f"{v.mean():.3f} ± {v.std():.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+
+
+def real(d: dict) -> None:
+    """Tables of ``bench_real.py``: inductive hippocampus by labels and
+    budget, pretraining tasks, retraining after a correction, FIB-SEM."""
+    import numpy as np
+
+    rows = d["hippocampus"]
+    seeds = sorted({r["seed"] for r in rows})
+    print(
+        f"**Real data, inductive** (`bench_real.py`; hippocampus: one model "
+        f"from 3 labelled cases, Dice on 5 unseen cases, each predicted on "
+        f"its own; augmentation `none`; seeds {seeds}; {d['machine']}):\n"
+    )
+    print("| labels | steps | minutes | head | body | mean | × dense |")
+    print("|---|---|---|---|---|---|---|")
+    plain = [
+        r for r in rows if not r["init"] and " corrected " not in r["key"]
+    ]
+    dense = {r["steps"]: [] for r in plain if r["setting"] == "dense"}
+    for r in plain:
+        if r["setting"] == "dense":
+            dense[r["steps"]].append(r["mean"])
+    groups: dict = {}
+    for r in plain:
+        groups.setdefault((r["setting"], r["steps"]), []).append(r)
+    for (setting, steps), rs in sorted(
+        groups.items(), key=lambda kv: (kv[0][1], kv[0][0])
+    ):
+        mean = np.mean([r["mean"] for r in rs])
+        ref = np.mean(dense.get(steps, [np.nan]))
+        minutes = np.mean([r["seconds"] for r in rs]) / 60
+        head, body = _ms([r["head"] for r in rs]), _ms([r["body"] for r in rs])
+        print(
+            f"| {setting} | {steps} | {minutes:.1f} | {head} | {body} | "
+            f"{_ms([r['mean'] for r in rs])} | {mean / ref:.2f} |"
+        )
+    pre = d.get("pretraining", [])
+    if pre:
+        big = max(r["steps"] for r in plain)
+        scratch = [
+            r["mean"]
+            for r in plain
+            if r["setting"] == "1/axis" and r["steps"] == big
+        ]
+        print(
+            f"\n**Pretraining on the 20 unlabelled cases**, then one slice "
+            f"per axis on 3 cases, {big} fine-tuning steps (scratch: "
+            f"{_ms(scratch)}):\n"
+        )
+        print(
+            "| pretext task | pretraining | pretext score | "
+            "fine-tuned mean Dice | gain (points) |"
+        )
+        print("|---|---|---|---|---|")
+        for info in pre:
+            rs = [
+                r
+                for r in rows
+                if r["key"].endswith(
+                    f"pretrained {info['task']} {info['steps']}"
+                )
+            ]
+            if not rs:
+                continue
+            gain = 100 * (np.mean([r["mean"] for r in rs]) - np.mean(scratch))
+            score = (
+                ", ".join(
+                    f"{k} {info[k]:.2f}"
+                    for k in ("rotation", "top1")
+                    if k in info
+                )
+                or f"val. loss {info['val_loss']:.3f}"
+            )
+            minutes = info["seconds"] / 60
+            print(
+                f"| {info['task']} | {info['steps']} steps, {minutes:.1f} min "
+                f"| {score} | {_ms([r['mean'] for r in rs])} | {gain:+.1f} |"
+            )
+    warm = [r for r in rows if " corrected warm " in r["key"]]
+    cold = [r for r in rows if " corrected scratch " in r["key"]]
+    if warm and cold:
+        print(
+            "\n**Retraining after a correction** (one more slice per case; "
+            "warm = from the current model):\n"
+        )
+        print("| retrain | steps | seconds | mean Dice |")
+        print("|---|---|---|---|")
+        for name, rs in (("warm start", warm), ("from scratch", cold)):
+            seconds = np.mean([r["seconds"] for r in rs])
+            print(
+                f"| {name} | {rs[0]['steps']} | {seconds:.0f} | "
+                f"{_ms([r['mean'] for r in rs])} |"
+            )
+    fib = d.get("fibsem", [])
+    if fib:
+        print(
+            "\n**FIB-SEM boundaries** (5 % of the slices vs dense on the "
+            "first 80 z-slices, scored on the last 40):\n"
+        )
+        print("| labels | steps | boundary Dice | interior Dice |")
+        print("|---|---|---|---|")
+        for setting in ("sparse", "dense"):
+            rs = [r for r in fib if r["setting"] == setting]
+            if rs:
+                b = _ms([r["boundary"] for r in rs])
+                i = _ms([r["interior"] for r in rs])
+                print(f"| {setting} | {rs[0]['steps']} | {b} | {i} |")
+    print("\n![real](benchmarks/results/real.png)\n")
+
+
 def main() -> None:
     import sys
 
@@ -311,6 +427,7 @@ def main() -> None:
         ("boxes.json", boxes),
         ("cam.json", cam),
         ("recipe.json", recipe),
+        ("real.json", real),
     ]:
         d = load(name)
         if d is not None:
