@@ -58,11 +58,18 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
             ".mhd",
             ".tif",
             ".tiff",
+            ".ome.zarr",
             ".zarr",
         ):
             if name.lower().endswith(s):
                 name = name[: -len(s)]
                 break
         kwargs["name"] = name
-        out.append((vol.data, kwargs, layer_type_for(p, vol.data)))
+        data = vol.data
+        if int(vol.metadata.get("ome_zarr_levels", 1)) > 1:
+            from .core.ngff import read_levels
+
+            data = read_levels(p)[0]  # a pyramid: napari shows it lazily
+            kwargs["multiscale"] = True
+        out.append((data, kwargs, layer_type_for(p, vol.data)))
     return out

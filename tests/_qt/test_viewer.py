@@ -137,3 +137,19 @@ def test_direction_flipped_copy_overlays_the_original(
         out.data_to_world((2, 3, 4)), a.data_to_world((2, 3, 4)), atol=1e-6
     )
     assert out.metadata["weakseg_geometry"] == a.metadata["weakseg_geometry"]
+
+
+def test_an_ome_zarr_pyramid_opens_lazily_in_the_viewer(
+    make_napari_viewer, tmp_path
+):
+    from napari_weakseg.core.geometry import Geometry
+    from napari_weakseg.core.io import Volume, write_volume
+
+    image = np.random.default_rng(0).random((16, 32, 32)).astype(np.float32)
+    geo = Geometry((2.0, 1.0, 1.0), (5.0, -3.0, 0.0))
+    path = write_volume(tmp_path / "big.ome.zarr", Volume(image, geo))
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(path), plugin="napari-weakseg")
+    assert layer.multiscale and len(layer.data) == 3
+    np.testing.assert_allclose(layer.scale, (2.0, 1.0, 1.0))
+    np.testing.assert_allclose(layer.translate, (5.0, -3.0, 0.0))

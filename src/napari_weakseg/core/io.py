@@ -163,6 +163,10 @@ def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
             _write_sitk(tmp, data, volume.geometry)
         elif suffix in TIFF_SUFFIXES:
             _write_tiff(tmp, data, volume.geometry)
+        elif p.name.lower().endswith(".ome.zarr"):
+            from . import ngff
+
+            ngff.write(tmp, data, volume.geometry)
         else:
             _write_zarr(tmp, data, volume.geometry)
         if p.is_dir():  # an old zarr store: out of the way, then removed
@@ -310,11 +314,13 @@ def _write_tiff(p: Path, data: np.ndarray, g: Geometry) -> None:
 def _read_zarr(p: Path, lazy: bool) -> Volume:
     import zarr
 
+    from . import ngff
+
     arr = zarr.open(str(p), mode="r")
-    if not hasattr(arr, "shape"):
-        raise WeaksegError(
-            f"{p.name} is a zarr group; point at one array inside it."
-        )
+    ome = not hasattr(arr, "shape")
+    if ome:  # a group: OME-Zarr multiscales, level 0 is the volume
+        levels, geometries = ngff.read_levels(p)
+        arr, geometry = levels[0], geometries[0]
     voxels = int(np.prod(arr.shape, dtype=np.float64))
     if voxels > max_voxels() or (
         not lazy and voxels * arr.dtype.itemsize > _free_memory()
@@ -329,8 +335,11 @@ def _read_zarr(p: Path, lazy: bool) -> Volume:
             + "."
         )
     attrs = dict(arr.attrs)
-    geometry = Geometry.from_dict(attrs.get("weakseg_geometry", {}))
+    if not ome:
+        geometry = Geometry.from_dict(attrs.get("weakseg_geometry", {}))
     meta = {"zarr_attrs": json.dumps(attrs)}
+    if ome:
+        meta["ome_zarr_levels"] = str(len(levels))
     return Volume(arr if lazy else arr[...], geometry, meta)
 
 

@@ -1,0 +1,205 @@
+"""OME-Zarr (NGFF 0.4 / 0.5) volumes: multiscale read and write.
+
+An OME-Zarr image is a zarr group whose ``multiscales`` metadata lists
+its resolution levels (arrays in the group), their axes and, per level, a
+``scale`` and optional ``translation``.  Written with zarr itself (no
+extra dependency): level 0 is the data, each next level halves the
+spatial axes (mean of 2x2x2 blocks for images, every other voxel for
+labels, so classes stay classes), as the reference ``ome-zarr`` writer
+does.  Only the three spatial axes are read; a channel or time axis of
+length 1 is dropped, longer ones are refused with one sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import WeaksegError
+from .geometry import Geometry
+
+SPATIAL = ("z", "y", "x")
+
+
+def _attrs(path: Path) -> dict:
+    for name in ("zarr.json", ".zattrs"):
+        f = path / name
+        if f.is_file():
+            try:
+                meta = json.loads(f.read_text())
+            except (OSError, ValueError):
+                return {}
+            return (
+                meta.get("attributes", meta) if name == "zarr.json" else meta
+            )
+    return {}
+
+
+def multiscales(path: str | os.PathLike) -> dict | None:
+    """The first ``multiscales`` entry of an OME-Zarr group, else None."""
+    attrs = _attrs(Path(path))
+    entries = attrs.get("ome", attrs).get("multiscales")
+    if isinstance(entries, list) and entries and isinstance(entries[0], dict):
+        return entries[0]
+    return None
+
+
+def is_ome_zarr(path: str | os.PathLike) -> bool:
+    return Path(path).is_dir() and multiscales(path) is not None
+
+
+def _axes(ms: dict, name: str) -> list[str]:
+    axes = ms.get("axes") or ["z", "y", "x"]
+    names = [a["name"] if isinstance(a, dict) else str(a) for a in axes]
+    if names[-3:] != list(SPATIAL) and [n.lower() for n in names[-3:]] != list(
+        SPATIAL
+    ):
+        raise WeaksegError(
+            f"{name} has axes {names}; napari-weakseg reads volumes whose "
+            "last three axes are z, y, x."
+        )
+    return names
+
+
+def _transform(dataset: dict, ndim: int) -> tuple[list[float], list[float]]:
+    scale, shift = [1.0] * ndim, [0.0] * ndim
+    for t in dataset.get("coordinateTransformations", []):
+        if t.get("type") == "scale":
+            scale = [float(v) for v in t["scale"]]
+        elif t.get("type") == "translation":
+            shift = [float(v) for v in t["translation"]]
+    return scale, shift
+
+
+def read_levels(
+    path: str | os.PathLike,
+) -> tuple[list[Any], list[Geometry]]:
+    """Every level as a lazy zarr array (spatial axes only) with its
+    geometry (spacing = scale, origin = translation), finest first."""
+    import zarr
+
+    p = Path(path)
+    ms = multiscales(p)
+    if ms is None:
+        raise WeaksegError(
+            f"{p.name} is a zarr group without OME-Zarr (NGFF) multiscales "
+            "metadata; point at one array inside it."
+        )
+    names = _axes(ms, p.name)
+    datasets = ms.get("datasets") or []
+    if not datasets:
+        raise WeaksegError(f"{p.name} lists no resolution level.")
+    group = zarr.open_group(str(p), mode="r")
+    levels, geoms = [], []
+    for d in datasets:
+        key = str(d.get("path", ""))
+        try:
+            arr = group[key]
+        except KeyError:
+            raise WeaksegError(
+                f"{p.name} lists the level '{key}' but holds no such array."
+            ) from None
+        if arr.ndim != len(names):
+            raise WeaksegError(
+                f"Level '{key}' of {p.name} has {arr.ndim} axes; the "
+                f"metadata names {len(names)}."
+            )
+        extra = arr.shape[:-3]
+        if any(n != 1 for n in extra):
+            raise WeaksegError(
+                f"{p.name} has {'x'.join(map(str, extra))} channels or time "
+                "points; napari-weakseg reads one 3D volume (split them)."
+            )
+        arr = arr[(0,) * len(extra)] if extra else arr
+        scale, shift = _transform(d, len(names))
+        levels.append(arr)
+        geoms.append(Geometry(tuple(scale[-3:]), tuple(shift[-3:])))
+    return levels, geoms
+
+
+def write(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    geometry: Geometry,
+    levels: int = 3,
+    labels: bool | None = None,
+) -> None:
+    """An OME-Zarr (NGFF 0.4) image group at ``path`` (replaced whole)."""
+    import zarr
+
+    if not np.allclose(geometry.matrix, np.eye(3), atol=1e-6):
+        raise WeaksegError(
+            "OME-Zarr has no rotation: this volume's direction is oblique; "
+            "write NIfTI, NRRD or MetaImage instead."
+        )
+    data = np.asarray(data)
+    if data.ndim not in (3, 4):
+        raise WeaksegError(
+            f"OME-Zarr output takes a 3D volume or channels first (got "
+            f"{data.ndim} axes)."
+        )
+    channels = data.ndim == 4
+    if labels is None:
+        labels = np.issubdtype(data.dtype, np.integer)
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    spacing = np.asarray(geometry.spacing, float)
+    datasets = []
+    level = data
+    for k in range(max(1, levels)):
+        if k and min(level.shape[-3:]) < 2:
+            break
+        chunks = tuple(min(s, 64) for s in level.shape)
+        arr = group.create_array(
+            str(k), shape=level.shape, dtype=level.dtype, chunks=chunks
+        )
+        arr[...] = level
+        factor = 2.0**k
+        # a mean of 2^k voxels sits at their centre; a subsampled label
+        # voxel is the first of its block
+        offset = 0.0 if labels else (factor - 1) / 2
+        shift = np.asarray(geometry.origin, float) + offset * spacing
+        lead = [1.0] if channels else []
+        lead0 = [0.0] if channels else []
+        datasets.append(
+            {
+                "path": str(k),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": lead + list(spacing * factor)},
+                    {
+                        "type": "translation",
+                        "translation": lead0 + list(shift),
+                    },
+                ],
+            }
+        )
+        level = (
+            np.stack([_halve(c, labels) for c in level])
+            if channels
+            else _halve(level, labels)
+        )
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "name": Path(path).name,
+            "axes": ([{"name": "c", "type": "channel"}] if channels else [])
+            + [
+                {"name": a, "type": "space", "unit": "millimeter"}
+                for a in SPATIAL
+            ],
+            "datasets": datasets,
+        }
+    ]
+    group.attrs["weakseg_geometry"] = geometry.to_dict()
+
+
+def _halve(level: np.ndarray, labels: bool) -> np.ndarray:
+    if labels:
+        return np.ascontiguousarray(level[::2, ::2, ::2])
+    even = tuple(slice(0, s - s % 2) for s in level.shape)
+    v = level[even].astype(np.float32)
+    z, y, x = (s // 2 for s in v.shape)
+    return v.reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5)).astype(level.dtype)
