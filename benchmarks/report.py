@@ -412,12 +412,36 @@ def real(d: dict) -> None:
     print("\n![real](benchmarks/results/real.png)\n")
 
 
+def readme(path: Path = RESULTS.parents[1] / "README.md") -> None:
+    """Replace the README's tables (between its benchmark markers) with
+    the ones rendered from ``results/``."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        tables()
+    text = path.read_text()
+    start = text.index("<!-- benchmarks:start")
+    start = text.index("\n", start) + 1
+    end = text.index("<!-- benchmarks:end -->")
+    path.write_text(text[:start] + buf.getvalue().strip() + "\n" + text[end:])
+    print(f"tables written into {path}")
+
+
 def main() -> None:
     import sys
 
     if "--plots" in sys.argv:
         replot()
         return
+    if "--readme" in sys.argv:
+        readme()
+        return
+    tables()
+
+
+def tables() -> None:
     base = load("sparse.json")
     for name, fn in [
         ("sparse.json", sparse),
