@@ -34,7 +34,26 @@ def test_small_volumes_are_padded_with_ignore():
     )
     batch = sampler.batch(3)
     assert batch["image"].shape == (3, 1, 8, 8, 8)
-    assert int((batch["label"] == 255).sum()) == 3 * (512 - 120)
+    labelled = (batch["label"] != 255).sum(dim=(1, 2, 3, 4))
+    assert ((labelled > 0) & (labelled <= 120)).all()
+
+
+def test_a_sparse_slice_lands_anywhere_in_its_patch():
+    """The labelled plane must not sit at one place in every patch (the
+    network would learn where the loss is, not what it sees)."""
+    labels = np.full((32, 32, 32), 255, np.uint8)
+    labels[16] = 0
+    labels[16, 10:20, 10:20] = 1
+    sampler = PatchSampler(
+        [np.ones((32, 32, 32), np.float32)], [labels], (24, 24, 24), 2
+    )
+    where = set()
+    for _ in range(100):
+        lbl = sampler.sample()["label"][0]
+        planes = np.flatnonzero((lbl != 255).any(axis=(1, 2)).numpy())
+        assert len(planes) == 1  # the one labelled slice is in the patch
+        where.add(int(planes[0]))
+    assert len(where) >= 15  # of 24 possible places
 
 
 def test_no_labels_is_one_sentence():

@@ -1,16 +1,19 @@
 """Patch sampling for sparse labels with MONAI dictionary transforms.
 
-Patch centres are drawn per class from labelled voxels only
-(:class:`~monai.transforms.RandCropByLabelClassesd` with equal ratios on
-precomputed class indices), so every patch holds labels and classes are
-balanced however few voxels each has.  Unlabelled voxels (the ignore value)
-are never a centre.  Augmentation (``augment``): ``flips`` (the default)
-mirrors every axis, as a plain MONAI loop does; ``none`` mirrors nothing,
-which is better when classes are told apart by where they lie (a
-hippocampus head lies anterior of its body; left vs right); ``full`` adds
-90° rotations in a plane with equal spacing and patch size, intensity
-scale/shift and noise, which cost quality at short budgets (see the
-README's recipe ablation).
+Every patch holds a labelled voxel of a class drawn uniformly among the
+classes present (MONAI's ``ClassesToIndicesd`` precomputes where each
+class is), so classes are balanced however few voxels each has.  That
+voxel lies at a uniformly random place in its patch, and volumes get half
+a patch of margin, so a sparse slice does not always sit at the same
+place in the patch (the network would learn where the loss is instead of
+what it sees; see the README's real-data table).  Unlabelled voxels (the
+ignore value) are never chosen.  Augmentation (``augment``):
+``flips`` (the default) mirrors every axis, as a plain MONAI loop does;
+``none`` mirrors nothing, which is better when classes are told apart by
+where they lie (a hippocampus head lies anterior of its body; left vs
+right); ``full`` adds 90° rotations in a plane with equal spacing and
+patch size, intensity scale/shift and noise, which cost quality at short
+budgets (see the README's recipe ablation).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import torch
 from monai.transforms import (
     ClassesToIndicesd,
     Compose,
-    RandCropByLabelClassesd,
     RandFlipd,
     RandGaussianNoised,
     RandRotate90d,
@@ -101,6 +103,13 @@ class PatchSampler:
             n = int(np.count_nonzero(lbl != self.ignore_label))
             if n == 0:
                 continue
+            # Half a patch of margin (image: edge values, labels: ignore)
+            # so a labelled voxel can sit anywhere in its patch: a sparse
+            # slice that always sat at the same place in the patch would
+            # let the network learn where the loss is, not what it sees.
+            margin = [(p // 2, p // 2) for p in patch]
+            img = np.pad(img, margin, mode="edge")
+            lbl = np.pad(lbl, margin, constant_values=self.ignore_label)
             item = {"image": img[None], "label": lbl[None]}
             self._items.append(index(item))
             self._weights.append(n)
@@ -108,16 +117,7 @@ class PatchSampler:
             raise WeaksegError(
                 "No labelled voxel: annotate at least one slice or scribble."
             )
-        self._crop = RandCropByLabelClassesd(
-            keys=["image", "label"],
-            label_key="label",
-            spatial_size=patch,
-            num_classes=self.num_classes,
-            num_samples=1,
-            indices_key="label_cls_indices",
-            warn=False,
-        )
-        steps = [self._crop]
+        steps = []
         level = {True: "flips", False: "none"}.get(self.augment, self.augment)
         if level not in AUGMENTATIONS:
             raise WeaksegError(
@@ -135,17 +135,34 @@ class PatchSampler:
                 RandShiftIntensityd("image", offsets=0.1, prob=0.5),
                 RandGaussianNoised("image", prob=0.2, std=0.05),
             ]
+        self._patch = patch
         self._transform = Compose(steps, lazy=False)
         self._transform.set_random_state(seed=self.seed)
         self._rng = np.random.default_rng(self.seed)
         w = np.asarray(self._weights, float)
         self._p = w / w.sum()
 
+    def _crop(self, item: dict) -> dict:
+        """A patch holding one labelled voxel (its class drawn uniformly
+        among the classes present) at a uniformly random place in it."""
+        rng, patch = self._rng, self._patch
+        indices = item["label_cls_indices"]
+        present = [c for c, idx in enumerate(indices) if len(idx)]
+        chosen = indices[present[int(rng.integers(len(present)))]]
+        flat = int(chosen[int(rng.integers(len(chosen)))])
+        shape = item["label"].shape[1:]
+        voxel = np.unravel_index(flat, shape)
+        start = [
+            min(max(0, int(v) - int(rng.integers(p))), s - p)
+            for v, p, s in zip(voxel, patch, shape)
+        ]
+        box = (slice(None), *(slice(a, a + p) for a, p in zip(start, patch)))
+        return {"image": item["image"][box], "label": item["label"][box]}
+
     def sample(self) -> dict[str, torch.Tensor]:
         """One augmented patch pair: image (1, *patch), label (1, *patch)."""
         i = int(self._rng.choice(len(self._items), p=self._p))
-        out = self._transform(self._items[i])
-        out = out[0] if isinstance(out, list) else out
+        out = self._transform(self._crop(self._items[i]))
         return {
             "image": torch.as_tensor(
                 np.asarray(out["image"]), dtype=torch.float32
