@@ -284,3 +284,12 @@ def test_batch_prediction_never_writes_over_its_inputs(
     (tmp_path / "empty").mkdir()
     with pytest.raises(api.WeaksegError, match="folder is empty"):
         api.predict_batch(model, tmp_path / "empty", tmp_path / "o")
+
+
+def test_one_pair_without_labels_among_several_is_one_sentence(tmp_path):
+    image, truth = make_phantom((16, 24, 24))
+    empty = np.full(truth.shape, 255, np.uint8)
+    with pytest.raises(api.WeaksegError, match="Labels 2 have no labelled"):
+        api.train(
+            [image, image], [_sparse(truth), empty], tmp_path / "m.safetensors"
+        )

@@ -93,6 +93,11 @@ def prepare(
                 f"Labels hold the value {bad[0]}; use 0 for background, "
                 f"1..254 for classes and {ignore} for unlabelled voxels."
             )
+        if not values and len(images) > 1:
+            raise WeaksegError(
+                f"Labels {k + 1} have no labelled voxel; annotate that image "
+                "or leave it out."
+            )
         present |= values
         lbl = lbl.astype(np.uint8)
         target = lbl.copy()
