@@ -104,7 +104,7 @@ def main() -> None:
                 crops, labels, clf, cfg, image.geometry.spacing
             )
         )
-        results["classifier accuracy (train crops)"] = fin.best_dice
+        results["classifier accuracy (train crops)"] = fin.best
         model, _ = load_model(clf)
         pos = [i for i, c in enumerate(labels) if c == 1]
         for method in ("cam", "gradcam", "gradcam++"):

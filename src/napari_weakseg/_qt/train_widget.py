@@ -282,7 +282,7 @@ class TrainWidget(Dock):
         self._session.set_model(result.best_path)
         show_info(
             f"Training {'stopped' if result.stopped else 'finished'} after "
-            f"{result.steps} steps; validation Dice {result.best_dice:.3f}."
+            f"{result.steps} steps; {result.summary()}."
         )
         self.status.value = f"model: {result.best_path}"
 

@@ -3,8 +3,8 @@
 Every patch holds a labelled voxel of a class drawn uniformly among the
 classes present (MONAI's ``ClassesToIndicesd`` precomputes where each
 class is), so classes are balanced however few voxels each has.  That
-voxel lies at a uniformly random place in its patch, and volumes get half
-a patch of margin, so a sparse slice does not always sit at the same
+voxel lies at a uniformly random place in its patch, and partly labelled
+volumes get a quarter patch of margin, so a sparse slice does not always sit at the same
 place in the patch (the network would learn where the loss is instead of
 what it sees; see the README's real-data table).  Unlabelled voxels (the
 ignore value) are never chosen.  Augmentation (``augment``):
@@ -88,6 +88,10 @@ class PatchSampler:
     ignore_label: int = IGNORE
     augment: str | bool = "flips"
     seed: int = 0
+    #: margin around partly labelled volumes, as a share of the patch on
+    #: each side (edge image, ignore labels); densely labelled volumes get
+    #: none (no slice to give away where the loss is)
+    margin: float = 0.25
 
     def __post_init__(self) -> None:
         patch = [int(p) for p in self.patch_size]
@@ -103,13 +107,14 @@ class PatchSampler:
             n = int(np.count_nonzero(lbl != self.ignore_label))
             if n == 0:
                 continue
-            # Half a patch of margin (image: edge values, labels: ignore)
+            # A margin (image: edge values, labels: ignore)
             # so a labelled voxel can sit anywhere in its patch: a sparse
             # slice that always sat at the same place in the patch would
             # let the network learn where the loss is, not what it sees.
-            margin = [(p // 2, p // 2) for p in patch]
-            img = np.pad(img, margin, mode="edge")
-            lbl = np.pad(lbl, margin, constant_values=self.ignore_label)
+            if n < lbl.size and self.margin > 0:
+                margin = [(int(p * self.margin),) * 2 for p in patch]
+                img = np.pad(img, margin, mode="edge")
+                lbl = np.pad(lbl, margin, constant_values=self.ignore_label)
             item = {"image": img[None], "label": lbl[None]}
             self._items.append(index(item))
             self._weights.append(n)
