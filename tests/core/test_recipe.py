@@ -28,11 +28,15 @@ DATA = (
     / "hippocampus_mri"
     / "labelled"
 )
-STEPS = 150
-#: measured (mean of head and body Dice): 0.702 / 0.717 / 0.717 over seeds
-#: 0-2; the recipe before the ablation (DynUNet, lr 1e-2, heavy
-#: augmentation, best of 6 validations) gave 0.591 / 0.607 (seeds 0-1)
-FLOOR = 0.65
+STEPS = 300
+#: measured (mean of head and body Dice) with the current sampler (a
+#: labelled voxel anywhere in its patch, a quarter-patch margin):
+#: 0.649 / 0.675 / 0.723 over seeds 0-2 at 300 steps.  At 150 steps this
+#: one-volume case learns more slowly than with the previous sampler
+#: (0.568 / 0.484 / 0.634 vs 0.702 / 0.717 / 0.717; without the margin
+#: 0.736 / 0.713 / 0.703): the trade-off for multi-volume sparse slices,
+#: where the margin is what makes one slice per axis work (README).
+FLOOR = 0.60
 
 pytestmark = [
     pytest.mark.slow,
