@@ -3,10 +3,11 @@
 Every patch holds a labelled voxel of a class drawn uniformly among the
 classes present (MONAI's ``ClassesToIndicesd`` precomputes where each
 class is), so classes are balanced however few voxels each has.  That
-voxel lies at a uniformly random place in its patch, and partly labelled
-volumes get a quarter patch of margin, so a sparse slice does not always sit at the same
-place in the patch (the network would learn where the loss is instead of
-what it sees; see the README's real-data table).  Unlabelled voxels (the
+voxel lies at a uniformly random place in its patch, and partly
+labelled volumes get a quarter patch of margin, so a sparse slice does
+not always sit at the same place in the patch (the network would learn
+where the loss is instead of what it sees; see the README's real-data
+table).  Unlabelled voxels (the
 ignore value) are never chosen.  Augmentation (``augment``):
 ``flips`` (the default) mirrors every axis, as a plain MONAI loop does;
 ``none`` mirrors nothing, which is better when classes are told apart by
