@@ -108,7 +108,9 @@ def test_pretext_loss_decreases_and_encoder_transfers(tmp_path, network):
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
     tensors, conf = read_model_file(tmp_path / "enc.safetensors")
     assert conf.kind == "encoder" and conf.network == network
-    net = build_network(ModelConfig(**{**conf.__dict__, "kind": "unet"}))
+    net = build_network(
+        ModelConfig(**{**conf.__dict__, "kind": "unet", "num_classes": 2})
+    )
     prefixes = encoder_prefixes(net)
     assert all(k.startswith(prefixes) for k in tensors)
     decoder = blocks_of(net)[1]
