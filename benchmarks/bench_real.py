@@ -54,6 +54,7 @@ TASKS = {
     "rotation": "rotation",
     "contrastive": "contrastive",
     "inpainting": "inpainting",
+    "rotation + contrastive (default)": "rotation,contrastive",
     "all three": "rotation,contrastive,inpainting",
 }
 

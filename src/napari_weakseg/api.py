@@ -736,7 +736,7 @@ def iter_pretrain(
     images: VolumeLike | Sequence[VolumeLike],
     out: PathLike,
     *,
-    tasks: str | Sequence[str] = ("rotation", "contrastive"),
+    tasks: str | Sequence[str] = defaults.PRETRAIN_TASKS,
     steps: int = defaults.STEPS,
     minutes: float | None = None,
     patch: int = defaults.PRETRAIN_PATCH,

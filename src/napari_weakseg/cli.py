@@ -375,7 +375,7 @@ def _pretrain_parser(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="ENCODER")
     p.add_argument(
         "--tasks",
-        default="rotation,contrastive",
+        default=",".join(defaults.PRETRAIN_TASKS),
         help="comma-separated: rotation, contrastive, inpainting",
     )
     p.add_argument("--steps", type=POSITIVE, default=defaults.STEPS)

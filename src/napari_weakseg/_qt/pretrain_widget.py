@@ -31,7 +31,7 @@ class PretrainWidget(Dock):
         self.images = Select(choices=self._image_names, label="images")
         self.rotation = CheckBox(text="rotation", value=True)
         self.contrastive = CheckBox(text="contrastive", value=True)
-        self.inpainting = CheckBox(text="inpainting", value=False)
+        self.inpainting = CheckBox(text="inpainting", value=True)
         self.steps = SpinBox(
             value=defaults.STEPS, min=1, max=100_000, label="steps"
         )

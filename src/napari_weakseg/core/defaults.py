@@ -18,6 +18,9 @@ BASE_FILTERS = 16
 #: boxes to masks: recursive rounds, and training steps in each
 BOX_ROUNDS = 3
 BOX_STEPS_PER_ROUND = 150
+#: pretext tasks of self-supervised pretraining (all three together were
+#: best on the hippocampus: README, real-data pretraining table)
+PRETRAIN_TASKS = ("rotation", "contrastive", "inpainting")
 #: edge of the cubic patches of self-supervised pretraining
 PRETRAIN_PATCH = 32
 #: AdamW learning rate of U-Net training

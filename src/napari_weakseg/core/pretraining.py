@@ -59,7 +59,7 @@ def _mean(values: deque) -> float:
 class PretrainConfig:
     steps: int = defaults.STEPS
     minutes: float | None = None
-    tasks: tuple[str, ...] = ("rotation", "contrastive")
+    tasks: tuple[str, ...] = defaults.PRETRAIN_TASKS
     weights: dict[str, float] = field(default_factory=dict)
     batch_size: int = 4
     patch: int = defaults.PRETRAIN_PATCH
