@@ -25,6 +25,7 @@ from ..core.annotation import (
     labelled_fraction,
     normalise_done,
     suggest_next_slice,
+    to_sparse_labels,
     unmarked_plane,
 )
 from ..core.defaults import DONE_KEY, IMAGE_KEY, ROLE_ANNOTATION, ROLE_KEY
@@ -34,7 +35,6 @@ from .layers import (
     done_of,
     edit_slice,
     restore_into,
-    sparse_from_layer,
     transform_of,
 )
 
@@ -289,7 +289,9 @@ class AnnotationWidget(Dock):
             return
         done = done_of(layer)
         parts = [f"{AXES[a]}: {done[a] or '-'}" for a in range(3)]
-        frac = labelled_fraction(sparse_from_layer(layer))
+        frac = labelled_fraction(
+            to_sparse_labels(np.asarray(layer.data), done)
+        )
         self.info.value = (
             "done " + "; ".join(parts) + f"\nlabelled {100 * frac:.2f} %"
         )

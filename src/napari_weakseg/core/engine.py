@@ -25,6 +25,7 @@ import math
 import threading
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +98,9 @@ class Plan:
             )
 
 
-class Task:
-    """One trainer: subclasses set the attributes and override the hooks."""
+class Task(ABC):
+    """One trainer: subclasses set the attributes, implement ``loss``,
+    ``validate`` and ``save``, and may override the two hooks."""
 
     model: torch.nn.Module
     optimiser: torch.optim.Optimizer
@@ -113,24 +115,26 @@ class Task:
     #: scheduler step (0 without a time budget): schedules may decay by it
     time_share: float = 0.0
 
+    @abstractmethod
     def loss(self) -> torch.Tensor:
         """The loss of one batch (run under autocast by the engine)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def validate(self) -> Sequence[float]:
         """Per-class (or single) scores; their NaN-mean is the metric."""
-        raise NotImplementedError
 
+    @abstractmethod
     def save(self, path: Path) -> None:
         """Write the weights to ``path`` atomically."""
-        raise NotImplementedError
 
     def after_step(self, step: int) -> Iterable[Any]:
         """Extra events after a step (e.g. pretext accuracies)."""
         return ()
 
-    def enter_final(self) -> None:
-        """Start the final phase (e.g. held-back slices go back in)."""
+    def enter_final(self) -> None:  # noqa: B027 (optional hook)
+        """Start the final phase (e.g. held-back slices go back in); by
+        default nothing changes."""
+        return None
 
 
 def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
