@@ -129,7 +129,6 @@ def main() -> None:
             config.patch_size,
             config.normalisation,
             device,
-            3,
             on_progress=windows.append,
         )
     )

@@ -113,28 +113,55 @@ def test_api_label_arrays_take_the_image_geometry(files, tmp_path):
 
 
 def test_large_volumes_stream_blocks_into_zarr(tmp_path, monkeypatch):
-    """z-blocks with a halo; outputs written chunk by chunk to zarr."""
+    """Above LARGE_VOXELS: blocks with a halo, streamed into the stores;
+    the same labels as in memory; lazy zarr arrays come back."""
     from napari_weakseg import api
-    from napari_weakseg.core import inference
+    from napari_weakseg.core import defaults, tiled
 
-    image, truth = make_phantom((24, 16, 16))
+    image, truth = make_phantom((40, 24, 24))
     model = tmp_path / "m.safetensors"
     sparse = np.full(truth.shape, 255, np.uint8)
     sparse[12] = truth[12]
-    api.train(image, sparse, model, steps=2, base_filters=4, device="cpu")
-    whole, _ = api.predict(model, image, device="cpu")
-    monkeypatch.setattr(inference, "BLOCK_VOXELS", 8 * 16 * 16)
-    zimg = write_volume(tmp_path / "img.zarr", Volume(image))
-    out = tmp_path / "seg.zarr"
-    labels, probs = api.predict(
-        model, zimg, out=out, device="cpu", probabilities=tmp_path / "p.zarr"
+    api.train(
+        image,
+        sparse,
+        model,
+        steps=2,
+        base_filters=4,
+        patch_size=[8, 8, 8],
+        device="cpu",
     )
+    zimg = write_volume(tmp_path / "img.zarr", Volume(image))
+    whole, whole_p = api.predict(model, zimg, device="cpu")
+    monkeypatch.setattr(defaults, "LARGE_VOXELS", 16 * 24 * 24)
+    monkeypatch.setattr(tiled, "BLOCK_EDGE", 8)
+    events = []
+    out = tmp_path / "seg.ome.zarr"
+    labels, probs = api.predict(
+        model,
+        zimg,
+        out=out,
+        device="cpu",
+        probabilities=tmp_path / "p.zarr",
+        block=16,
+        callback=events.append,
+    )
+    progress = [e for e in events if type(e).__name__ == "Progress"]
+    # blocks of 16 voxels on the 4-voxel window grid: z 16+16+8, y/x whole
+    assert [e.done for e in progress] == [0, 1, 2, 3]
+    assert type(labels).__module__.startswith("zarr")
     back = read_volume(out, lazy=True)
-    assert type(back.data).__module__.startswith("zarr")
-    assert back.data.shape == (24, 16, 16)
-    agree = np.mean(np.asarray(back.data) == whole)
-    assert agree > 0.99, agree
-    assert read_volume(tmp_path / "p.zarr").data.shape == (3, 24, 16, 16)
+    assert back.data.shape == (40, 24, 24)
+    np.testing.assert_array_equal(np.asarray(back.data), whole)
+    np.testing.assert_allclose(np.asarray(probs), whole_p, atol=1e-5)
+    assert read_volume(tmp_path / "p.zarr").data.shape == (3, 40, 24, 24)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "img.zarr",
+        "m.last.safetensors",
+        "m.safetensors",
+        "p.zarr",
+        "seg.ome.zarr",
+    ]
 
 
 def test_volume_smaller_than_a_patch_is_padded(tmp_path):

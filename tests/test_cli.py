@@ -492,3 +492,44 @@ def test_predict_over_a_folder_skips_what_it_cannot_read(
     argv = ["predict", "--model", str(model), "--image", str(inputs)]
     assert main([*argv, "--out", str(inputs), "--device", "cpu"]) == 2
     assert "is also an input of this command" in capsys.readouterr().err
+
+
+def test_predict_block_by_block_into_zarr(files, tmp_path, capsys):
+    """--block streams the labels into a zarr store: the same labels as a
+    whole-volume prediction; a block under the patch is one sentence; a
+    scheduler that does not answer is one sentence and writes nothing."""
+    img, lbl = files
+    model = tmp_path / "m.safetensors"
+    argv = ["train", "--image", str(img), "--labels", str(lbl)]
+    argv += ["--out", str(model), "--steps", "2", "--base-filters", "4"]
+    argv += ["--device", "cpu", "--patch-size", "8", "8", "8"]
+    assert main(argv) == 0
+    predict = ["predict", "--model", str(model), "--image", str(img)]
+    predict += ["--device", "cpu", "--quiet"]
+    assert main([*predict, "--out", str(tmp_path / "whole.nii.gz")]) == 0
+    out = tmp_path / "seg.zarr"  # (OME-Zarr has no oblique direction)
+    assert main([*predict, "--out", str(out), "--block", "8"]) == 0
+    whole = read_volume(tmp_path / "whole.nii.gz").data
+    np.testing.assert_array_equal(read_volume(out).data, whole)
+    assert main([*predict, "--out", str(out), "--block", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "Blocks of 4 voxels are smaller than the model's patch (8)" in err
+    from napari_weakseg.core import tiled
+
+    tiled.CONNECT_TIMEOUT, saved = "1s", tiled.CONNECT_TIMEOUT
+    try:
+        bad = tmp_path / "never.ome.zarr"
+        argv = [
+            *predict,
+            "--out",
+            str(bad),
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+        ]
+        assert main(argv) == 2
+    finally:
+        tiled.CONNECT_TIMEOUT = saved
+    assert "No dask scheduler answers at tcp://127.0.0.1:9" in (
+        capsys.readouterr().err
+    )
+    assert not bad.exists()

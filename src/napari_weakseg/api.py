@@ -255,6 +255,8 @@ def iter_predict(
     device: str = "auto",
     tta: bool = False,
     overlap: float = 0.5,
+    scheduler: Any = None,
+    block: int | None = None,
     stop: threading.Event | None = None,
     on_progress: Callable[[Any], None] | None = None,
 ) -> Events:
@@ -262,34 +264,65 @@ def iter_predict(
 
     Returns ``(labels, probabilities)``: uint8 classes and float32
     ``(C, Z, Y, X)`` softmax.  Written files keep the input's geometry.
-    Every window is yielded as :class:`~.core.events.Progress` (MONAI
-    runs in a helper thread); with ``on_progress`` MONAI runs on the
-    calling thread instead, faster, and windows go to ``on_progress``.
+    A volume of at most :data:`~.core.defaults.LARGE_VOXELS` is predicted in
+    memory and every window is yielded as :class:`~.core.events.Progress`
+    (MONAI runs in a helper thread; with ``on_progress`` it runs on the
+    calling thread instead, faster, and windows go to ``on_progress``).
+    A larger one, or any with ``scheduler``, goes block by block (edge
+    ``block`` voxels): ``.zarr``/``.ome.zarr`` outputs are streamed and
+    come back as lazy arrays, one progress event per block.
+    ``scheduler``: ``"local"`` (a dask LocalCluster), the address of a
+    dask.distributed scheduler whose workers see the model file and the
+    outputs, or a :class:`distributed.Client`.
     """
-    from .core import inference
+    from .core import inference, tiled
     from .core.device import resolve_device
 
     dev = resolve_device(device)
     net, config = _segmentation_model(model, dev)
     vol = as_volume(image, lazy=True)
     require_3d(vol.data, "image")
-    labels, probs = yield from inference.iter_predict(
-        net,
-        vol.data,
-        config.patch_size,
-        config.normalisation,
-        dev,
-        config.num_classes,
-        overlap=overlap,
-        tta=tta,
-        stop=stop,
-        on_progress=on_progress,
-    )
-    if out is not None:
-        write_volume(out, Volume(labels, vol.geometry))
-    if probabilities is not None:
-        write_volume(probabilities, Volume(probs, vol.geometry))
-    return labels, probs
+    voxels = int(np.prod(vol.data.shape, dtype=np.float64))
+    if scheduler is None and block is None and voxels <= defaults.LARGE_VOXELS:
+        labels, probs = yield from inference.iter_predict(
+            net,
+            vol.data,
+            config.patch_size,
+            config.normalisation,
+            dev,
+            overlap=overlap,
+            tta=tta,
+            stop=stop,
+            on_progress=on_progress,
+        )
+        if out is not None:
+            write_volume(out, Volume(labels, vol.geometry))
+        if probabilities is not None:
+            write_volume(probabilities, Volume(probs, vol.geometry))
+        return labels, probs
+    if scheduler is not None:
+        if not isinstance(model, str | os.PathLike):
+            raise WeaksegError(
+                "A distributed prediction needs the model file (its "
+                "workers load it), not a loaded model."
+            )
+        net = tiled.ModelRef(str(model), device)
+    with tiled.connect(scheduler) as client:
+        return (
+            yield from tiled.iter_predict_volume(
+                net,
+                config,
+                vol,
+                out,
+                probabilities,
+                overlap=overlap,
+                tta=tta,
+                stop=stop,
+                on_progress=on_progress,
+                client=client,
+                edge=block or tiled.BLOCK_EDGE,
+            )
+        )
 
 
 #: windows go to the callback on this thread: ~1.4× faster than streaming
@@ -330,6 +363,8 @@ def iter_predict_batch(
     device: str = "auto",
     tta: bool = False,
     overlap: float = 0.5,
+    scheduler: Any = None,
+    block: int | None = None,
     stop: threading.Event | None = None,
     on_progress: Callable[[Any], None] | None = None,
 ) -> Events:
@@ -338,11 +373,11 @@ def iter_predict_batch(
     Each label volume goes to ``out_dir`` under its input's name (and its
     probabilities to ``probabilities_dir``).  An input that cannot be read
     or segmented is skipped with one :class:`~.core.events.Skipped` event
-    and the batch goes on; returns a :class:`Batch`.
+    and the batch goes on; returns a :class:`Batch`.  One dask cluster
+    (``scheduler``, see :func:`iter_predict`) serves the whole batch.
     """
+    from .core import tiled
     from .core.device import resolve_device
-    from .core.errors import Cancelled
-    from .core.events import Skipped
 
     inputs = batch_inputs(images)
     outs = [Path(out_dir)] + (
@@ -357,7 +392,43 @@ def iter_predict_batch(
                 "folder (outputs take their input's name)."
             )
     dev = resolve_device(device)
-    loaded = _segmentation_model(model, dev)
+    loaded = (
+        model if scheduler is not None else _segmentation_model(model, dev)
+    )
+    with tiled.connect(scheduler) as client:
+        return (
+            yield from _iter_batch(
+                loaded,
+                inputs,
+                outs,
+                probabilities_dir,
+                str(dev),
+                {
+                    "tta": tta,
+                    "overlap": overlap,
+                    "scheduler": client,
+                    "block": block,
+                },
+                stop,
+                on_progress,
+            )
+        )
+
+
+def _iter_batch(
+    loaded: Any,
+    inputs: list[Path],
+    outs: list[Path],
+    probabilities_dir: PathLike | None,
+    device: str,
+    options: dict[str, Any],
+    stop: threading.Event | None,
+    on_progress: Callable[[Any], None] | None,
+) -> Events:
+    from .core.errors import Cancelled
+    from .core.events import Skipped
+
+    out_dir = outs[0]
     written: list[str] = []
     skipped: list[tuple[str, str]] = []
     for k, path in enumerate(inputs, start=1):
@@ -374,11 +445,10 @@ def iter_predict_batch(
                 path,
                 out=target,
                 probabilities=probs,
-                device=str(dev),
-                tta=tta,
-                overlap=overlap,
+                device=device,
                 stop=stop,
                 on_progress=on_progress,
+                **options,
             )
         except Cancelled:
             raise

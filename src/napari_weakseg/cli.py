@@ -272,6 +272,21 @@ def _predict_parser(sub: Any) -> None:
     )
     p.add_argument("--overlap", type=OVERLAP, default=0.5)
     p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="predict block by block on a dask.distributed cluster: "
+        "'local' starts one here, or a scheduler's address (its workers "
+        "must see the model and the outputs)",
+    )
+    p.add_argument(
+        "--block",
+        type=POSITIVE,
+        metavar="VOXELS",
+        help="predict block by block, blocks about this many voxels on a "
+        "side (at least the model's patch); automatic for volumes over "
+        "256^3 voxels",
+    )
 
 
 def _box_parsers(sub: Any) -> None:

@@ -218,3 +218,43 @@ def test_train_on_every_annotated_image(make_napari_viewer, qtbot, tmp_path):
         pass
     one = int((sparse_from_layer(first) != 255).sum())
     assert started[0].train_voxels == 2 * one
+
+
+def test_apply_on_a_large_lazy_image_streams_to_zarr(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """Above LARGE_VOXELS the dock predicts block by block into stores
+    under WEAKSEG_HOME and the layers read them lazily."""
+    from napari_weakseg import api
+    from napari_weakseg.core import defaults
+    from napari_weakseg.core.io import Volume, write_volume
+
+    image, truth = make_phantom((40, 24, 24))
+    sparse = np.full(truth.shape, 255, np.uint8)
+    sparse[20] = truth[20]
+    model = tmp_path / "m.safetensors"
+    api.train(image, sparse, model, steps=2, base_filters=4, device="cpu",
+              patch_size=[8, 8, 8])  # fmt: skip
+    whole, _ = api.predict(model, image, device="cpu")
+    store = write_volume(tmp_path / "img.zarr", Volume(image))
+    viewer = make_napari_viewer()
+    import zarr
+
+    layer = viewer.add_image(zarr.open(str(store), mode="r"), name="big")
+    monkeypatch.setattr(defaults, "LARGE_VOXELS", 16 * 24 * 24)
+    apply_w = ApplyWidget(viewer)
+    apply_w.reset_choices()
+    apply_w.image.value, apply_w.model.value = layer, str(model)
+    apply_w.show_probabilities.value = True
+    with qtbot.waitSignal(apply_w.start_apply().finished, timeout=120_000):
+        pass
+    pred = viewer.layers["big prediction"]
+    assert type(pred.data).__module__.startswith("zarr")
+    np.testing.assert_array_equal(np.asarray(pred.data), whole)
+    assert type(viewer.layers["big p(class 1)"].data).__name__ == "Array"
+    home = tmp_path / "weakseg-home" / "predictions"
+    assert sorted(p.name for p in home.iterdir()) == [
+        "big p.zarr",
+        "big prediction.zarr",
+    ]
+    assert apply_w._session.uncertainty is None

@@ -77,7 +77,6 @@ def test_default_recipe_segments_an_unseen_hippocampus(tmp_path):
             config.patch_size,
             config.normalisation,
             __import__("torch").device("cpu"),
-            3,
         )
     )
     dice = dice_per_class(pred, test_truth, 3)

@@ -63,7 +63,6 @@ def test_three_slices_train_to_dice_080_on_the_phantom(tmp_path):
             config.patch_size,
             config.normalisation,
             __import__("torch").device("cpu"),
-            config.num_classes,
         )
     )
     assert labels.shape == image.shape and probs.shape == (3, *image.shape)
@@ -179,7 +178,6 @@ def test_prediction_can_be_cancelled(tmp_path):
         [8, 8, 8],
         {},
         torch.device("cpu"),
-        2,
         stop=stop,
     )
     first = next(gen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,11 @@ from ..core.defaults import (
 from ..core.errors import WeaksegError
 from ._common import (
     Dock,
+    home,
     report_error,
     start_worker,
 )
-from .layers import edit_slice, upsert_layer, volume_of
+from .layers import edit_slice, is_large, upsert_layer, volume_of
 
 
 class ApplyWidget(Dock):
@@ -93,15 +95,29 @@ class ApplyWidget(Dock):
         if not model_path.is_file():
             report_error(WeaksegError(f"No model file at {model_path}."))
             return None
-        volume, tta = volume_of(image), bool(self.tta.value)
+        volume, tta = volume_of(image, lazy=True), bool(self.tta.value)
+        # A large volume goes block by block into zarr stores that the
+        # layers then read lazily; memory stays one block.
+        outputs: dict[str, Any] = {}
+        if is_large(volume):
+            folder = home() / "predictions"
+            stem = re.sub(r"[^\w.-]+", "_", image.name)
+            outputs["out"] = folder / f"{stem} prediction.zarr"
+            if self.show_probabilities.value:
+                outputs["probabilities"] = folder / f"{stem} p.zarr"
         self._stop.clear()
 
         def job() -> Any:
             from ..api import iter_predict, uncertainty
 
             labels, probs = yield from iter_predict(
-                model_path, volume, tta=tta, stop=self._stop
+                model_path, volume, tta=tta, stop=self._stop, **outputs
             )
+            if outputs:  # no entropy over a volume larger than memory
+                import dask.array as da
+
+                lazy = None if probs is None else da.from_zarr(probs)
+                return labels, lazy, None
             # per-voxel entropy drives the slice suggestions; off the GUI
             return labels, probs, uncertainty(probs)
 
@@ -120,9 +136,8 @@ class ApplyWidget(Dock):
         labels, probs, self._session.uncertainty = result
         image = self._image
         layer = self._output_layer(f"{image.name} prediction", labels, image)
-        for c in range(
-            1, probs.shape[0] if self.show_probabilities.value else 1
-        ):
+        shown = probs is not None and self.show_probabilities.value
+        for c in range(1, probs.shape[0] if shown else 1):
             self._output_layer(
                 f"{image.name} p(class {c})", probs[c], image, "image"
             )

@@ -161,9 +161,17 @@ def geometry_of(layer: Any) -> Geometry:
     return Geometry.from_layer(layer.scale, layer.translate, layer.metadata)
 
 
-def volume_of(layer: Any) -> Volume:
-    """A layer's data and geometry as the API's :class:`Volume`."""
-    return Volume(np.asarray(layer.data), geometry_of(layer))
+def volume_of(layer: Any, lazy: bool = False) -> Volume:
+    """A layer's data (of a multiscale layer: the finest level) and
+    geometry as the API's :class:`Volume`; ``lazy`` keeps zarr and dask
+    data as they are (read block by block), else it is loaded."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return Volume(data if lazy else np.asarray(data), geometry_of(layer))
+
+
+def is_large(volume: Volume) -> bool:
+    """Whether the API predicts ``volume`` block by block."""
+    return int(np.prod(volume.data.shape, dtype=np.float64)) > d.LARGE_VOXELS
 
 
 def done_of(layer: Any) -> dict[int, list[int]]:

@@ -144,7 +144,6 @@ def iter_boxes_to_masks(
             mconf.patch_size,
             mconf.normalisation,
             device,
-            mconf.num_classes,
             stop=stop,
         )
         if rules.crf:

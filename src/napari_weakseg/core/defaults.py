@@ -25,6 +25,9 @@ PRETRAIN_TASKS = ("rotation", "contrastive", "inpainting")
 PRETRAIN_PATCH = 32
 #: AdamW learning rate of U-Net training
 LEARNING_RATE = 3e-3
+#: volumes with more voxels are predicted block by block (streamed to
+#: zarr stores, one block in memory at a time)
+LARGE_VOXELS = 256**3
 #: patch augmentation: "flips" mirrors every axis; "none" suits classes
 #: told apart by position (hippocampus head vs body, left vs right)
 AUGMENT = "flips"

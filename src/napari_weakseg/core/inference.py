@@ -3,9 +3,7 @@
 :func:`iter_predict` is a generator of :class:`~.events.Progress` events
 (the napari worker shows them as a progress bar; Stop cancels between
 windows) that finally returns the labels and per-class probabilities.
-Volumes larger than ``block_voxels`` (zarr, dask, memory-mapped TIFF) are
-processed in z-blocks with a halo of half a patch, so only one block is in
-memory at a time and the output may itself be a zarr array.
+Volumes larger than memory go block by block (:mod:`~.tiled`).
 """
 
 from __future__ import annotations
@@ -23,9 +21,7 @@ from monai.inferers import SlidingWindowInferer
 from .device import autocast_dtype
 from .errors import Cancelled
 from .events import Progress
-from .normalise import apply_normalisation, intensity_stats
-
-BLOCK_VOXELS = 256**3
+from .normalise import normalise
 
 
 def count_windows(
@@ -84,59 +80,29 @@ def predict_probabilities(
     return (total / len(_flips(tta)))[0].cpu().numpy()
 
 
-def _blocks(nz: int, block: int, halo: int) -> list[tuple[int, int, int, int]]:
-    """(read_start, read_stop, write_start, write_stop) along z."""
-    out = []
-    for start in range(0, nz, block):
-        stop = min(nz, start + block)
-        out.append((max(0, start - halo), min(nz, stop + halo), start, stop))
-    return out
-
-
 def iter_predict(
     model: torch.nn.Module,
     image: Any,
     patch_size: Sequence[int],
     normalisation: dict[str, Any],
     device: torch.device,
-    num_classes: int,
     overlap: float = 0.5,
     tta: bool = False,
     stop: threading.Event | None = None,
-    labels_out: Any = None,
-    probabilities_out: Any = None,
-    block_voxels: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
-) -> Generator[Progress, None, tuple[Any, Any]]:
-    """Predict a whole volume; yields progress, returns ``(labels, probs)``.
-
-    ``labels_out``/``probabilities_out`` may be preallocated arrays (numpy
-    or zarr) of shape ``image.shape`` / ``(C, *image.shape)``; by default a
-    uint8 label volume and float32 probabilities are allocated.
+) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
+    """Predict a volume held in memory; yields progress, returns
+    ``(labels, probabilities)`` (uint8, float32 ``(C, Z, Y, X)``).
 
     Per-window progress: without ``on_progress`` MONAI runs in a helper
     thread and every window is yielded (what a GUI worker needs); with it,
     MONAI runs on the calling thread and ``on_progress`` is called there.
     The calling thread is ~40 % faster on a 2-core CPU: its OpenMP team
-    stays warm between MONAI's many small parallel regions.
+    stays warm between MONAI's many small parallel regions.  Volumes
+    larger than memory go block by block through :mod:`~.tiled`.
     """
     shape = tuple(int(s) for s in image.shape)
-    stats = intensity_stats(image, normalisation)
-    plane = shape[1] * shape[2]
-    budget = block_voxels or BLOCK_VOXELS
-    block_z = max(int(patch_size[0]), budget // max(plane, 1))
-    blocks = _blocks(shape[0], block_z, int(patch_size[0]) // 2)
-    per_pass = sum(
-        count_windows((r1 - r0, *shape[1:]), patch_size, overlap)
-        for r0, r1, _, _ in blocks
-    )
-    total = per_pass * len(_flips(tta))
-    labels = (
-        labels_out if labels_out is not None else np.zeros(shape, np.uint8)
-    )
-    probs = probabilities_out
-    if probs is None:
-        probs = np.zeros((num_classes, *shape), np.float32)
+    total = count_windows(shape, patch_size, overlap) * len(_flips(tta))
     done = 0
     events: queue.Queue[Progress | None] = queue.Queue()
 
@@ -152,28 +118,25 @@ def iter_predict(
             events.put(event)
 
     yield Progress(0, total, "predicting")
-    for r0, r1, w0, w1 in blocks:
-        block = apply_normalisation(image[r0:r1], stats)
+    normalised = normalise(image, normalisation)
 
-        def work(block: np.ndarray = block) -> np.ndarray:
-            return predict_probabilities(
-                model,
-                block,
-                patch_size,
-                device,
-                overlap,
-                tta=tta,
-                on_window=on_window,
-            )
-
-        p = (
-            work()
-            if on_progress is not None
-            else (yield from streamed(work, events))
+    def work() -> np.ndarray:
+        return predict_probabilities(
+            model,
+            normalised,
+            patch_size,
+            device,
+            overlap,
+            tta=tta,
+            on_window=on_window,
         )
-        p = p[:, w0 - r0 : w1 - r0]
-        probs[:, w0:w1] = p
-        labels[w0:w1] = np.argmax(p, axis=0).astype(np.uint8)
+
+    probs = (
+        work()
+        if on_progress is not None
+        else (yield from streamed(work, events))
+    )
+    labels = np.argmax(probs, axis=0).astype(np.uint8)
     yield Progress(total, total, "done")
     return labels, probs
 

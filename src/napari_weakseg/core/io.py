@@ -8,10 +8,12 @@ then reading a volume gives the same array, spacing, origin and direction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,24 +153,42 @@ def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
             "Only 3D volumes (or channel-first 4D stacks such as class "
             f"probabilities) can be written, got shape {data.shape}."
         )
-    if p.is_dir() and not is_zarr_store(p):
-        raise WeaksegError(f"{p} is an existing folder; give a file name.")
-    p.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".mhd", ".nhdr"):
+        _refuse_folder(p)
+        p.parent.mkdir(parents=True, exist_ok=True)
         _write_pair(p, data, volume.geometry)
         return p
-    tmp = _temporary_sibling(p)
-    try:
+    with atomic_output(p) as tmp:
         if suffix in SITK_SUFFIXES:
             _write_sitk(tmp, data, volume.geometry)
         elif suffix in TIFF_SUFFIXES:
             _write_tiff(tmp, data, volume.geometry)
-        elif p.name.lower().endswith(".ome.zarr"):
-            from . import ngff
-
-            ngff.write(tmp, data, volume.geometry)
         else:
-            _write_zarr(tmp, data, volume.geometry)
+            create_store(tmp, p, data.shape, data.dtype, volume.geometry)[
+                ...
+            ] = data
+            finish_store(tmp, p)
+    return p
+
+
+def _refuse_folder(p: Path) -> None:
+    if p.is_dir() and not is_zarr_store(p):
+        raise WeaksegError(f"{p} is an existing folder; give a file name.")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed onto it when the block
+    ends without error and removed on every other exit (a stop, Ctrl-C, a
+    full disk): nothing half-written is ever at ``path``.  An existing
+    zarr store at ``path`` is replaced whole; any other folder is refused.
+    """
+    p = Path(path)
+    _refuse_folder(p)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(p)
+    try:
+        yield tmp
         if p.is_dir():  # an old zarr store: out of the way, then removed
             old = _temporary_sibling(p)
             os.replace(p, old)
@@ -181,7 +201,48 @@ def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
-    return p
+
+
+def is_zarr_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a zarr output (``.zarr``, ``.ome.zarr``)."""
+    return suffix_of(Path(path)) in ZARR_SUFFIXES
+
+
+def create_store(
+    tmp: Path,
+    final: str | os.PathLike,
+    shape: tuple[int, ...],
+    dtype: Any,
+    geometry: Geometry,
+    chunks: tuple[int, ...] | None = None,
+) -> Any:
+    """An empty zarr output at ``tmp`` for the name ``final`` (OME-Zarr
+    when it ends in ``.ome.zarr``); returns the array to fill, block by
+    block if need be; then call :func:`finish_store`."""
+    import zarr
+
+    if Path(final).name.lower().endswith(".ome.zarr"):
+        from . import ngff
+
+        return ngff.create(tmp, shape, dtype, geometry, chunks=chunks)
+    edge = chunks or tuple(64 for _ in shape)
+    arr = zarr.open(
+        str(tmp),
+        mode="w",
+        shape=shape,
+        dtype=dtype,
+        chunks=tuple(min(s, c) for s, c in zip(shape, edge)),
+    )
+    arr.attrs["weakseg_geometry"] = geometry.to_dict()
+    return arr
+
+
+def finish_store(tmp: Path, final: str | os.PathLike) -> None:
+    """Build an OME-Zarr output's lower resolution levels."""
+    if Path(final).name.lower().endswith(".ome.zarr"):
+        from . import ngff
+
+        ngff.fill_levels(tmp)
 
 
 def _write_pair(p: Path, data: np.ndarray, g: Geometry) -> None:
@@ -349,14 +410,3 @@ def _free_memory() -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 1 << 62
-
-
-def _write_zarr(p: Path, data: np.ndarray, g: Geometry) -> None:
-    import zarr
-
-    chunks = tuple(min(s, 64) for s in data.shape)
-    arr = zarr.open(
-        str(p), mode="w", shape=data.shape, dtype=data.dtype, chunks=chunks
-    )
-    arr[...] = data
-    arr.attrs["weakseg_geometry"] = g.to_dict()

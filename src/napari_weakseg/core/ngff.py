@@ -129,6 +129,23 @@ def write(
     labels: bool | None = None,
 ) -> None:
     """An OME-Zarr (NGFF 0.4) image group at ``path`` (replaced whole)."""
+    data = np.asarray(data)
+    base = create(path, data.shape, data.dtype, geometry, levels, labels)
+    base[...] = data
+    fill_levels(path)
+
+
+def create(
+    path: str | os.PathLike,
+    shape: tuple[int, ...],
+    dtype: Any,
+    geometry: Geometry,
+    levels: int = 3,
+    labels: bool | None = None,
+    chunks: tuple[int, ...] | None = None,
+) -> Any:
+    """An empty OME-Zarr group; returns level 0 to be written (block by
+    block if need be), after which :func:`fill_levels` builds the rest."""
     import zarr
 
     if not np.allclose(geometry.matrix, np.eye(3), atol=1e-6):
@@ -136,27 +153,29 @@ def write(
             "OME-Zarr has no rotation: this volume's direction is oblique; "
             "write NIfTI, NRRD or MetaImage instead."
         )
-    data = np.asarray(data)
-    if data.ndim not in (3, 4):
+    if len(shape) not in (3, 4):
         raise WeaksegError(
             f"OME-Zarr output takes a 3D volume or channels first (got "
-            f"{data.ndim} axes)."
+            f"{len(shape)} axes)."
         )
-    channels = data.ndim == 4
+    channels = len(shape) == 4
+    dtype = np.dtype(dtype)
     if labels is None:
-        labels = np.issubdtype(data.dtype, np.integer)
+        labels = np.issubdtype(dtype, np.integer)
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
     spacing = np.asarray(geometry.spacing, float)
     datasets = []
-    level = data
+    level_shape = tuple(int(s) for s in shape)
     for k in range(max(1, levels)):
-        if k and min(level.shape[-3:]) < 2:
+        if k and min(level_shape[-3:]) < 2:
             break
-        chunks = tuple(min(s, 64) for s in level.shape)
-        arr = group.create_array(
-            str(k), shape=level.shape, dtype=level.dtype, chunks=chunks
+        edge = chunks or tuple(64 for _ in level_shape)
+        group.create_array(
+            str(k),
+            shape=level_shape,
+            dtype=dtype,
+            chunks=tuple(min(s, c) for s, c in zip(level_shape, edge)),
         )
-        arr[...] = level
         factor = 2.0**k
         # a mean of 2^k voxels sits at their centre; a subsampled label
         # voxel is the first of its block
@@ -176,10 +195,8 @@ def write(
                 ],
             }
         )
-        level = (
-            np.stack([_halve(c, labels) for c in level])
-            if channels
-            else _halve(level, labels)
+        level_shape = level_shape[:-3] + tuple(
+            (s + 1) // 2 if labels else s // 2 for s in level_shape[-3:]
         )
     group.attrs["multiscales"] = [
         {
@@ -194,6 +211,29 @@ def write(
         }
     ]
     group.attrs["weakseg_geometry"] = geometry.to_dict()
+    group.attrs["weakseg_labels"] = bool(labels)
+    return group["0"]
+
+
+def fill_levels(path: str | os.PathLike, slab: int = 64) -> None:
+    """Compute every level after the first from the one before it, one
+    slab of ``2 * slab`` planes at a time (memory: one slab)."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r+")
+    labels = bool(group.attrs.get("weakseg_labels", False))
+    names = [d["path"] for d in group.attrs["multiscales"][0]["datasets"]]
+    for fine, coarse in zip(names, names[1:]):
+        src, dst = group[fine], group[coarse]
+        for z0 in range(0, dst.shape[-3], slab):
+            z1 = min(dst.shape[-3], z0 + slab)
+            block = np.asarray(src[..., 2 * z0 : 2 * z1, :, :])
+            half = (
+                np.stack([_halve(c, labels) for c in block])
+                if block.ndim == 4
+                else _halve(block, labels)
+            )
+            dst[..., z0:z1, :, :] = half[..., : z1 - z0, :, :]
 
 
 def _halve(level: np.ndarray, labels: bool) -> np.ndarray:
