@@ -143,8 +143,8 @@ def _pairs(
             f"Give one label volume per image ({len(images)} images, "
             f"{len(labels)} label volumes)."
         )
-    ims = [as_volume(v) for v in images]
-    lbs = [as_volume(v, like=im) for v, im in zip(labels, ims)]
+    ims = [as_volume(v, lazy=True) for v in images]
+    lbs = [as_volume(v, lazy=True, like=im) for v, im in zip(labels, ims)]
     for k, (im, lb) in enumerate(zip(ims, lbs), start=1):
         require_3d(im.data, f"image {k}")
         require_same_grid(
@@ -208,8 +208,8 @@ def iter_train(
     )
     return (
         yield from training.iter_train(
-            [np.asarray(v.data) for v in ims],
-            [np.asarray(v.data) for v in lbs],
+            [v.data for v in ims],  # stores larger than memory stay
+            [v.data for v in lbs],  # on disk (read patch by patch)
             out,
             config,
             spacing=ims[0].geometry.spacing,

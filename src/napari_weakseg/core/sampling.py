@@ -36,6 +36,7 @@ from monai.transforms import (
 
 from .defaults import IGNORE
 from .errors import WeaksegError
+from .lazy import SparseLabels
 
 #: augmentation levels, weakest first
 AUGMENTATIONS = ("none", "flips", "full")
@@ -74,7 +75,9 @@ class PatchSampler:
     Parameters
     ----------
     images, labels
-        Normalised float32 images and sparse uint8 labels, (Z, Y, X) each.
+        Normalised float32 images and sparse uint8 labels, (Z, Y, X) each,
+        or for volumes larger than memory :class:`~.lazy.LazyImage` and
+        :class:`~.lazy.SparseLabels`, read one patch at a time.
     patch_size
         Patch shape in voxels.
     num_classes
@@ -104,6 +107,13 @@ class PatchSampler:
             max_samples_per_class=200_000,
         )
         for img, lbl in zip(self.images, self.labels):
+            if isinstance(lbl, SparseLabels):  # read patch by patch
+                if lbl.labelled:
+                    self._items.append(
+                        {"lazy": (img, lbl), "label_cls_indices": lbl.indices}
+                    )
+                    self._weights.append(lbl.labelled)
+                continue
             img, lbl = pad_to_patch(img, lbl, patch, self.ignore_label)
             n = int(np.count_nonzero(lbl != self.ignore_label))
             if n == 0:
@@ -156,6 +166,18 @@ class PatchSampler:
         present = [c for c, idx in enumerate(indices) if len(idx)]
         chosen = indices[present[int(rng.integers(len(present)))]]
         flat = int(chosen[int(rng.integers(len(chosen)))])
+        if "lazy" in item:  # the margin is read as padding
+            img, lbl = item["lazy"]
+            voxel = np.unravel_index(flat, lbl.shape)
+            m = [int(p * self.margin) for p in patch]
+            start = [
+                min(max(-a, int(v) - int(rng.integers(p))), s + a - p)
+                for v, p, s, a in zip(voxel, patch, lbl.shape, m)
+            ]
+            return {
+                "image": img.patch(start, patch)[None],
+                "label": lbl.patch(start, patch)[None],
+            }
         shape = item["label"].shape[1:]
         voxel = np.unravel_index(flat, shape)
         start = [

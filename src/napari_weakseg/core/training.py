@@ -24,6 +24,7 @@ from .engine import DICE, Plan, Task, last_path, optimiser_step
 from .errors import WeaksegError
 from .events import Finished, Started
 from .inference import predict_probabilities
+from .lazy import LazyImage, SparseLabels
 from .losses import MaskedDiceCELoss
 from .metrics import dice_per_class
 from .models import (
@@ -118,6 +119,11 @@ def validate(
     for img, truth, mask in zip(
         trainset.images, trainset.truths, trainset.val_masks
     ):
+        if isinstance(truth, SparseLabels):
+            scores += _validate_lazy(
+                model, img, truth, trainset, patch, device
+            )
+            continue
         if not mask.any():
             continue
         nz = np.nonzero(mask)
@@ -136,6 +142,42 @@ def validate(
     with warnings.catch_warnings():  # a class absent from the held-out
         warnings.simplefilter("ignore", RuntimeWarning)  # slices: NaN
         return list(np.nanmean(np.asarray(scores, float), axis=0))
+
+
+def _validate_lazy(
+    model: torch.nn.Module,
+    image: LazyImage,
+    truth: SparseLabels,
+    trainset: TrainSet,
+    patch: Sequence[int],
+    device: torch.device,
+    count: int = 4,
+) -> list[list[float]]:
+    """Dice on the labelled voxels of a few fixed boxes (two patches a
+    side) around labelled voxels of a volume larger than memory."""
+    rng = np.random.default_rng(0)  # the same boxes at every validation
+    size = [2 * int(p) for p in patch]
+    scores = []
+    for _ in range(count):
+        present = [idx for idx in truth.indices if len(idx)]
+        chosen = present[int(rng.integers(len(present)))]
+        voxel = np.unravel_index(
+            int(chosen[int(rng.integers(len(chosen)))]), truth.shape
+        )
+        start = [int(v) - s // 2 for v, s in zip(voxel, size)]
+        labels = truth.patch(start, size)
+        probs = predict_probabilities(
+            model, image.patch(start, size), patch, device, overlap=0.25
+        )
+        scores.append(
+            dice_per_class(
+                np.argmax(probs, axis=0),
+                labels,
+                trainset.num_classes,
+                labels != truth.ignore,
+            )
+        )
+    return scores
 
 
 def _init_model(

@@ -4,34 +4,50 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from . import defaults
 from .annotation import from_sparse_labels
 from .defaults import IGNORE
 from .errors import WeaksegError
-from .normalise import normalise
+from .lazy import LazyImage, SparseLabels, is_lazy
+from .normalise import intensity_stats, normalise
 from .validate import require_3d, require_finite, require_integer_labels
 
 
 @dataclass
 class TrainSet:
-    """Normalised images, training targets and validation masks."""
+    """Normalised images, training targets and validation masks.
 
-    images: list[np.ndarray]
-    targets: list[np.ndarray]
-    val_masks: list[np.ndarray]
-    truths: list[np.ndarray]
+    A volume larger than memory is a :class:`~.lazy.LazyImage` with
+    :class:`~.lazy.SparseLabels` as target and truth, and no mask
+    (validation reads patches around its labelled voxels).
+    """
+
+    images: list[Any]
+    targets: list[Any]
+    val_masks: list[np.ndarray | None]
+    truths: list[Any]
     num_classes: int
     held_out: bool
 
     @property
     def train_voxels(self) -> int:
-        return sum(int((t != self.ignore).sum()) for t in self.targets)
+        return sum(
+            t.labelled
+            if isinstance(t, SparseLabels)
+            else int((t != self.ignore).sum())
+            for t in self.targets
+        )
 
     @property
     def val_voxels(self) -> int:
-        return sum(int(m.sum()) for m in self.val_masks)
+        return sum(
+            t.labelled if m is None else int(m.sum())
+            for m, t in zip(self.val_masks, self.targets)
+        )
 
     ignore: int = IGNORE
 
@@ -82,6 +98,14 @@ def prepare(
                 f"Labels have shape {tuple(lbl.shape)} but {name} has shape "
                 f"{tuple(img.shape)}; they must be on the same voxel grid."
             )
+        if is_lazy(img, defaults.LARGE_VOXELS):
+            lazy = _lazy_pair(img, lbl, ignore, normalisation, name)
+            present |= lazy[1].values()
+            norm.append(lazy[0])
+            targets.append(lazy[1])
+            truths.append(lazy[1])
+            masks.append(None)
+            continue
         require_integer_labels(lbl)
         img = np.asarray(img)
         require_finite(img, name)
@@ -128,7 +152,29 @@ def prepare(
             f"Labels hold class {max(present)} but the model has only "
             f"{k - 1} classes."
         )
-    held = any(m.any() for m in masks)
+    held = any(m is not None and m.any() for m in masks)
     if not held:  # validate on the training labels themselves
-        masks = [t != ignore for t in targets]
+        masks = [
+            None if isinstance(t, SparseLabels) else t != ignore
+            for t in targets
+        ]
     return TrainSet(norm, targets, masks, truths, k, held, ignore)
+
+
+def _lazy_pair(
+    img: Any, lbl: Any, ignore: int, normalisation: dict | None, name: str
+) -> tuple[LazyImage, SparseLabels]:
+    """A volume larger than memory: patches are read from the stores."""
+    if not np.issubdtype(np.dtype(lbl.dtype), np.integer):
+        raise WeaksegError(
+            f"The labels of {name} are stored as {lbl.dtype}; a label "
+            "store larger than memory must hold integers."
+        )
+    labels = SparseLabels.scan(lbl, ignore)
+    bad = sorted(v for v in labels.values() if v > 254)
+    if bad:
+        raise WeaksegError(
+            f"Labels hold the value {bad[0]}; use 0 for background, "
+            f"1..254 for classes and {ignore} for unlabelled voxels."
+        )
+    return LazyImage(img, intensity_stats(img, normalisation)), labels
