@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import signal
 import sys
 import threading
@@ -234,6 +235,15 @@ def _train_parser(sub: Any) -> None:
     )
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    p.add_argument(
+        "--nproc-per-node",
+        type=POSITIVE,
+        default=1,
+        metavar="N",
+        help="train with N processes on this machine (PyTorch DDP: one per "
+        "GPU, or gloo on CPU); the same as starting this command with "
+        "torchrun --nproc-per-node N",
+    )
 
 
 def _predict_parser(sub: Any) -> None:
@@ -526,9 +536,11 @@ def _printer(meter: Meter, init_name: str = "") -> Any:
 
     def show(event: Any) -> None:
         if isinstance(event, Started):
+            world = getattr(event, "world_size", 1)
             meter.say(
                 f"training on {event.device}, patch {event.patch_size}, "
                 f"{event.train_voxels} labelled voxels"
+                + (f", world size {world}" if world > 1 else "")
             )
             if event.transferred:
                 meter.say(
@@ -592,11 +604,40 @@ def _say_finished(result: Any) -> None:
 def _cmd_train(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
 
-    meter = Meter(args.quiet)
+    if args.nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:
+        _launch(args.nproc_per_node, args.argv)
+        return
+    main_rank = os.environ.get("RANK", "0") == "0"  # the others are quiet
+    meter = Meter(args.quiet or not main_rank)
     show = _printer(meter, init_name=Path(args.init or "").name)
-    _say_finished(
-        call(api.train, args, images=args.image, callback=show, stop=stop)
+    finished = call(
+        api.train, args, images=args.image, callback=show, stop=stop
     )
+    if main_rank:
+        _say_finished(finished)
+
+
+def _launch(processes: int, argv: Sequence[str]) -> None:
+    """``train`` again under ``torchrun --standalone`` with ``processes``
+    processes on this machine (DDP; see the README for several nodes)."""
+    import subprocess
+
+    rest, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--nproc-per-node":
+            skip = True
+        elif not token.startswith("--nproc-per-node="):
+            rest.append(token)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc-per-node={processes}", "-m", "napari_weakseg.cli"]
+    status = subprocess.run([*command, *rest], check=False).returncode
+    if status:
+        raise WeaksegError(
+            f"The {processes} training processes ended with status "
+            f"{status} (see above)."
+        )
 
 
 def is_batch(args: argparse.Namespace) -> bool:
@@ -720,6 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     with warnings.catch_warnings():

@@ -21,6 +21,8 @@ Checkpoint rules, shared by all tasks:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import threading
 import time
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import ddp
 from .device import autocast_dtype
 from .errors import WeaksegError
 from .events import Finished, Plateau, Saved, Started, Step, Validation
@@ -151,6 +154,17 @@ def last_path(out: str | Path) -> Path:
     return p.with_name(f"{stem}.last.safetensors")
 
 
+@contextlib.contextmanager
+def _unwrapped(task: Task, raw: torch.nn.Module) -> Generator[None]:
+    """``task.model`` is the bare module inside the block (DDP's wrapper
+    only wraps the training step)."""
+    wrapped, task.model = task.model, raw
+    try:
+        yield
+    finally:
+        task.model = wrapped
+
+
 class Tracker:
     """Validation values and the best moving average of the last few."""
 
@@ -204,7 +218,6 @@ def run(
     plan.check()
     out, last = Path(out), last_path(out)
     protect = out.exists()  # replaced only by a run that finishes
-    amp = autocast_dtype(task.device)
     track = Tracker(task.metric, plan.window)
     final_from = plan.steps - round(plan.steps * plan.final_phase)
     val_every = plan.val_every or max(
@@ -216,105 +229,131 @@ def run(
         (lambda: False) if stop is None else stop.is_set
     )
 
+    w = ddp.world()
+    ddp.join(task.device, w)
+    raw = task.model
+    if w.distributed:
+        task.model = ddp.wrap(raw, task.device)
+        started = dataclasses.replace(started, world_size=w.size)
+
+    def save(path: Path) -> None:  # rank 0 only; the module, not DDP's
+        if w.main:
+            with _unwrapped(task, raw):
+                task.save(path)
+
     def checkpoint(at: int, keep: bool) -> Generator[Any, None, None]:
-        scores = tuple(float(s) for s in task.validate())
+        with _unwrapped(task, raw):  # every rank: the same weights, data
+            scores = tuple(float(s) for s in task.validate())
         value = nanmean(scores)
         yield Validation(at, scores, value, task.held_out, task.metric.name)
-        task.save(last)
+        save(last)
         yield Saved(str(last), "last", at)
         if track.add(value, at) and keep:
-            task.save(out)
+            save(out)
             yield Saved(str(out), "best", at)
 
-    yield started
-    step, t0 = 0, clock()
-    budget_s = plan.minutes * 60 if plan.minutes else math.inf
-    deadline = t0 + budget_s
-    final_at = (
-        t0 + budget_s * (1 - plan.final_phase)
-        if final_from < plan.steps
-        else math.inf
-    )
-    in_final = stopped = False
-    end = plan.steps  # moved forward when patience runs out
-    task.model.train()
+    amp = autocast_dtype(task.device)
     try:
-        while step < end:
-            if stopping() or clock() > deadline:
+        yield started
+        step, t0 = 0, clock()
+        budget_s = plan.minutes * 60 if plan.minutes else math.inf
+        deadline = t0 + budget_s
+        final_at = (
+            t0 + budget_s * (1 - plan.final_phase)
+            if final_from < plan.steps
+            else math.inf
+        )
+        in_final = stopped = False
+        end = plan.steps  # moved forward when patience runs out
+        task.model.train()
+        try:
+            while step < end:
                 stopped = stopping()
-                break
-            if (
-                final_from < plan.steps
-                and not in_final
-                and (step >= final_from or clock() > final_at)
-            ):
-                if step % val_every:
-                    yield from checkpoint(step, not protect)
-                in_final = True
-                task.enter_final()
-            with torch.autocast(
-                task.device.type, dtype=amp, enabled=amp is not None
-            ):
-                loss = task.loss()
-            optimiser_step(task.optimiser, loss)
-            if task.scheduler is not None:
-                task.time_share = min(1.0, (clock() - t0) / budget_s)
-                task.scheduler.step()
-            step += 1
-            yield Step.timed(step, end, loss.detach(), t0, deadline, clock())
-            yield from task.after_step(step)
-            if not in_final and step % val_every == 0:
-                yield from checkpoint(step, not protect)
-                if _out_of_patience(plan, track, step):
-                    yield Plateau(step, track.best_step or 0)
-                    if plan.final_phase == 0:
-                        break
-                    share = plan.final_phase / (1 - plan.final_phase)
-                    end = min(plan.steps, step + max(1, round(step * share)))
-                    final_at = math.inf
+                if ddp.any_rank(stopped or clock() > deadline, w, task.device):
+                    break
+                if (
+                    final_from < plan.steps
+                    and not in_final
+                    and (step >= final_from or clock() > final_at)
+                ):
+                    if step % val_every:
+                        yield from checkpoint(step, not protect)
                     in_final = True
                     task.enter_final()
-    except torch.OutOfMemoryError:
-        if step:
-            task.save(last)
-        raise WeaksegError(
-            f"Out of memory with {task.oom_hint}; try a smaller patch size "
-            "or batch size"
-            + (
-                f" (the last weights are saved in {last.name})."
-                if step
-                else "."
+                with torch.autocast(
+                    task.device.type, dtype=amp, enabled=amp is not None
+                ):
+                    loss = task.loss()
+                optimiser_step(task.optimiser, loss)
+                if task.scheduler is not None:
+                    task.time_share = min(1.0, (clock() - t0) / budget_s)
+                    task.scheduler.step()
+                step += 1
+                yield Step.timed(
+                    step, end, loss.detach(), t0, deadline, clock()
+                )
+                yield from task.after_step(step)
+                if not in_final and step % val_every == 0:
+                    yield from checkpoint(step, not protect)
+                    if _out_of_patience(plan, track, step):
+                        yield Plateau(step, track.best_step or 0)
+                        if plan.final_phase == 0:
+                            break
+                        share = plan.final_phase / (1 - plan.final_phase)
+                        end = min(
+                            plan.steps, step + max(1, round(step * share))
+                        )
+                        final_at = math.inf
+                        in_final = True
+                        task.enter_final()
+        except torch.OutOfMemoryError:
+            if step:
+                save(last)
+            raise WeaksegError(
+                f"Out of memory with {task.oom_hint}; try a smaller patch "
+                "size or batch size"
+                + (
+                    f" (the last weights are saved in {last.name})."
+                    if step
+                    else "."
+                )
+            ) from None
+        name = task.metric.name
+        if step == 0:  # nothing learnt: leave every file as it was
+            return Finished(0, stopped, float("nan"), "", "", metric=name)
+        best = track.best if track.best is not None else float("nan")
+        if stopped and protect:
+            save(last)
+            return Finished(
+                step,
+                stopped,
+                float(best),
+                str(out),
+                str(last),
+                f"Stopped early: {out.name} was kept as it was; the new "
+                f"weights are in {last.name}.",
+                metric=name,
             )
-        ) from None
-    name = task.metric.name
-    if step == 0:  # nothing learnt: leave every file as it was
-        return Finished(0, stopped, float("nan"), "", "", metric=name)
-    best = track.best if track.best is not None else float("nan")
-    if stopped and protect:
-        task.save(last)
+        if in_final or not plan.keep_best:
+            # Trained on every annotated voxel: the final weights are
+            # the model.
+            if not in_final and step % val_every:
+                yield from checkpoint(step, False)
+            save(last)
+            save(out)
+            yield Saved(str(out), "final", step)
+        else:
+            if step % val_every:
+                yield from checkpoint(step, not protect)
+            if track.best_step is None or protect:  # finished: replace it
+                save(out)
+        best = track.best if track.best is not None else float("nan")
         return Finished(
-            step,
-            stopped,
-            float(best),
-            str(out),
-            str(last),
-            f"Stopped early: {out.name} was kept as it was; the new "
-            f"weights are in {last.name}.",
-            metric=name,
+            step, stopped, float(best), str(out), str(last), metric=name
         )
-    if in_final or not plan.keep_best:
-        # Trained on every annotated voxel: the final weights are the model.
-        if not in_final and step % val_every:
-            yield from checkpoint(step, False)
-        task.save(last)
-        task.save(out)
-        yield Saved(str(out), "final", step)
-    else:
-        if step % val_every:
-            yield from checkpoint(step, not protect)
-        if track.best_step is None or protect:  # finished: replace it
-            task.save(out)
-    best = track.best if track.best is not None else float("nan")
-    return Finished(
-        step, stopped, float(best), str(out), str(last), metric=name
-    )
+    except RuntimeError as exc:
+        if w.distributed and ddp.is_group_error(exc):
+            raise ddp.lost(w, exc) from None
+        raise
+    finally:
+        task.model = raw

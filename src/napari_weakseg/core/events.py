@@ -22,6 +22,8 @@ class Started:
     val_voxels: int
     held_out: bool
     transferred: int = 0
+    #: training processes (torchrun), 1 without DDP
+    world_size: int = 1
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import defaults, engine
+from . import ddp, defaults, engine
 from .device import resolve_device
 from .engine import DICE, Plan, Task, last_path, optimiser_step
 from .errors import WeaksegError
@@ -220,7 +220,11 @@ class UNetTask(Task):
         self.model = model.to(device)
         self.held_out = trainset.held_out
         self.oom_hint = f"patch {mconf.patch_size} and batch {cfg.batch_size}"
-        self.sampler = self._sampler(trainset.targets, cfg.seed)
+        # each DDP rank draws its own patches
+        self.rank = ddp.world().rank
+        self.sampler = self._sampler(
+            trainset.targets, cfg.seed + 1000 * self.rank
+        )
         self.loss_fn = MaskedDiceCELoss(
             trainset.num_classes,
             cfg.ignore_label,
@@ -279,7 +283,9 @@ class UNetTask(Task):
         save_model(path, self.model, self.mconf)
 
     def enter_final(self) -> None:  # held-back slices go back in
-        self.sampler = self._sampler(self.trainset.truths, self.cfg.seed + 1)
+        self.sampler = self._sampler(
+            self.trainset.truths, self.cfg.seed + 1 + 1000 * self.rank
+        )
 
 
 def iter_train(
@@ -311,7 +317,7 @@ def iter_train(
         patience=cfg.patience,
     )
     plan.check()
-    device = resolve_device(cfg.device)
+    device = ddp.device_for(resolve_device(cfg.device), ddp.world())
     torch.manual_seed(cfg.seed)
     trainset = prepare(images, labels, cfg.ignore_label, hold_out=cfg.hold_out)
     mconf = model_config_for(trainset, images[0].shape, spacing, cfg, device)
