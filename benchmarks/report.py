@@ -412,6 +412,18 @@ def real(d: dict) -> None:
     print("\n![real](benchmarks/results/real.png)\n")
 
 
+def scale(d: dict) -> None:
+    """Table of ``bench_scale.py``: memory and speed past one machine."""
+    from bench_scale import table
+
+    print(
+        "\n**Larger than memory, DDP** (`bench_scale.py`; network: 8 base "
+        "filters, patch 48³, prediction overlap 0.25)"
+    )
+    table(d)
+    print("\n![scale](benchmarks/results/scale.png)\n")
+
+
 def readme(path: Path = RESULTS.parents[1] / "README.md") -> None:
     """Replace the README's tables (between its benchmark markers) with
     the ones rendered from ``results/``."""
@@ -452,6 +464,7 @@ def tables() -> None:
         ("cam.json", cam),
         ("recipe.json", recipe),
         ("real.json", real),
+        ("scale.json", scale),
     ]:
         d = load(name)
         if d is not None:

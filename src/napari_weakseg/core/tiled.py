@@ -192,11 +192,6 @@ def probability_graph(
     )
 
 
-def labels_of(probs: Any) -> Any:
-    """The most probable class of each voxel (uint8; lazy for dask)."""
-    return probs.argmax(axis=0).astype(np.uint8)
-
-
 def iter_store(
     probs: Any,
     labels_out: Any,
