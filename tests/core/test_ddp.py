@@ -97,6 +97,46 @@ def test_two_gloo_ranks_hold_the_same_weights(tmp_path):
     ]
 
 
+DIES = """
+import os, numpy as np
+import napari_weakseg.core.engine as engine
+from napari_weakseg import api
+from napari_weakseg.core.phantom import make_phantom
+import sys
+step, done = engine.optimiser_step, [0]
+
+
+def dies(opt, loss):  # rank 1 ends at its second step
+    step(opt, loss)
+    done[0] += 1
+    if os.environ["RANK"] == "1" and done[0] == 2:
+        os._exit(3)
+
+
+engine.optimiser_step = dies
+image, truth = make_phantom((24, 24, 24))
+sparse = np.full(truth.shape, 255, np.uint8)
+sparse[12] = truth[12]
+try:
+    api.train(image, sparse, sys.argv[1] + "/m.safetensors", steps=50,
+              base_filters=4, patch_size=[16, 16, 16], device="cpu")
+except Exception as exc:
+    print("rank", os.environ["RANK"], exc, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_rank_that_dies_is_one_sentence(tmp_path):
+    script = tmp_path / "dies.py"
+    script.write_text(textwrap.dedent(DIES))
+    done = torchrun(str(script), str(tmp_path))
+    assert done.returncode != 0
+    assert (
+        "rank 0 Training stopped: another of the 2 processes ended or "
+        "stopped answering"
+    ) in done.stdout
+
+
 @pytest.mark.slow
 def test_cli_nproc_per_node_launches_two_processes(files, tmp_path, capfd):
     from napari_weakseg.cli import main

@@ -13,6 +13,7 @@ Without those variables nothing here does anything.
 from __future__ import annotations
 
 import datetime
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -82,9 +83,15 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(
-        model, device_ids=ids, broadcast_buffers=False
+    # the networks keep no buffers (instance norm); newer torch names the
+    # switch differently
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    quiet = (
+        {"forward_sync_buffers": False}
+        if "forward_sync_buffers" in params
+        else {"broadcast_buffers": False}
     )
+    return DistributedDataParallel(model, device_ids=ids, **quiet)
 
 
 def any_rank(flag: bool, w: World, device: torch.device) -> bool:
