@@ -21,6 +21,12 @@ def test_scan_finds_every_labelled_voxel_by_class():
     labels[2, 1, 3], labels[7, 0, 0], labels[7, 3, 4] = 1, 0, 1
     store = zarr.array(labels, chunks=(3, 4, 5))
     scan = SparseLabels.scan(store, 255, slab=3)
+    import dask.array as da
+
+    again = SparseLabels.scan(da.from_array(labels, chunks=(4, 4, 5)), 255)
+    assert [i.tolist() for i in again.indices] == [
+        i.tolist() for i in scan.indices
+    ]
     flat = np.ravel_multi_index
     assert scan.labelled == 3 and scan.values() == {0, 1}
     assert scan.indices[0].tolist() == [flat((7, 0, 0), labels.shape)]
@@ -45,7 +51,7 @@ def test_lazy_training_equals_training_in_memory(tmp_path, monkeypatch):
     from safetensors.numpy import load_file
 
     from napari_weakseg import api
-    from napari_weakseg.core.io import Volume, write_volume
+    from napari_weakseg.core.io import Volume, read_volume, write_volume
 
     image, truth = make_phantom((24, 24, 24))
     sparse = np.full(truth.shape, 255, np.uint8)
@@ -60,6 +66,13 @@ def test_lazy_training_equals_training_in_memory(tmp_path, monkeypatch):
     zimg = write_volume(tmp_path / "img.zarr", Volume(image))
     zlbl = write_volume(tmp_path / "lbl.zarr", Volume(sparse))
     monkeypatch.setattr(defaults, "LARGE_VOXELS", 1000)
+    from napari_weakseg.core.lazy import LazyImage
+    from napari_weakseg.core.trainset import prepare
+
+    lazy = prepare([read_volume(zimg, lazy=True).data],
+                   [read_volume(zlbl, lazy=True).data])  # fmt: skip
+    assert isinstance(lazy.images[0], LazyImage)  # the stores stay on disk
+    assert isinstance(lazy.targets[0], SparseLabels)
     events = []
     api.train(zimg, zlbl, tmp_path / "lazy.safetensors", **kw,
               callback=events.append)  # fmt: skip

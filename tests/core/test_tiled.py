@@ -123,11 +123,16 @@ def test_distributed_scheduler_gives_the_same_labels(tmp_path, net, image):
             model, net[1], vol, out, client=client, edge=32
         )
         events = []
-        try:
-            while True:
-                events.append(next(gen))
-        except StopIteration as done:
-            labels, probs = done.value
+        with distributed.get_task_stream(client) as stream:
+            try:
+                while True:
+                    events.append(next(gen))
+            except StopIteration as done:
+                labels, probs = done.value
+    ran = {t["key"][0] if isinstance(t["key"], tuple) else t["key"]
+           for t in stream.data}  # fmt: skip
+    # the four blocks were predicted and written by the cluster's worker
+    assert sum(str(k).startswith("write-") for k in ran) == 4
     assert [e.done for e in events] == [0, 1, 2, 3, 4]
     assert probs is None
     np.testing.assert_array_equal(np.asarray(labels), ref.argmax(0))

@@ -83,8 +83,8 @@ class SparseLabels:
     ) -> SparseLabels:
         """One pass over ``data`` in slabs of whole chunks along z."""
         shape = tuple(int(s) for s in data.shape)
-        chunk_z = int(getattr(data, "chunks", (16,))[0] or 16)
-        slab = slab or max(1, (64 // chunk_z)) * chunk_z
+        chunk_z = _z_chunk(data)
+        slab = slab or max(1, 64 // chunk_z) * chunk_z
         plane = shape[1] * shape[2]
         found: dict[int, list[np.ndarray]] = {}
         for z0 in range(0, shape[0], slab):
@@ -115,6 +115,16 @@ class SparseLabels:
 
     def patch(self, start: Sequence[int], size: Sequence[int]) -> np.ndarray:
         return read_box(self.data, start, size, self.ignore).astype(np.uint8)
+
+
+def _z_chunk(data: Any) -> int:
+    """The store's chunk length along z (zarr: an int; dask: a tuple of
+    block lengths); 16 when it has none."""
+    chunks = getattr(data, "chunks", None)
+    if not chunks:
+        return 16
+    first = chunks[0]
+    return max(1, int(first[0] if isinstance(first, tuple) else first))
 
 
 def is_lazy(image: Any, threshold: int) -> bool:
