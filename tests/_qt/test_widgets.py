@@ -258,3 +258,62 @@ def test_apply_on_a_large_lazy_image_streams_to_zarr(
         "big prediction.zarr",
     ]
     assert apply_w._session.uncertainty is None
+
+
+def test_annotating_a_large_image_paints_into_a_store_on_disk(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """Above LARGE_VOXELS the annotation layer is a zarr store under
+    WEAKSEG_HOME: strokes land on disk, done slices are recorded in it,
+    a new layer reopens it, and training reads it lazily."""
+    import zarr
+
+    from napari_weakseg.core import defaults
+    from napari_weakseg.core.io import Volume, write_volume
+    from napari_weakseg.core.lazy import SparseLabels
+
+    monkeypatch.setattr(defaults, "LARGE_VOXELS", 1000)
+    image, truth = make_phantom((16, 24, 24))
+    store = write_volume(tmp_path / "img.zarr", Volume(image))
+    viewer = make_napari_viewer()
+    big = viewer.add_image(zarr.open(str(store), mode="r"), name="big")
+    widget = AnnotationWidget(viewer)
+    widget.reset_choices()
+    widget.image.value = big
+    layer = _annotate_three_slices(widget, truth)
+    assert type(layer.data).__module__.startswith("zarr")
+    folder = tmp_path / "weakseg-home" / "annotations"
+    (path,) = folder.iterdir()
+    on_disk = zarr.open_array(str(path), mode="r")
+    np.testing.assert_array_equal(on_disk[8] > 0, True)  # marked done
+    assert done_of(layer) == {0: [8], 1: [12], 2: [12]}
+    assert on_disk.attrs["weakseg_done"] == {"0": [8], "1": [12], "2": [12]}
+    assert "(on disk)" in widget.info.value
+    assert list((tmp_path / "weakseg-home").glob("autosave/*")) == []
+    sparse = sparse_from_layer(layer)
+    assert type(sparse).__module__.startswith("dask")
+    expected = np.full(truth.shape, 255, np.uint8)
+    for where in (np.s_[8], np.s_[:, 12], np.s_[:, :, 12]):
+        expected[where] = truth[where]
+    np.testing.assert_array_equal(np.asarray(sparse), expected)
+
+    widget.unmark_current_slice()  # the shown slice: x = 12
+    assert done_of(layer) == {0: [8], 1: [12], 2: []}
+    viewer.layers.remove(layer)
+    again = widget.create_annotation_layer()  # reopens the store
+    assert done_of(again) == {0: [8], 1: [12], 2: []}
+    np.testing.assert_array_equal(np.asarray(again.data), np.asarray(on_disk))
+
+    from napari_weakseg.core.trainset import prepare
+
+    trainset = prepare([big.data], [sparse_from_layer(again)])
+    assert isinstance(trainset.targets[0], SparseLabels)
+    train_w = TrainWidget(viewer)
+    train_w.reset_choices()
+    train_w.image.value, train_w.annotations.value = big, again
+    train_w.steps.value, train_w.base_filters.value = 2, 4
+    train_w.device.value = "cpu"
+    train_w.out.value = str(tmp_path / "m.safetensors")
+    with qtbot.waitSignal(train_w.start_training().finished, timeout=120_000):
+        pass
+    assert (tmp_path / "m.safetensors").is_file()

@@ -23,7 +23,9 @@ from ..core.annotation import (
     AnnotationStore,
     fill_done,
     labelled_fraction,
+    merge_done,
     normalise_done,
+    open_store,
     suggest_next_slice,
     to_sparse_labels,
     unmarked_plane,
@@ -34,8 +36,12 @@ from ._common import Dock, home, report_error, unique_name
 from .layers import (
     done_of,
     edit_slice,
+    is_large,
+    on_disk,
+    record_done,
     restore_into,
     transform_of,
+    volume_of,
 )
 
 
@@ -121,22 +127,12 @@ class AnnotationWidget(Dock):
             report_error(WeaksegError("Open or pick an image first."))
             return None
         store = store_for(image)
+        if is_large(volume_of(image, lazy=True)):
+            return self._layer_on_disk(image, store.key)
         saved = store.load()
         if store.warning:
             show_warning(store.warning)
-        placed = transform_of(image)
-        geo = placed.pop("metadata", {})
-        layer = self._viewer.add_labels(
-            np.zeros(image.data.shape, np.uint8),
-            name=unique_name(self._viewer, f"{image.name} annotations"),
-            **placed,
-            metadata={
-                **geo,
-                DONE_KEY: {},
-                IMAGE_KEY: image.name,
-                ROLE_KEY: ROLE_ANNOTATION,
-            },
-        )
+        layer = self._add_layer(image, np.zeros(image.data.shape, np.uint8))
         if saved is not None and saved[0].shape == layer.data.shape:
             restored = restore_into(layer, fill_done(*saved))
             if restored:
@@ -145,6 +141,40 @@ class AnnotationWidget(Dock):
                     f"'{image.name}' from the autosave (Ctrl+Z takes them "
                     "back)."
                 )
+        self.reset_choices()
+        self.annotations.value = layer
+        return layer
+
+    def _add_layer(self, image: Any, data: Any, done: Any = None) -> Any:
+        placed = transform_of(image)
+        geo = placed.pop("metadata", {})
+        return self._viewer.add_labels(
+            data,
+            name=unique_name(self._viewer, f"{image.name} annotations"),
+            **placed,
+            metadata={
+                **geo,
+                DONE_KEY: merge_done(done),
+                IMAGE_KEY: image.name,
+                ROLE_KEY: ROLE_ANNOTATION,
+            },
+        )
+
+    def _layer_on_disk(self, image: Any, key: str) -> Any:
+        """An image larger than memory: the layer paints into a store on
+        disk (every stroke saved as it lands; reopened next time)."""
+        path = home() / "annotations" / f"{key}.zarr"
+        existed = path.exists()
+        try:
+            data = open_store(path, image.data.shape)
+        except WeaksegError as exc:
+            report_error(exc)
+            return None
+        layer = self._add_layer(image, data, data.attrs.get(DONE_KEY))
+        show_info(
+            f"{'Reopened' if existed else 'Started'} the annotations of "
+            f"'{image.name}' in {path}: strokes are saved as you paint."
+        )
         self.reset_choices()
         self.annotations.value = layer
         return layer
@@ -188,8 +218,8 @@ class AnnotationWidget(Dock):
             layer, image = self.annotations.value, self.image.value
         except RuntimeError:  # the dock's widgets are gone (viewer closed)
             layer, image = self._pending
-        if layer is None or image is None:
-            return
+        if layer is None or image is None or on_disk(layer):
+            return  # a layer on disk is saved stroke by stroke
         if self._writer is not None:
             self._writer.join()
         self._writer = threading.Thread(
@@ -240,6 +270,8 @@ class AnnotationWidget(Dock):
             show_info(f"Slice {AXES[a]}={i} is already done.")
             return
         edit_slice(layer, a, i, np.where(plane == 0, BACKGROUND_BRUSH, plane))
+        if on_disk(layer):
+            record_done(layer, a, i, True)
         self.autosave()
 
     def unmark_current_slice(self) -> None:
@@ -249,6 +281,8 @@ class AnnotationWidget(Dock):
         if shown is None:
             return
         layer, a, i, _ = shown
+        if on_disk(layer):
+            record_done(layer, a, i, False)
         legacy = normalise_done(layer.metadata.get(DONE_KEY))
         if i in legacy[a]:  # a layer of an older session lists it
             legacy[a].remove(i)
@@ -289,6 +323,9 @@ class AnnotationWidget(Dock):
             return
         done = done_of(layer)
         parts = [f"{AXES[a]}: {done[a] or '-'}" for a in range(3)]
+        if on_disk(layer):  # never scanned whole on the GUI thread
+            self.info.value = "done " + "; ".join(parts) + "\n(on disk)"
+            return
         frac = labelled_fraction(
             to_sparse_labels(np.asarray(layer.data), done)
         )

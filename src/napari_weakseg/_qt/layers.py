@@ -16,7 +16,12 @@ import numpy as np
 
 from ..api import Volume
 from ..core import defaults as d
-from ..core.annotation import merge_done, painted_slices, to_sparse_labels
+from ..core.annotation import (
+    merge_done,
+    painted_slices,
+    sparse_view,
+    to_sparse_labels,
+)
 from ..core.boxes import Box
 from ..core.geometry import Geometry
 
@@ -174,12 +179,31 @@ def is_large(volume: Volume) -> bool:
     return int(np.prod(volume.data.shape, dtype=np.float64)) > d.LARGE_VOXELS
 
 
+def on_disk(layer: Any) -> bool:
+    """An annotation layer painted straight into a store on disk (its
+    image is larger than memory): never read whole."""
+    return not isinstance(layer.data, np.ndarray)
+
+
 def done_of(layer: Any) -> dict[int, list[int]]:
     """Done slices of an annotation layer: those fully painted, and those
-    a layer of an older session lists in its metadata."""
-    return merge_done(
-        painted_slices(np.asarray(layer.data)), layer.metadata.get(DONE_KEY)
-    )
+    its metadata lists (a layer of an older session; a layer on disk,
+    whose slices *Mark*/*Unmark* record instead of a scan)."""
+    listed = layer.metadata.get(DONE_KEY)
+    if on_disk(layer):
+        return merge_done(listed)
+    return merge_done(painted_slices(np.asarray(layer.data)), listed)
+
+
+def record_done(layer: Any, axis: int, index: int, done: bool) -> None:
+    """List (or unlist) a done slice of a layer on disk, in its metadata
+    and in its store's attributes (kept with the annotations)."""
+    listed = merge_done(layer.metadata.get(DONE_KEY))
+    values = set(listed[axis])
+    (values.add if done else values.discard)(index)
+    listed[axis] = sorted(values)
+    layer.metadata[DONE_KEY] = listed
+    layer.data.attrs[DONE_KEY] = {str(a): v for a, v in listed.items()}
 
 
 def edit_slice(layer: Any, axis: int, index: int, plane: np.ndarray) -> int:
@@ -208,8 +232,11 @@ def restore_into(layer: Any, painted: np.ndarray) -> int:
     return len(voxels[0])
 
 
-def sparse_from_layer(layer: Any) -> np.ndarray:
-    """The layer's painting plus done slices as sparse training labels."""
+def sparse_from_layer(layer: Any) -> Any:
+    """The layer's painting plus done slices as sparse training labels
+    (of a layer on disk: a lazy dask array, read block by block)."""
+    if on_disk(layer):
+        return sparse_view(layer.data)
     return to_sparse_labels(np.asarray(layer.data), done_of(layer))
 
 
@@ -279,6 +306,10 @@ def annotated_pairs(layers: Any) -> list[tuple[Any, Any]]:
         image = images.get(layer.metadata.get(d.IMAGE_KEY))
         if image is None or image.data.shape != layer.data.shape:
             continue
-        if (sparse_from_layer(layer) != d.IGNORE).any():
+        if on_disk(layer):  # a painted chunk is on disk: no scan
+            labelled = getattr(layer.data, "nchunks_initialized", 1) > 0
+        else:
+            labelled = (sparse_from_layer(layer) != d.IGNORE).any()
+        if labelled:
             pairs.append((image, layer))
     return pairs

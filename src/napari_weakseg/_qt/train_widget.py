@@ -150,7 +150,7 @@ class TrainWidget(Dock):
                 if a.name != ann.name
             ]
         try:
-            volumes = [volume_of(i) for i, _ in pairs]
+            volumes = [volume_of(i, lazy=True) for i, _ in pairs]
             sparse = [sparse_from_layer(a) for _, a in pairs]
         except Exception as exc:
             report_error(exc)

@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -130,7 +131,8 @@ def unmarked_plane(
 ) -> np.ndarray:
     """Slice ``index`` of ``axis`` with its background brush taken off,
     except where it crosses another done slice (which stays done)."""
-    plane = np.array(np.asarray(painted)[_slicer(axis, index)], copy=True)
+    # read one slice (a store on disk is never read whole)
+    plane = np.array(np.asarray(painted[_slicer(axis, index)]), copy=True)
     keep = np.zeros(plane.shape, bool)
     others = [b for b in range(3) if b != axis]
     for k, b in enumerate(others):
@@ -140,6 +142,57 @@ def unmarked_plane(
             keep[tuple(line)] = True
     plane[(plane == BACKGROUND_BRUSH) & ~keep] = 0
     return plane
+
+
+#: chunk edge of annotation stores on disk (cubes: sparse slices run in
+#: any orientation)
+STORE_CHUNK = 64
+
+
+def open_store(path: str | os.PathLike, shape: Sequence[int]) -> Any:
+    """The on-disk annotation of a volume larger than memory: a zarr
+    array of the painted layer (0 unpainted), created empty if ``path``
+    holds none of this shape.  Every paint stroke is written to it (that
+    is its autosave); only chunks someone painted take space.  Its done
+    slices are in the attributes (:data:`~.defaults.DONE_KEY`)."""
+    import zarr
+
+    shape = tuple(int(s) for s in shape)
+    p = Path(path)
+    if p.exists():
+        try:
+            arr = zarr.open_array(str(p), mode="r+")
+        except Exception as exc:  # damaged: say so, never paint over it
+            raise WeaksegError(
+                f"The annotation store {p} cannot be opened ({exc}); move "
+                "it away to start a new one."
+            ) from None
+        if tuple(arr.shape) == shape:
+            return arr
+        raise WeaksegError(
+            f"The annotation store {p} has shape {tuple(arr.shape)}, not "
+            f"the image's {shape}; move it away to start a new one."
+        )
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return zarr.open_array(
+        str(p),
+        mode="w",
+        shape=shape,
+        dtype=np.uint8,
+        chunks=tuple(min(STORE_CHUNK, s) for s in shape),
+        fill_value=0,
+    )
+
+
+def sparse_view(painted: Any, ignore_label: int = IGNORE) -> Any:
+    """Sparse labels of a painted store as a lazy dask array (block by
+    block :func:`to_sparse_labels`; done slices are in the data)."""
+    import dask.array as da
+
+    blocks = da.from_array(painted, chunks=painted.chunks, asarray=False)
+    return blocks.map_blocks(
+        to_sparse_labels, ignore_label=ignore_label, dtype=np.uint8
+    )
 
 
 def merge_done(*sets: Mapping[int | str, Iterable[int]] | None) -> DoneSlices:
