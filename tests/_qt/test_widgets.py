@@ -33,6 +33,17 @@ def _annotate_three_slices(widget, truth):
     return layer
 
 
+def _train_dock(viewer, image, ann, steps, folder):
+    """The Train dock set for a small CPU run into folder/m.safetensors."""
+    train_w = TrainWidget(viewer)
+    train_w.reset_choices()
+    train_w.image.value, train_w.annotations.value = image, ann
+    train_w.steps.value, train_w.base_filters.value = steps, 4
+    train_w.device.value = "cpu"
+    train_w.out.value = str(folder / "m.safetensors")
+    return train_w
+
+
 def test_annotate_train_stop_apply(make_napari_viewer, qtbot, tmp_path):
     viewer, image, truth = _viewer_with_phantom(make_napari_viewer)
     ann_w = AnnotationWidget(viewer)
@@ -40,12 +51,7 @@ def test_annotate_train_stop_apply(make_napari_viewer, qtbot, tmp_path):
     assert done_of(ann) == {0: [8], 1: [12], 2: [12]}
     assert "labelled" in ann_w.info.value
 
-    train_w = TrainWidget(viewer)
-    train_w.reset_choices()
-    train_w.image.value, train_w.annotations.value = image, ann
-    train_w.steps.value, train_w.base_filters.value = 200, 4
-    train_w.device.value = "cpu"
-    train_w.out.value = str(tmp_path / "m.safetensors")
+    train_w = _train_dock(viewer, image, ann, 200, tmp_path)
     steps = []
 
     def stop_after_three(event):
@@ -308,12 +314,7 @@ def test_annotating_a_large_image_paints_into_a_store_on_disk(
 
     trainset = prepare([big.data], [sparse_from_layer(again)])
     assert isinstance(trainset.targets[0], SparseLabels)
-    train_w = TrainWidget(viewer)
-    train_w.reset_choices()
-    train_w.image.value, train_w.annotations.value = big, again
-    train_w.steps.value, train_w.base_filters.value = 2, 4
-    train_w.device.value = "cpu"
-    train_w.out.value = str(tmp_path / "m.safetensors")
+    train_w = _train_dock(viewer, big, again, 2, tmp_path)
     with qtbot.waitSignal(train_w.start_training().finished, timeout=120_000):
         pass
     assert (tmp_path / "m.safetensors").is_file()
