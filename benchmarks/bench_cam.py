@@ -1,12 +1,27 @@
-"""CAM / Grad-CAM / Grad-CAM++ from image-level labels on the MNI sample.
+"""CAM from image-level labels, and image-level labels to segmentations.
 
-Object: white matter (WM).  Crops of 24^3 voxels on a grid over the T1 are
-labelled 1 if at least 10 % of their voxels are WM, else 0; a classifier
-is trained on them.  On the positive crops: pointing game (map maximum
-within 1 voxel of WM), energy inside WM, IoU of the Otsu-thresholded map.
-Then the whole-volume map becomes pseudo-labels (seed / background /
-ignore), a U-Net is trained from them, and both are scored against WM as a
-fraction of a U-Net trained on dense WM labels with the same budget.
+Targets (crops of a grid over each volume; a crop is *present* when it
+holds at least ``min_voxels`` of the object, *absent* when it holds none,
+and left out in between):
+
+* MNI lateral ventricles (``bench_boxes.mni_ventricles``), 24^3 crops;
+  crops holding CSF the truth leaves out (two ~430-voxel components below
+  the ventricle bodies) are left out too.  Held back: crops centred in the
+  right hemisphere.
+* hippocampus MRI (``../shared/data``), 16^3 crops of the 8 labelled
+  cases, head and body together.  Held back: crops of 3 cases.
+* MNI white matter (the documented hard case: it fills most crops).
+
+Per target and classifier (``topk``: the local top-k classifier, the
+default; ``gap``: U-Net encoder + GAP, the old one): accuracy on the
+held-back crops; on their positive crops the pointing game (map maximum
+within one voxel of the object: 2 mm MNI, 1 mm hippocampus), the map's
+energy inside the object and the IoU of its Otsu mask.  Then on one
+volume (MNI; hippocampus: held-back case 006) with the default
+classifier: Dice of the seeds (on the voxels they label), of a U-Net
+trained on them, and of seed -> expand -> constrain (3 rounds, CRF),
+each as a fraction of a U-Net trained on the dense truth with the same
+number of steps; seconds to map the volume.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_cam.py
 """
@@ -18,6 +33,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,33 +44,134 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _common import machine, sample_volumes, save_plot  # noqa: E402
+from _realdata import SHARED  # noqa: E402
+from bench_boxes import mni_ventricles  # noqa: E402
 
-from napari_weakseg import api  # noqa: E402
-from napari_weakseg.core.cam import cam, grad_cam, map_volume, pseudo_labels  # noqa: E402
+from napari_weakseg.core.cam import cam, grad_cam, map_volume  # noqa: E402
+from napari_weakseg.core.cam2seg import (  # noqa: E402
+    absent_mask,
+    iter_cam_to_masks,
+    seeds,
+)
 from napari_weakseg.core.classifier import iter_train_classifier  # noqa: E402
 from napari_weakseg.core.events import run  # noqa: E402
+from napari_weakseg.core.inference import iter_predict  # noqa: E402
+from napari_weakseg.core.io import read_volume  # noqa: E402
 from napari_weakseg.core.metrics import dice_per_class  # noqa: E402
 from napari_weakseg.core.models import load_model  # noqa: E402
 from napari_weakseg.core.normalise import normalise  # noqa: E402
-from napari_weakseg.core.training import TrainConfig  # noqa: E402
-
-SIZE = 24
+from napari_weakseg.core.training import TrainConfig, iter_train  # noqa: E402
 
 
-def grid_crops(img, wm, step=12):
-    crops, labels, masks = [], [], []
-    for z in range(0, img.shape[0] - SIZE + 1, step):
-        for y in range(0, img.shape[1] - SIZE + 1, step):
-            for x in range(0, img.shape[2] - SIZE + 1, step):
-                sl = (
-                    slice(z, z + SIZE),
-                    slice(y, y + SIZE),
-                    slice(x, x + SIZE),
-                )
-                crops.append(img[sl])
-                masks.append(wm[sl])
-                labels.append(int(wm[sl].mean() >= 0.10))
-    return crops, labels, masks
+@dataclass
+class Target:
+    name: str
+    raws: list  # raw volumes
+    truths: list  # binary object masks
+    spacing: tuple
+    size: int
+    stride: int
+    min_voxels: int
+    held_back: object  # (volume index, box) -> bool
+    seg_volume: int = 0
+    ambiguous: list = field(default_factory=list)  # per volume or None
+
+
+def ventricles() -> Target:
+    raw, truth, _, _ = mni_ventricles()
+    image, tissue = sample_volumes()
+    brain = ndimage.binary_fill_holes(
+        ndimage.binary_closing(raw > 0.05 * raw.max(), iterations=2)
+    )
+    csf = (
+        ndimage.binary_erosion(brain, iterations=3)
+        & (raw < 0.5 * raw.max())
+        & (tissue.data == 0)
+    )
+    comp, n = ndimage.label(csf)
+    sizes = ndimage.sum(np.ones_like(comp), comp, range(1, n + 1))
+    keep = [i + 1 for i in range(n) if 300 < sizes[i] < 1000]
+    amb = np.isin(comp, keep) & (truth == 0)
+    mid = raw.shape[2] / 2
+    return Target(
+        "MNI lateral ventricles",
+        [raw],
+        [truth > 0],
+        tuple(image.geometry.spacing),
+        24,
+        6,
+        40,
+        lambda v, b: (b[2] + b[5]) / 2 >= mid,
+        ambiguous=[amb],
+    )
+
+
+def white_matter() -> Target:
+    image, tissue = sample_volumes()
+    raw = np.asarray(image.data)
+    mid = raw.shape[2] / 2
+    return Target(
+        "MNI white matter (hard case)",
+        [raw],
+        [tissue.data == 2],
+        tuple(image.geometry.spacing),
+        24,
+        12,
+        int(0.10 * 24**3),
+        lambda v, b: (b[2] + b[5]) / 2 >= mid,
+    )
+
+
+HIPPO = ("001", "003", "004", "006", "007", "008", "011", "014")
+
+
+def hippocampus() -> Target:
+    root = SHARED / "hippocampus_mri" / "labelled"
+    raws, truths = [], []
+    for i in HIPPO:
+        raws.append(
+            np.asarray(
+                read_volume(root / "images" / f"hippocampus_{i}.nii.gz").data,
+                np.float32,
+            )
+        )
+        lab = read_volume(root / "labels" / f"hippocampus_{i}.nii.gz").data
+        truths.append(np.asarray(lab) > 0)
+    return Target(
+        "hippocampus MRI (head + body)",
+        raws,
+        truths,
+        (1.0, 1.0, 1.0),
+        16,
+        4,
+        int(0.05 * 16**3),
+        lambda v, b: v >= 5,
+        seg_volume=3,
+    )
+
+
+def grid_crops(t: Target, imgs):
+    """(volume, box, class, held back) of every present/absent crop."""
+    out = []
+    for v, (img, obj) in enumerate(zip(imgs, t.truths)):
+        amb = t.ambiguous[v] if t.ambiguous else None
+        s = t.size
+        for z in range(0, img.shape[0] - s + 1, t.stride):
+            for y in range(0, img.shape[1] - s + 1, t.stride):
+                for x in range(0, img.shape[2] - s + 1, t.stride):
+                    box = (z, y, x, z + s, y + s, x + s)
+                    sl = (slice(z, z + s), slice(y, y + s), slice(x, x + s))
+                    n = int(obj[sl].sum())
+                    if 0 < n < t.min_voxels:
+                        continue
+                    if n == 0 and amb is not None and amb[sl].any():
+                        continue
+                    out.append((v, box, int(n > 0), t.held_back(v, box)))
+    return out
+
+
+def crop_of(a, box):
+    return a[box[0] : box[3], box[1] : box[4], box[2] : box[5]]
 
 
 def localisation(maps, masks):
@@ -70,28 +187,51 @@ def localisation(maps, masks):
             iou.append(float((seg & obj).sum() / max((seg | obj).sum(), 1)))
         else:
             iou.append(0.0)
-    return np.mean(point), np.mean(energy), np.mean(iou)
+    return float(np.mean(point)), float(np.mean(energy)), float(np.mean(iou))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--unet-steps", type=int, default=300)
-    ap.add_argument("--filters", type=int, default=8)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path, default=HERE / "results")
-    args = ap.parse_args()
-    if args.quick:
-        args.steps, args.unet_steps = 5, 3
-    image, tissue = sample_volumes()
-    raw = np.asarray(image.data)
-    img = normalise(raw)
-    wm = tissue.data == 2
-    crops, labels, masks = grid_crops(img, wm)
-    print(f"{len(crops)} crops, {sum(labels)} with WM >= 10 %", flush=True)
-    rows, results = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        clf = Path(tmp) / "clf.safetensors"
+def crop_map(model, crop, method):
+    x = torch.as_tensor(np.ascontiguousarray(crop))[None, None]
+    if method == "cam":
+        return cam(model, x, 1)[0, 0].numpy()
+    layer = "bottleneck"
+    return grad_cam(model, x, layer, 1, method=method)[0, 0].numpy()
+
+
+def unet_dice(img, target, truth, spacing, steps, tmp):
+    cfg = TrainConfig(steps=steps, base_filters=8, device="cpu", seed=0)
+    path = Path(tmp) / "u.safetensors"
+    run(iter_train([img], [target], path, cfg, spacing))
+    model, mconf = load_model(path)
+    pred, _ = run(
+        iter_predict(
+            model,
+            img,
+            mconf.patch_size,
+            mconf.normalisation,
+            torch.device("cpu"),
+        )
+    )
+    return dice_per_class(pred, truth.astype(np.uint8), 2)[0]
+
+
+def evaluate(t: Target, args, tmp) -> dict:
+    imgs = [normalise(r) for r in t.raws]
+    crops = grid_crops(t, imgs)
+    train = [c for c in crops if not c[3]]
+    test = [c for c in crops if c[3]]
+    res = {
+        "crops (train/held back)": [len(train), len(test)],
+        "present (train/held back)": [
+            sum(c[2] for c in train),
+            sum(c[2] for c in test),
+        ],
+        "classifiers": {},
+    }
+    print(f"\n{t.name}: {res}", flush=True)
+    models = {}
+    for pooling in args.poolings:
+        path = Path(tmp) / f"{pooling}.safetensors"
         cfg = TrainConfig(
             steps=args.steps,
             base_filters=args.filters,
@@ -99,83 +239,200 @@ def main() -> None:
             val_every=args.steps,
             device="cpu",
         )
-        fin = run(
+        t0 = time.perf_counter()
+        run(
             iter_train_classifier(
-                crops, labels, clf, cfg, image.geometry.spacing
+                [crop_of(imgs[v], b) for v, b, _, _ in train],
+                [c for _, _, c, _ in train],
+                path,
+                cfg,
+                t.spacing,
+                pooling=pooling,
             )
         )
-        results["classifier accuracy (train crops)"] = fin.best
-        model, _ = load_model(clf)
-        pos = [i for i, c in enumerate(labels) if c == 1]
-        for method in ("cam", "gradcam", "gradcam++"):
-            maps = []
-            for i in pos:
-                x = torch.as_tensor(crops[i])[None, None]
-                m = (
-                    cam(model, x, 1)
-                    if method == "cam"
-                    else grad_cam(model, x, "bottleneck", 1, method=method)
+        train_s = time.perf_counter() - t0
+        model, _ = load_model(path)
+        models[pooling] = model
+        with torch.no_grad():
+            hits = [
+                int(
+                    model(
+                        torch.as_tensor(crop_of(imgs[v], b))[None, None]
+                    ).argmax(1)
+                    == c
                 )
-                maps.append(m[0, 0].numpy())
-            t0 = time.perf_counter()
-            whole = map_volume(model, img, 1, method)
-            dt = time.perf_counter() - t0
-            rows[method] = (*localisation(maps, [masks[i] for i in pos]), dt)
-            print(
-                f"{method}: pointing {rows[method][0]:.2f} energy "
-                f"{rows[method][1]:.2f} IoU {rows[method][2]:.2f} "
-                f"({dt:.2f} s/volume)",
-                flush=True,
-            )
-        seeds = pseudo_labels(whole, 1)  # Grad-CAM++ map of the volume
-        lab = seeds != 255
-        results["seed coverage"] = float(lab.mean())
-        results["seed Dice (labelled voxels)"] = dice_per_class(
-            seeds, wm.astype(np.uint8), 2, lab
-        )[0]
-        truth = wm.astype(np.uint8)
-        for name, target in (
-            ("U-Net from CAM seeds", seeds),
-            ("U-Net from dense labels", truth),
-        ):
-            path = Path(tmp) / "u.safetensors"
-            api.train(
-                raw,
-                target,
-                path,
-                steps=args.unet_steps,
-                base_filters=args.filters,
-                device="cpu",
-            )
-            pred, _ = api.predict(path, raw, device="cpu")
-            results[name] = dice_per_class(pred, truth, 2)[0]
-            print(f"{name}: Dice {results[name]:.3f}", flush=True)
-    dense = results["U-Net from dense labels"]
-    print(
-        f"\nMNI152 WM from crop labels, classifier {args.steps} steps, "
-        f"U-Nets {args.unet_steps} steps, {machine()}"
+                for v, b, c, _ in test
+            ]
+        pos = [c for c in test if c[2] == 1]
+        masks = [crop_of(t.truths[v], b) for v, b, _, _ in pos]
+        methods = ["cam"] + (["gradcam++"] if pooling == "gap" else [])
+        for method in methods:
+            maps = [
+                crop_map(model, crop_of(imgs[v], b), method)
+                for v, b, _, _ in pos
+            ]
+            p, e, i = localisation(maps, masks)
+            row = {
+                "accuracy": float(np.mean(hits)),
+                "pointing": p,
+                "energy": e,
+                "IoU": i,
+                "train s": train_s,
+            }
+            res["classifiers"][f"{pooling} {method}"] = row
+            print(f"  {pooling} {method}: {row}", flush=True)
+    if args.no_seg:
+        return res
+    # image-level labels -> segmentation, on one volume
+    v = t.seg_volume
+    img, raw, truth = imgs[v], t.raws[v], t.truths[v]
+    model = models[args.poolings[0]]
+    t0 = time.perf_counter()
+    m = map_volume(model, img, 1, "cam")
+    res["map s/volume"] = time.perf_counter() - t0
+    absent = [b for vv, b, c, _ in crops if vv == v and c == 0]
+    outside = absent_mask(img.shape, absent) if absent else None
+    sd = seeds(m, 1, 0.5, outside)
+    lab = sd != 255
+    res["seed coverage"] = float(lab.mean())
+    res["seed Dice (labelled voxels)"] = dice_per_class(
+        sd, truth.astype(np.uint8), 2, lab
+    )[0]
+    total = args.unet_steps * args.rounds
+    res["dense U-Net"] = unet_dice(
+        raw, truth.astype(np.uint8), truth, t.spacing, total, tmp
     )
-    print("| method | pointing game | energy in WM | IoU (Otsu) | s/volume |")
-    print("|---|---|---|---|---|")
-    for k, (p, e, i, t) in rows.items():
-        print(f"| {k} | {p:.2f} | {e:.2f} | {i:.2f} | {t:.2f} |")
-    print("\n| result | value | × dense |\n|---|---|---|")
-    for k, v in results.items():
-        frac = f"{v / dense:.2f}" if "Dice" in k or "U-Net" in k else ""
-        print(f"| {k} | {v:.3f} | {frac} |")
+    for name, rounds, crf in (
+        ("seed -> U-Net", 1, False),
+        ("seed -> expand -> constrain", args.rounds, True),
+    ):
+        cfg = TrainConfig(
+            steps=total // rounds, base_filters=8, device="cpu", seed=0
+        )
+        labels = run(
+            iter_cam_to_masks(
+                raw,
+                m,
+                Path(tmp) / "c2s.safetensors",
+                1,
+                rounds,
+                cfg,
+                t.spacing,
+                absent,
+                crf=crf,
+            )
+        )
+        res[name] = dice_per_class(labels, truth.astype(np.uint8), 2)[0]
+    for k in (
+        "seed Dice (labelled voxels)",
+        "seed -> U-Net",
+        "seed -> expand -> constrain",
+    ):
+        print(
+            f"  {k}: {res[k]:.3f} = {res[k] / res['dense U-Net']:.2f} x dense",
+            flush=True,
+        )
+    return res
+
+
+TARGETS = {
+    "ventricles": ventricles,
+    "hippocampus": hippocampus,
+    "wm": white_matter,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--unet-steps", type=int, default=150)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--filters", type=int, default=16)
+    ap.add_argument("--targets", nargs="+", default=list(TARGETS))
+    ap.add_argument("--poolings", nargs="+", default=["topk", "gap"])
+    ap.add_argument("--no-seg", action="store_true")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    args = ap.parse_args()
+    if args.quick:
+        args.steps, args.unet_steps, args.rounds = 5, 3, 2
+    torch.manual_seed(0)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in args.targets:
+            t = TARGETS[key]()
+            results[t.name] = evaluate(t, args, tmp)
+    print(
+        f"\nclassifiers {args.steps} steps; U-Nets "
+        f"{args.unet_steps * args.rounds} steps; {machine()}"
+    )
+    print(table(results))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cam.json").write_text(
         json.dumps(
-            {"machine": machine(), "rows": rows, "results": results}, indent=1
+            {
+                "machine": machine(),
+                "steps": args.steps,
+                "unet_steps": args.unet_steps * args.rounds,
+                "results": results,
+            },
+            indent=1,
         )
     )
+    names = [
+        f"{n} / {c}" for n, r in results.items() for c in r["classifiers"]
+    ]
+    rows = [
+        r["classifiers"][c] for r in results.values() for c in r["classifiers"]
+    ]
     save_plot(
         args.out / "cam.png",
-        ["pointing", "energy", "IoU"],
-        {k: (list(v[:3]), [0, 0, 0]) for k, v in rows.items()},
+        names,
+        {
+            k: ([row[k] for row in rows], [0] * len(rows))
+            for k in ("pointing", "energy", "IoU")
+        },
         "score",
-        "Localisation of WM from crop labels",
+        "Localisation from image-level labels (held-back positive crops)",
     )
+
+
+SEG = (
+    "seed Dice (labelled voxels)",
+    "seed -> U-Net",
+    "seed -> expand -> constrain",
+)
+
+
+def table(results: dict) -> str:
+    out = [
+        "| target | classifier / map | accuracy | pointing | energy "
+        "| IoU (Otsu) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        for c, row in r["classifiers"].items():
+            out.append(
+                f"| {name} | {c} | {row['accuracy']:.2f} "
+                f"| {row['pointing']:.2f} "
+                f"| {row['energy']:.2f} | {row['IoU']:.2f} |"
+            )
+    seg = [(n, r) for n, r in results.items() if "dense U-Net" in r]
+    if seg:
+        out += [
+            "",
+            "| target | dense U-Net | seeds | seed → U-Net "
+            "| seed → expand → constrain | map s/volume |",
+            "|---|---|---|---|---|---|",
+        ]
+        for n, r in seg:
+            d = r["dense U-Net"]
+            cells = [f"{r[k]:.3f} ({r[k] / d:.2f}×)" for k in SEG]
+            out.append(
+                f"| {n} | {d:.3f} | {' | '.join(cells)} "
+                f"| {r['map s/volume']:.2f} |"
+            )
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -265,6 +265,8 @@ def test_train_classifier_then_cam_and_pseudo_labels(
                 "3",
                 "--base-filters",
                 "4",
+                "--pooling",
+                "gap",
                 "--device",
                 "cpu",
             ]

@@ -52,6 +52,8 @@ __all__ = [
     "iter_pretrain",
     "iter_train",
     "iter_train_classifier",
+    "iter_cam_to_segmentation",
+    "cam_to_segmentation",
     "load_model",
     "predict",
     "predict_batch",
@@ -666,6 +668,7 @@ def iter_train_classifier(
     init: PathLike | None = None,
     device: str = "auto",
     seed: int = 0,
+    pooling: str = "topk",
     stop: threading.Event | None = None,
 ) -> Events:
     """Train a 3D classifier from image-level labels of crops.
@@ -673,8 +676,10 @@ def iter_train_classifier(
     ``crops`` is a CSV (``image,z0,y0,x0,z1,y1,x1,class``; empty box =
     whole image) or a list of :class:`~.core.classifier.Crop`.  Each image
     is read and normalised once; ``init`` may be a U-Net, a classifier or
-    a pretrained encoder.  Returns :class:`~.core.events.Finished` with
-    the best validation accuracy.
+    a pretrained encoder (``pooling="gap"``).  ``pooling="topk"`` (the
+    default) trains :class:`~.core.milnet.LocalClassifier`, whose class
+    map localises.  Returns :class:`~.core.events.Finished` with the best
+    validation accuracy.
     """
     from .core import classifier
     from .core.normalise import normalise
@@ -707,12 +712,99 @@ def iter_train_classifier(
     )
     return (
         yield from classifier.iter_train_classifier(
-            arrays, classes, out, config, spacing, init, stop
+            arrays, classes, out, config, spacing, init, stop, pooling
         )
     )
 
 
 train_classifier = _blocking(iter_train_classifier)
+
+
+def iter_cam_to_segmentation(
+    model: PathLike,
+    image: VolumeLike,
+    *,
+    out: PathLike | None = None,
+    crops: PathLike | Sequence[Any] | None = None,
+    class_index: int = 1,
+    method: str = "cam",
+    rounds: int = defaults.BOX_ROUNDS,
+    steps_per_round: int = defaults.BOX_STEPS_PER_ROUND,
+    crf: bool = True,
+    model_out: PathLike | None = None,
+    base_filters: int = defaults.BASE_FILTERS,
+    device: str = "auto",
+    seed: int = 0,
+    stop: threading.Event | None = None,
+) -> Events:
+    """Image-level labels to a segmentation: seed, expand, constrain.
+
+    ``model`` is a classifier (or any model :func:`class_activation_map`
+    reads); its map of ``image`` gives the seeds, a U-Net trains on them
+    for ``rounds`` rounds (dense CRF between rounds), and voxels of the
+    crops labelled 0 in ``crops`` (a CSV like ``train-classifier``'s or a
+    list of :class:`~.core.classifier.Crop`; rows of other images are
+    skipped) stay background.  Yields the map's progress, training events
+    and each round's labels; returns the label volume.
+    """
+    import tempfile
+
+    from .core import cam2seg
+    from .core.classifier import read_crops
+    from .core.training import TrainConfig
+
+    vol = as_volume(image)
+    require_3d(vol.data, "image")
+    absent = []
+    if crops is not None:
+        rows = (
+            read_crops(crops)
+            if isinstance(crops, str | os.PathLike)
+            else crops
+        )
+        same = [
+            c
+            for c in rows
+            if not isinstance(image, str | os.PathLike)
+            or os.path.abspath(c.image) == os.path.abspath(image)
+        ]
+        absent = [
+            c.box or (0, 0, 0, *vol.data.shape) for c in same if c.cls == 0
+        ]
+    m = yield from iter_class_activation_map(
+        model,
+        vol,
+        method=method,
+        class_index=class_index,
+        device=device,
+        stop=stop,
+    )
+    config = TrainConfig(
+        steps=steps_per_round,
+        base_filters=base_filters,
+        device=device,
+        seed=seed,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        unet = model_out or os.path.join(tmp, "cam2seg.safetensors")
+        labels = yield from cam2seg.iter_cam_to_masks(
+            np.asarray(vol.data),
+            m,
+            unet,
+            class_index,
+            rounds,
+            config,
+            vol.geometry.spacing,
+            absent,
+            crf=crf,
+            stop=stop,
+        )
+    if out is not None:
+        write_volume(out, Volume(labels, vol.geometry))
+    return labels
+
+
+cam_to_segmentation = _blocking(iter_cam_to_segmentation)
 
 
 def iter_class_activation_map(

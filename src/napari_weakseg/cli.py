@@ -88,6 +88,7 @@ OUTPUTS = {
     "crf": {"out": "volume"},
     "train-classifier": {"out": "model"},
     "cam": {"out": "volume", "pseudo_labels": "volume"},
+    "cam2seg": {"out": "volume", "model_out": "model"},
     "pretrain": {"out": "model"},
     "suggest": {},
 }
@@ -362,9 +363,18 @@ def _cam_parsers(sub: Any) -> None:
     p.add_argument(
         "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS
     )
+    p.add_argument(
+        "--pooling",
+        choices=("topk", "gap"),
+        default="topk",
+        help="topk: local evidence, top-k pooled (maps that localise; the "
+        "default); gap: U-Net encoder + global average pooling (--init "
+        "from a U-Net or a pretrained encoder)",
+    )
     p.add_argument("--init", metavar="FILE")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    _cam2seg_parser(sub)
     c = sub.add_parser("cam", help="CAM / Grad-CAM map of a volume")
     c.add_argument("--model", required=True, metavar="MODEL")
     c.add_argument("--image", required=True, metavar="IMG")
@@ -384,6 +394,40 @@ def _cam_parsers(sub: Any) -> None:
         help="also write seeds (class / 0 / 255) from the map",
     )
     c.add_argument("--device", choices=DEVICES, default="auto")
+
+
+def _cam2seg_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "cam2seg",
+        help="segmentation from a classifier's map: seed, expand, constrain",
+    )
+    p.add_argument("--model", required=True, metavar="CLASSIFIER")
+    p.add_argument("--image", required=True, metavar="IMG")
+    p.add_argument("--out", required=True, metavar="LBL")
+    p.add_argument(
+        "--crops",
+        metavar="CROPS.csv",
+        help="crop labels of this image: crops of class 0 stay background",
+    )
+    p.add_argument("--class", dest="class_index", type=POSITIVE, default=1)
+    p.add_argument(
+        "--method", choices=("cam", "gradcam", "gradcam++"), default="cam"
+    )
+    p.add_argument("--rounds", type=POSITIVE, default=defaults.BOX_ROUNDS)
+    p.add_argument(
+        "--steps-per-round",
+        type=POSITIVE,
+        default=defaults.BOX_STEPS_PER_ROUND,
+    )
+    p.add_argument("--no-crf", dest="crf", action="store_false")
+    p.add_argument(
+        "--model-out", metavar="MODEL", help="also keep the last round's U-Net"
+    )
+    p.add_argument(
+        "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS
+    )
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
 
 
 def _pretrain_parser(sub: Any) -> None:
@@ -709,6 +753,14 @@ def _cmd_cam(args: argparse.Namespace, stop: threading.Event) -> None:
         print(f"wrote {args.pseudo_labels}")
 
 
+def _cmd_cam2seg(args: argparse.Namespace, stop: threading.Event) -> None:
+    from . import api
+
+    show = _printer(Meter(args.quiet))
+    call(api.cam_to_segmentation, args, callback=show, stop=stop)
+    print(f"wrote {args.out}")
+
+
 def _cmd_suggest(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
 
@@ -748,6 +800,7 @@ COMMANDS = {
     "pretrain": _cmd_pretrain,
     "train-classifier": _cmd_train_classifier,
     "cam": _cmd_cam,
+    "cam2seg": _cmd_cam2seg,
     "train": _cmd_train,
     "predict": _cmd_predict,
     "box2mask": _cmd_box2mask,

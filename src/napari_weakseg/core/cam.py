@@ -148,8 +148,16 @@ def cam(model: nn.Module, x: torch.Tensor, class_index: int) -> torch.Tensor:
     """CAM ``ReLU(sum_k w_k^c A_k)`` of a GAP + linear classifier.
 
     The model must expose ``features(x)`` (the last feature maps) and a
-    linear ``fc`` layer, as :class:`~.models.EncoderClassifier` does.
+    linear ``fc`` layer, as :class:`~.models.EncoderClassifier` does; for
+    a :class:`~.milnet.LocalClassifier` the CAM is the class map its
+    pooling reads (ReLU of the per-voxel log-odds against class 0).
     """
+    if hasattr(model, "score_map"):
+        _check(model, x, default_layer(model), class_index)
+        model.eval()
+        with torch.no_grad():
+            m = model.score_map(x)[:, class_index : class_index + 1]
+        return F.relu(m)
     if not (
         hasattr(model, "features")
         and isinstance(getattr(model, "fc", None), nn.Linear)

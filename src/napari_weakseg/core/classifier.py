@@ -1,7 +1,10 @@
 """A 3D classifier from image-level labels (crops with a class).
 
-The network is :class:`~.models.EncoderClassifier` (U-Net encoder + GAP +
-linear), trained on :func:`~.engine.run` like the U-Net (same events, stop
+The network is :class:`~.milnet.LocalClassifier` (local evidence, top-k
+pooled: its map localises; ``pooling="topk"``, the default) or
+:class:`~.models.EncoderClassifier` (U-Net encoder + GAP + linear, whose
+weights transfer from U-Nets and pretrained encoders; ``pooling="gap"``),
+trained on :func:`~.engine.run` like the U-Net (same events, stop
 flag, budget, OOM guard and atomic checkpoints).  Crops come from a CSV
 with the header ``image,z0,y0,x0,z1,y1,x1,class`` (box columns empty = the
 whole image; voxel indices, end exclusive) or from napari layers and
@@ -156,8 +159,11 @@ class ClassifierTask(Task):
         patch = mconf.patch_size
         self.patch, self.cfg, self.device = list(patch), cfg, device
         self.model = model.to(device)
+        # the encoder classifier fine-tunes pretrained blocks: a tenth of
+        # the U-Net's rate; the small local one learns from scratch
+        local = mconf.pooling == "topk"
         self.optimiser = torch.optim.AdamW(
-            model.parameters(), lr=cfg.learning_rate / 10
+            model.parameters(), lr=cfg.learning_rate / (3 if local else 10)
         )
         self.oom_hint = f"patch {self.patch} and batch {cfg.batch_size}"
         self.rng = np.random.default_rng(cfg.seed)
@@ -201,6 +207,7 @@ def iter_train_classifier(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     init: str | Path | None = None,
     stop: threading.Event | None = None,
+    pooling: str = "topk",
 ) -> Generator[Any, None, Finished]:
     """Train on normalised crops; yields events, returns :class:`Finished`.
 
@@ -223,47 +230,94 @@ def iter_train_classifier(
             f"Every crop has class {present[0]}; a classifier needs crops of "
             "at least two classes."
         )
+    if pooling not in ("topk", "gap"):
+        raise WeaksegError(
+            f"Unknown pooling '{pooling}'; use topk (maps that localise) "
+            "or gap (U-Net encoder, transfers pretrained weights)."
+        )
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     median = [int(np.median([c.shape[a] for c in crops])) for a in range(3)]
     patch = cfg.patch_size or [min(48, max(8, m)) for m in median]
-    kernels, strides = plan_network(patch, spacing, cfg.depth)
-    factor = [math.prod(s[a] for s in strides) for a in range(3)]
-    # At least two voxels per axis reach the deepest block (instance norm
-    # needs more than one); smaller crops are padded to the patch.
-    patch = [max(2 * f, (p // f) * f) for p, f in zip(patch, factor)]
-    mconf = ModelConfig(
-        kind="classifier",
-        num_classes=max(present) + 1,
-        class_names=[f"class {c}" for c in range(max(present) + 1)],
-        filters=filter_widths(cfg.base_filters, cfg.depth),
-        kernel_sizes=kernels,
-        strides=strides,
-        patch_size=patch,
-        spacing=list(spacing),
-    )
+    if pooling == "topk":
+        mconf = _local_config(patch, spacing, present, cfg.base_filters)
+    else:
+        mconf = _encoder_config(patch, spacing, present, cfg)
     model = build_network(mconf)
     transferred = 0
     if init is not None:
         tensors, src = read_model_file(init)
-        prefixes = encoder_prefixes(model)
-        enc = {k: v for k, v in tensors.items() if k.startswith(prefixes)}
-        transferred = transfer_weights(
-            model,
-            enc if src.kind != "classifier" else tensors,
-            Path(init).name,
-        )
+        if pooling == "topk" and src.pooling != "topk":
+            raise WeaksegError(
+                f"{Path(init).name} is not a top-k classifier; only one "
+                "can initialise it (use --pooling gap to start from a "
+                "U-Net or a pretrained encoder)."
+            )
+        if src.kind != "classifier":
+            prefixes = encoder_prefixes(model)
+            tensors = {
+                k: v for k, v in tensors.items() if k.startswith(prefixes)
+            }
+        transferred = transfer_weights(model, tensors, Path(init).name)
     task = ClassifierTask(crops, classes, model, mconf, cfg, device)
     started = Started(
         cfg.steps,
         str(device),
-        tuple(patch),
+        tuple(mconf.patch_size),
         len(crops),
         len(crops),
         False,
         transferred,
     )
     return (yield from engine.run(task, plan, out, started, stop))
+
+
+def _class_names(present: Sequence[int]) -> list[str]:
+    return [f"class {c}" for c in range(max(present) + 1)]
+
+
+def _local_config(
+    patch: list[int],
+    spacing: Sequence[float],
+    present: Sequence[int],
+    base_filters: int,
+) -> ModelConfig:
+    from .milnet import DILATIONS, TOPK
+
+    return ModelConfig(
+        kind="classifier",
+        pooling="topk",
+        num_classes=max(present) + 1,
+        class_names=_class_names(present),
+        filters=[base_filters] * len(DILATIONS),
+        dilations=list(DILATIONS),
+        topk=TOPK,
+        patch_size=[max(2, p) for p in patch],
+        spacing=list(spacing),
+    )
+
+
+def _encoder_config(
+    patch: list[int],
+    spacing: Sequence[float],
+    present: Sequence[int],
+    cfg: TrainConfig,
+) -> ModelConfig:
+    kernels, strides = plan_network(patch, spacing, cfg.depth)
+    factor = [math.prod(s[a] for s in strides) for a in range(3)]
+    # At least two voxels per axis reach the deepest block (instance norm
+    # needs more than one); smaller crops are padded to the patch.
+    patch = [max(2 * f, (p // f) * f) for p, f in zip(patch, factor)]
+    return ModelConfig(
+        kind="classifier",
+        num_classes=max(present) + 1,
+        class_names=_class_names(present),
+        filters=filter_widths(cfg.base_filters, cfg.depth),
+        kernel_sizes=kernels,
+        strides=strides,
+        patch_size=patch,
+        spacing=list(spacing),
+    )
 
 
 def _accuracy(model, crops, classes, patch, device) -> float:

@@ -46,6 +46,12 @@ class ModelConfig:
     kernel_sizes: list[list[int]] = field(default_factory=list)
     strides: list[list[int]] = field(default_factory=list)
     norm: str = "instance"
+    #: classifiers: ``gap`` (U-Net encoder + GAP + linear) or ``topk``
+    #: (:class:`~.milnet.LocalClassifier`: local evidence, top-k pooled)
+    pooling: str = "gap"
+    #: ``topk`` classifiers: dilations of their convolutions, pooled share
+    dilations: list[int] = field(default_factory=list)
+    topk: float = 0.002
     patch_size: list[int] = field(default_factory=lambda: [48, 48, 48])
     spacing: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     normalisation: dict[str, Any] = field(
@@ -111,6 +117,11 @@ class ModelConfig:
                 and all(ints(k, 3, 1, 2) for k in self.strides)
             ),
             "norm": self.norm in ("instance", "batch"),
+            "pooling": self.pooling in ("gap", "topk"),
+            "dilations": ints(self.dilations, None, 1, 8)
+            and len(self.dilations) <= 12
+            and (self.pooling != "topk" or len(self.dilations) > 0),
+            "topk": isinstance(self.topk, int | float) and 0 < self.topk <= 1,
             "patch_size": ints(self.patch_size, 3, 1, 1024),
             "spacing": isinstance(self.spacing, list)
             and len(self.spacing) == 3
@@ -205,6 +216,15 @@ def build_network(config: ModelConfig) -> Any:
                 f"(known: {', '.join(NETWORKS)})."
             )
         return NETWORKS[config.network].build(config)
+    if config.kind == "classifier" and config.pooling == "topk":
+        from .milnet import LocalClassifier
+
+        return LocalClassifier(
+            config.filters[0],
+            config.num_classes,
+            config.dilations,
+            config.topk,
+        )
     if config.kind == "classifier":
         return EncoderClassifier(_dynunet(config), config.num_classes)
     raise WeaksegError(
