@@ -535,3 +535,38 @@ def test_predict_block_by_block_into_zarr(files, tmp_path, capsys):
         capsys.readouterr().err
     )
     assert not bad.exists()
+
+
+def test_cam2seg_turns_crop_labels_into_a_segmentation(
+    crops_csv, tmp_path, capsys
+):
+    model = tmp_path / "clf.safetensors"
+    base = ["--device", "cpu"]
+    assert (
+        main(
+            ["train-classifier", "--crops", str(crops_csv), "--out"]
+            + [str(model), "--steps", "20", "--base-filters", "4"]
+            + base
+        )
+        == 0
+    )
+    out = tmp_path / "seg.nii.gz"
+    img = tmp_path / "img.nii.gz"
+    args = ["cam2seg", "--model", str(model), "--image", str(img)]
+    rest = ["--crops", str(crops_csv), "--rounds", "2"]
+    rest += ["--steps-per-round", "3", "--base-filters", "4"] + base
+    assert main(args + ["--out", str(out)] + rest) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    seg = read_volume(out).data
+    assert seg.shape == read_volume(img).data.shape
+    assert set(np.unique(seg)) <= {0, 1}
+    # every crop labelled absent stays background
+    for line in crops_csv.read_text().splitlines()[1:]:
+        f = line.split(",")
+        if f[1] and f[7] == "0":
+            z0, y0, x0, z1, y1, x1 = (int(v) for v in f[1:7])
+            assert not seg[z0:z1, y0:y1, x0:x1].any()
+    bad = main(args + ["--out", str(tmp_path / "b.nii.gz"), "--class", "3"])
+    assert bad == 2
+    assert "Class 3 is out of range" in capsys.readouterr().err
+    assert not (tmp_path / "b.nii.gz").exists()

@@ -58,3 +58,28 @@ def test_foreign_model_file_is_a_notification(
         "a .safetensors file written by napari-weakseg)."
     ]
     assert w.layer.choices == ()
+
+
+def test_segment_from_map_adds_a_new_labels_layer(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    import napari_weakseg._qt.cam_widget as cam_widget
+    from napari_weakseg.core.phantom import make_phantom
+
+    monkeypatch.setattr(cam_widget, "BOX_STEPS_PER_ROUND", 2)
+    img, truth = make_phantom((16, 24, 24))
+    viewer = make_napari_viewer()
+    image = viewer.add_image(img, name="phantom", scale=(2.0, 1.0, 1.0))
+    w = CamWidget(viewer)
+    assert w.start_segment() is None  # no map yet: a notification
+    w._image = image
+    w._map_layer = viewer.add_image((truth == 1).astype(np.float32))
+    with qtbot.waitSignal(w.start_segment().finished, timeout=120_000):
+        pass
+    layer = viewer.layers["phantom segmentation from map"]
+    assert layer.data.shape == img.shape
+    assert set(np.unique(layer.data)) <= {0, 1}
+    assert (layer.data == 1).any()
+    np.testing.assert_allclose(layer.scale, image.scale)
+    assert w.status.value == "round 3 of 3"
+    assert w.segment.enabled

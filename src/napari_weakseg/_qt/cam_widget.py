@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import napari
@@ -16,8 +17,16 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ..core.defaults import IMAGE_KEY, ROLE_ANNOTATION, ROLE_CAM, ROLE_KEY
+from ..core.defaults import (
+    BOX_STEPS_PER_ROUND,
+    IMAGE_KEY,
+    ROLE_ANNOTATION,
+    ROLE_CAM,
+    ROLE_KEY,
+    ROLE_PREDICTION,
+)
 from ..core.errors import WeaksegError
+from ..core.events import Round
 from ._common import Dock, report_error, start_worker, unique_name
 from .layers import DONE_KEY, transform_of, upsert_layer, volume_of
 
@@ -43,6 +52,11 @@ class CamWidget(Dock):
             value=0.6, min=0, max=1, label="map opacity"
         )
         self.to_labels = PushButton(text="Map to pseudo-labels")
+        self.segment = PushButton(text="Segment from map")
+        self.segment.tooltip = (
+            "Seed, expand, constrain: a U-Net trains on the map's confident "
+            "voxels, the dense CRF refines each round"
+        )
         self.status = Label(value="")
         self.extend(
             [
@@ -56,6 +70,7 @@ class CamWidget(Dock):
                 self.progress,
                 self.opacity,
                 self.to_labels,
+                self.segment,
                 self.status,
             ]
         )
@@ -64,6 +79,7 @@ class CamWidget(Dock):
         self.stop_button.changed.connect(lambda: self._stop.set())
         self.opacity.changed.connect(self._set_opacity)
         self.to_labels.changed.connect(self.map_to_pseudo_labels)
+        self.segment.changed.connect(self.start_segment)
         self._map_layer: Any = None
         if self._session.model_path is not None:
             self.model.value = str(self._session.model_path)
@@ -138,6 +154,58 @@ class CamWidget(Dock):
     def _set_opacity(self, value: float) -> None:
         if self._map_layer is not None:
             self._map_layer.opacity = float(value)
+
+    def start_segment(self) -> Any:
+        """Seed -> expand -> constrain from the map, in a worker; the
+        result is a new labels layer (the image's own layers untouched)."""
+        import tempfile
+
+        from ..core.cam2seg import iter_cam_to_masks
+        from ..core.training import TrainConfig
+
+        if self._map_layer is None:
+            report_error(WeaksegError("Compute a map first."))
+            return None
+        image = self._image
+        volume = volume_of(image)
+        cam_map = np.asarray(self._map_layer.data, np.float32)
+        cls = int(self.class_index.value)
+        stop = self._stop
+        stop.clear()
+
+        def job() -> Any:
+            with tempfile.TemporaryDirectory() as tmp:
+                return (
+                    yield from iter_cam_to_masks(
+                        np.asarray(volume.data),
+                        cam_map,
+                        Path(tmp) / "cam2seg.safetensors",
+                        cls,
+                        config=TrainConfig(steps=BOX_STEPS_PER_ROUND),
+                        spacing=volume.geometry.spacing,
+                        stop=stop,
+                    )
+                )
+
+        def done(labels: np.ndarray) -> None:
+            upsert_layer(
+                self._viewer,
+                f"{image.name} segmentation from map",
+                labels,
+                image,
+                ROLE_PREDICTION,
+            )
+
+        def event(e: Any) -> None:
+            if isinstance(e, Round):
+                self.status.value = f"round {e.round} of {e.rounds}"
+
+        self.segment.enabled, self.stop_button.enabled = False, True
+        self.worker = start_worker(job, event, done, self._segment_done)
+        return self.worker
+
+    def _segment_done(self) -> None:
+        self.segment.enabled, self.stop_button.enabled = True, False
 
     def map_to_pseudo_labels(self) -> Any:
         """Seeds as a painting layer the Train dock consumes directly."""
