@@ -96,6 +96,8 @@ class CamWidget(Dock):
         self.layer.choices = names
         self.layer.value = default
         self.class_index.max = config.num_classes - 1
+        if config.pooling == "topk":  # its map is what it pools: CAM
+            self.method.value = "cam"
         self.status.value = f"{config.kind}, {config.num_classes} classes"
         return names
 
