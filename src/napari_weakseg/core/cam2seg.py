@@ -11,7 +11,9 @@ After Kolesnikov & Lampert (SEC, 2016), in rounds like the box trainer's:
   fills the ignored band from what the seeds look like), its
   probabilities are refined by the dense CRF along intensity edges, and
   the refined labels -- kept only where the CRF is confident, the rest
-  ignored again -- are the next round's targets (warm start).
+  ignored again, the seeds' object voxels always kept (SEC's seeding loss
+  holds in every round, so the object cannot vanish) -- are the next
+  round's targets (warm start).
 
 Rounds stop after ``rounds`` or when the labels change in less than
 ``tolerance`` of the voxels.  The result is dense: ignore becomes
@@ -136,6 +138,7 @@ def iter_cam_to_masks(
         if outside is not None:
             labels[outside] = 0
         nxt = np.where(probs.max(axis=0) >= confidence, labels, IGNORE)
+        nxt[first == class_index] = class_index
         if outside is not None:
             nxt[outside] = 0
         nxt = nxt.astype(np.uint8)
