@@ -111,9 +111,8 @@ def iter_cam_to_masks(
     if rounds < 1:
         raise WeaksegError("Give at least one round.")
     outside = absent_mask(image.shape, absent) if len(absent) else None
-    targets = seeds(
-        np.asarray(cam_map, np.float32), class_index, band, outside
-    )
+    first = seeds(np.asarray(cam_map, np.float32), class_index, band, outside)
+    targets = first
     cfg = replace(config or TrainConfig(), hold_out=False)
     device = resolve_device(cfg.device)
     previous: str | Path | None = None
