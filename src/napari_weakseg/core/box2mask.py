@@ -103,6 +103,38 @@ def suppress(
     return out
 
 
+def train_round(
+    image: np.ndarray,
+    targets: np.ndarray,
+    out: str | Path,
+    cfg: TrainConfig,
+    spacing: Sequence[float],
+    init: str | Path | None,
+    crf: bool,
+    stop: threading.Event | None,
+) -> Generator[Any, None, tuple[Any, np.ndarray, np.ndarray]]:
+    """One round of the recursive trainers: train on ``targets`` (warm
+    from ``init``), predict the image, CRF-refine; returns ``(Finished,
+    labels, probabilities)``."""
+    device = resolve_device(cfg.device)
+    fin = yield from iter_train(
+        [image], [targets], out, cfg, spacing, init, stop
+    )
+    model, mconf = load_model(out, device)
+    labels, probs = yield from iter_predict(
+        model,
+        image,
+        mconf.patch_size,
+        mconf.normalisation,
+        device,
+        stop=stop,
+    )
+    if crf:
+        probs = crf_refine(image, probs, spacing, device=device)
+        labels = np.argmax(probs, axis=0).astype(np.uint8)
+    return fin, labels, probs
+
+
 def iter_boxes_to_masks(
     image: np.ndarray,
     boxes: Sequence[Box],
@@ -133,22 +165,10 @@ def iter_boxes_to_masks(
     targets, labels = first, first
     previous: str | Path | None = init
     for r in range(rounds):
-        fin = yield from iter_train(
-            [image], [targets], out, cfg, spacing, previous, stop
+        fin, labels, _ = yield from train_round(
+            image, targets, out, cfg, spacing, previous, rules.crf, stop
         )
         previous = out
-        model, mconf = load_model(out, device)
-        labels, probs = yield from iter_predict(
-            model,
-            image,
-            mconf.patch_size,
-            mconf.normalisation,
-            device,
-            stop=stop,
-        )
-        if rules.crf:
-            probs = crf_refine(image, probs, spacing, device=device)
-            labels = np.argmax(probs, axis=0).astype(np.uint8)
         reset: list[int] = []
         labels = suppress(labels, boxes, first, rules, core_fraction, reset)
         changed = float(np.mean(labels[in_boxes] != targets[in_boxes]))

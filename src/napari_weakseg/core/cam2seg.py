@@ -31,15 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .box2mask import train_round
 from .cam import pseudo_labels
-from .crf import crf_refine
 from .defaults import IGNORE
 from .device import resolve_device
 from .errors import WeaksegError
 from .events import Round
-from .inference import iter_predict
-from .models import load_model
-from .training import TrainConfig, iter_train
+from .training import TrainConfig
 
 Box = tuple[int, int, int, int, int, int]
 
@@ -118,22 +116,10 @@ def iter_cam_to_masks(
     previous: str | Path | None = None
     labels = targets
     for r in range(rounds):
-        fin = yield from iter_train(
-            [image], [targets], out, cfg, spacing, previous, stop
+        fin, labels, probs = yield from train_round(
+            image, targets, out, cfg, spacing, previous, crf, stop
         )
         previous = out
-        model, mconf = load_model(out, device)
-        labels, probs = yield from iter_predict(
-            model,
-            image,
-            mconf.patch_size,
-            mconf.normalisation,
-            device,
-            stop=stop,
-        )
-        if crf:
-            probs = crf_refine(image, probs, spacing, device=device)
-            labels = np.argmax(probs, axis=0).astype(np.uint8)
         if outside is not None:
             labels[outside] = 0
         nxt = np.where(probs.max(axis=0) >= confidence, labels, IGNORE)
