@@ -320,3 +320,12 @@ def test_one_pair_without_labels_among_several_is_one_sentence(tmp_path):
         api.train(
             [image, image], [_sparse(truth), empty], tmp_path / "m.safetensors"
         )
+
+
+def test_segment_from_map_needs_the_crops_of_one_image():
+    from napari_weakseg.core.classifier import Crop
+
+    img = np.zeros((8, 8, 8), np.float32)
+    crops = [Crop("a.nii.gz", None, 0), Crop("b.nii.gz", None, 1)]
+    with pytest.raises(api.WeaksegError, match="name several images"):
+        api.segment_from_map(img, img, crops=crops)

@@ -54,6 +54,8 @@ __all__ = [
     "iter_train_classifier",
     "iter_cam_to_segmentation",
     "cam_to_segmentation",
+    "iter_segment_from_map",
+    "segment_from_map",
     "load_model",
     "predict",
     "predict_batch",
@@ -581,7 +583,6 @@ def iter_boxes_to_masks(
     (:class:`~.core.events.Round`) and the training events; returns the
     final label volume.
     """
-    import tempfile
 
     from .core import box2mask
     from .core.boxes import read_boxes
@@ -598,21 +599,41 @@ def iter_boxes_to_masks(
         device=device,
         seed=seed,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        model = model_out or os.path.join(tmp, "box2mask.safetensors")
-        labels = yield from box2mask.iter_boxes_to_masks(
-            np.asarray(vol.data),
-            list(boxes),
-            model,
-            rounds,
-            config,
-            vol.geometry.spacing,
-            rules,
-            initial,
-            core_fraction,
-            init=init,
-            stop=stop,
+    return (
+        yield from _recursive(
+            lambda model: box2mask.iter_boxes_to_masks(
+                np.asarray(vol.data),
+                list(boxes),
+                model,
+                rounds,
+                config,
+                vol.geometry.spacing,
+                rules,
+                initial,
+                core_fraction,
+                init=init,
+                stop=stop,
+            ),
+            vol,
+            out,
+            model_out,
         )
+    )
+
+
+def _recursive(
+    rounds: Callable[[str], Events],
+    vol: Volume,
+    out: PathLike | None,
+    model_out: PathLike | None,
+) -> Events:
+    """Run a recursive trainer (``rounds(model path)``) with its U-Net in
+    ``model_out`` or a scratch file; write the labels to ``out``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = model_out or os.path.join(tmp, "rounds.safetensors")
+        labels = yield from rounds(os.fspath(model))
     if out is not None:
         write_volume(out, Volume(labels, vol.geometry))
     return labels
@@ -720,6 +741,97 @@ def iter_train_classifier(
 train_classifier = _blocking(iter_train_classifier)
 
 
+def iter_segment_from_map(
+    image: VolumeLike,
+    cam_map: VolumeLike,
+    *,
+    out: PathLike | None = None,
+    crops: PathLike | Sequence[Any] | None = None,
+    class_index: int = 1,
+    rounds: int = defaults.BOX_ROUNDS,
+    steps_per_round: int = defaults.BOX_STEPS_PER_ROUND,
+    crf: bool = True,
+    model_out: PathLike | None = None,
+    base_filters: int = defaults.BASE_FILTERS,
+    device: str = "auto",
+    seed: int = 0,
+    stop: threading.Event | None = None,
+) -> Events:
+    """Seed, expand, constrain from a class map already computed.
+
+    Seeds are the map's confident voxels; a U-Net trains on them for
+    ``rounds`` rounds (dense CRF between rounds); voxels of the crops
+    labelled 0 in ``crops`` (a CSV like ``train-classifier``'s or a list
+    of :class:`~.core.classifier.Crop`) stay background.  When ``image``
+    is a path only the crops of that file count; otherwise the crops must
+    all name one image.  Yields training events and each round's labels
+    (:class:`~.core.events.Round`); returns the label volume.
+    """
+    from .core import cam2seg
+    from .core.training import TrainConfig
+
+    vol = as_volume(image)
+    require_3d(vol.data, "image")
+    m = np.asarray(as_volume(cam_map).data, np.float32)
+    absent = [
+        c.box or (0, 0, 0, *vol.data.shape)
+        for c in _crops_of(crops, image)
+        if c.cls == 0
+    ]
+    config = TrainConfig(
+        steps=steps_per_round,
+        base_filters=base_filters,
+        device=device,
+        seed=seed,
+    )
+    return (
+        yield from _recursive(
+            lambda model: cam2seg.iter_cam_to_masks(
+                np.asarray(vol.data),
+                m,
+                model,
+                class_index,
+                rounds,
+                config,
+                vol.geometry.spacing,
+                absent,
+                crf=crf,
+                stop=stop,
+            ),
+            vol,
+            out,
+            model_out,
+        )
+    )
+
+
+segment_from_map = _blocking(iter_segment_from_map)
+
+
+def _crops_of(
+    crops: PathLike | Sequence[Any] | None, image: VolumeLike
+) -> list[Any]:
+    """The crops (CSV or :class:`~.core.classifier.Crop` list) of
+    ``image``: those naming its file, or all when they name one image."""
+    from .core.classifier import read_crops
+
+    if crops is None:
+        return []
+    rows = read_crops(crops) if isinstance(crops, str | os.PathLike) else crops
+    if isinstance(image, str | os.PathLike):
+        return [
+            c
+            for c in rows
+            if os.path.abspath(c.image) == os.path.abspath(image)
+        ]
+    if len({c.image for c in rows}) > 1:
+        raise WeaksegError(
+            "The crops name several images; give the image as a file path "
+            "so its own crops can be picked."
+        )
+    return list(rows)
+
+
 def iter_cam_to_segmentation(
     model: PathLike,
     image: VolumeLike,
@@ -737,40 +849,14 @@ def iter_cam_to_segmentation(
     seed: int = 0,
     stop: threading.Event | None = None,
 ) -> Events:
-    """Image-level labels to a segmentation: seed, expand, constrain.
-
-    ``model`` is a classifier (or any model :func:`class_activation_map`
-    reads); its map of ``image`` gives the seeds, a U-Net trains on them
-    for ``rounds`` rounds (dense CRF between rounds), and voxels of the
-    crops labelled 0 in ``crops`` (a CSV like ``train-classifier``'s or a
-    list of :class:`~.core.classifier.Crop`; rows of other images are
-    skipped) stay background.  Yields the map's progress, training events
-    and each round's labels; returns the label volume.
+    """Image-level labels to a segmentation: the map of ``image`` by the
+    classifier ``model`` (any model :func:`class_activation_map` reads),
+    then :func:`iter_segment_from_map` with the other parameters.  Yields
+    the map's progress, training events and each round's labels; returns
+    the label volume.
     """
-    import tempfile
-
-    from .core import cam2seg
-    from .core.classifier import read_crops
-    from .core.training import TrainConfig
-
     vol = as_volume(image)
-    require_3d(vol.data, "image")
-    absent = []
-    if crops is not None:
-        rows = (
-            read_crops(crops)
-            if isinstance(crops, str | os.PathLike)
-            else crops
-        )
-        same = [
-            c
-            for c in rows
-            if not isinstance(image, str | os.PathLike)
-            or os.path.abspath(c.image) == os.path.abspath(image)
-        ]
-        absent = [
-            c.box or (0, 0, 0, *vol.data.shape) for c in same if c.cls == 0
-        ]
+    rows = _crops_of(crops, image)  # a bad crops file fails before the map
     m = yield from iter_class_activation_map(
         model,
         vol,
@@ -779,29 +865,23 @@ def iter_cam_to_segmentation(
         device=device,
         stop=stop,
     )
-    config = TrainConfig(
-        steps=steps_per_round,
-        base_filters=base_filters,
-        device=device,
-        seed=seed,
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        unet = model_out or os.path.join(tmp, "cam2seg.safetensors")
-        labels = yield from cam2seg.iter_cam_to_masks(
-            np.asarray(vol.data),
-            m,
-            unet,
-            class_index,
-            rounds,
-            config,
-            vol.geometry.spacing,
-            absent,
+    return (
+        yield from iter_segment_from_map(
+            vol,
+            Volume(m, vol.geometry),
+            out=out,
+            crops=rows,
+            class_index=class_index,
+            rounds=rounds,
+            steps_per_round=steps_per_round,
             crf=crf,
+            model_out=model_out,
+            base_filters=base_filters,
+            device=device,
+            seed=seed,
             stop=stop,
         )
-    if out is not None:
-        write_volume(out, Volume(labels, vol.geometry))
-    return labels
+    )
 
 
 cam_to_segmentation = _blocking(iter_cam_to_segmentation)

@@ -63,10 +63,13 @@ def test_foreign_model_file_is_a_notification(
 def test_segment_from_map_adds_a_new_labels_layer(
     make_napari_viewer, qtbot, monkeypatch
 ):
-    import napari_weakseg._qt.cam_widget as cam_widget
+    import functools
+
+    from napari_weakseg import api
     from napari_weakseg.core.phantom import make_phantom
 
-    monkeypatch.setattr(cam_widget, "BOX_STEPS_PER_ROUND", 2)
+    short = functools.partial(api.iter_segment_from_map, steps_per_round=2)
+    monkeypatch.setattr(api, "iter_segment_from_map", short)
     img, truth = make_phantom((16, 24, 24))
     viewer = make_napari_viewer()
     image = viewer.add_image(img, name="phantom", scale=(2.0, 1.0, 1.0))
@@ -82,4 +85,5 @@ def test_segment_from_map_adds_a_new_labels_layer(
     assert (layer.data == 1).any()
     np.testing.assert_allclose(layer.scale, image.scale)
     assert w.status.value == "round 3 of 3"
-    assert w.segment.enabled
+    assert w.segment.enabled and w.compute.enabled
+    assert not w.stop_button.enabled

@@ -130,28 +130,34 @@ def test_seeds_are_confident_voxels_and_absent_crops_background():
         seeds(np.zeros((4, 4, 4), np.float32))
 
 
-def test_cam_to_masks_grows_seeds_into_the_object(tmp_path):
+def test_cam_to_masks_grows_seeds_and_keeps_absent_crops_empty(tmp_path):
+    from scipy import ndimage
+
     from napari_weakseg.core.phantom import make_phantom
 
     image, truth = make_phantom()
     obj = (truth == 1).astype(np.uint8)
     # a map that only finds the object's core: eroded, blurred
-    from scipy import ndimage
-
     core = ndimage.binary_erosion(obj, iterations=2)
     m = ndimage.gaussian_filter(core.astype(np.float32), 1.0)
+    # a crop labelled absent over part of the object (and of its core)
+    z = np.flatnonzero(core.any(axis=(1, 2)))
+    box = (int(z[0]), 0, 0, int(z[len(z) // 2]), *image.shape[1:])
+    inside = absent_mask(image.shape, [box])
+    assert (obj[inside] == 1).any() and (core & ~inside).any()
     cfg = TrainConfig(steps=40, base_filters=4, device="cpu", seed=0)
     events = []
     gen = iter_cam_to_masks(
-        image, m, tmp_path / "u.safetensors", 1, 2, cfg, crf=True
+        image, m, tmp_path / "u.safetensors", 1, 2, cfg, absent=[box]
     )
     labels = run(gen, events.append)
-    rounds = [e for e in events if isinstance(e, Round)]
-    assert [r.round for r in rounds][:1] == [1]
-    # seeds alone are the core; the rounds grow them
-    core_dice = dice_per_class((seeds(m) == 1).astype(np.uint8), obj, 2)[0]
-    grown = dice_per_class(labels, obj, 2)[0]
-    assert grown > core_dice
+    assert [e.round for e in events if isinstance(e, Round)][:1] == [1]
     assert set(np.unique(labels)) <= {0, 1}
+    assert not labels[inside].any()  # constrained by the image label
+    # outside the absent crop the seeds (the core) grow into the object
+    out = ~inside
+    seeded = (seeds(m, absent=inside) == 1).astype(np.uint8)
+    core_dice = dice_per_class(seeded[out], obj[out], 2)[0]
+    assert dice_per_class(labels[out], obj[out], 2)[0] > core_dice
     with pytest.raises(WeaksegError, match="differs from the image"):
         run(iter_cam_to_masks(image, m[1:], tmp_path / "v.safetensors"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import napari
@@ -18,7 +17,6 @@ from magicgui.widgets import (
 )
 
 from ..core.defaults import (
-    BOX_STEPS_PER_ROUND,
     IMAGE_KEY,
     ROLE_ANNOTATION,
     ROLE_CAM,
@@ -124,9 +122,9 @@ class CamWidget(Dock):
                 yield from iter_class_activation_map(model, volume, **args)
             )
 
-        self.compute.enabled, self.stop_button.enabled = False, True
+        self._busy(True)
         self.worker = start_worker(
-            job, self._on_event, self._on_done, self._done
+            job, self._on_event, self._on_done, lambda: self._busy(False)
         )
         return self.worker
 
@@ -150,9 +148,6 @@ class CamWidget(Dock):
             opacity=float(self.opacity.value),
         )
 
-    def _done(self) -> None:
-        self.compute.enabled, self.stop_button.enabled = True, False
-
     def _set_opacity(self, value: float) -> None:
         if self._map_layer is not None:
             self._map_layer.opacity = float(value)
@@ -160,34 +155,21 @@ class CamWidget(Dock):
     def start_segment(self) -> Any:
         """Seed -> expand -> constrain from the map, in a worker; the
         result is a new labels layer (the image's own layers untouched)."""
-        import tempfile
-
-        from ..core.cam2seg import iter_cam_to_masks
-        from ..core.training import TrainConfig
-
         if self._map_layer is None:
             report_error(WeaksegError("Compute a map first."))
             return None
-        image = self._image
-        volume = volume_of(image)
-        cam_map = np.asarray(self._map_layer.data, np.float32)
-        cls = int(self.class_index.value)
-        stop = self._stop
+        image, cam_map, stop = self._image, self._map_layer.data, self._stop
+        volume, cls = volume_of(image), int(self.class_index.value)
         stop.clear()
 
         def job() -> Any:
-            with tempfile.TemporaryDirectory() as tmp:
-                return (
-                    yield from iter_cam_to_masks(
-                        np.asarray(volume.data),
-                        cam_map,
-                        Path(tmp) / "cam2seg.safetensors",
-                        cls,
-                        config=TrainConfig(steps=BOX_STEPS_PER_ROUND),
-                        spacing=volume.geometry.spacing,
-                        stop=stop,
-                    )
+            from ..api import iter_segment_from_map
+
+            return (
+                yield from iter_segment_from_map(
+                    volume, cam_map, class_index=cls, stop=stop
                 )
+            )
 
         def done(labels: np.ndarray) -> None:
             upsert_layer(
@@ -202,12 +184,14 @@ class CamWidget(Dock):
             if isinstance(e, Round):
                 self.status.value = f"round {e.round} of {e.rounds}"
 
-        self.segment.enabled, self.stop_button.enabled = False, True
-        self.worker = start_worker(job, event, done, self._segment_done)
+        self._busy(True)
+        self.worker = start_worker(job, event, done, lambda: self._busy(False))
         return self.worker
 
-    def _segment_done(self) -> None:
-        self.segment.enabled, self.stop_button.enabled = True, False
+    def _busy(self, busy: bool) -> None:
+        """One job at a time: the map and the segmentation share Stop."""
+        self.compute.enabled = self.segment.enabled = not busy
+        self.stop_button.enabled = busy
 
     def map_to_pseudo_labels(self) -> Any:
         """Seeds as a painting layer the Train dock consumes directly."""

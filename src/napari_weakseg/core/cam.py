@@ -104,12 +104,16 @@ def _check(
         )
     with torch.no_grad():
         out = model(x)
-    if not 0 <= class_index < out.shape[1]:
+    _check_class(class_index, out.shape[1])
+    return out
+
+
+def _check_class(class_index: int, num_classes: int) -> None:
+    if not 0 <= class_index < num_classes:
         raise WeaksegError(
             f"Class {class_index} is out of range; this model has classes "
-            f"0..{out.shape[1] - 1}."
+            f"0..{num_classes - 1}."
         )
-    return out
 
 
 def upsample(m: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -153,11 +157,11 @@ def cam(model: nn.Module, x: torch.Tensor, class_index: int) -> torch.Tensor:
     pooling reads (ReLU of the per-voxel log-odds against class 0).
     """
     if hasattr(model, "score_map"):
-        _check(model, x, default_layer(model), class_index)
         model.eval()
         with torch.no_grad():
-            m = model.score_map(x)[:, class_index : class_index + 1]
-        return F.relu(m)
+            s = model.score_map(x)
+        _check_class(class_index, s.shape[1])
+        return F.relu(s[:, class_index : class_index + 1])
     if not (
         hasattr(model, "features")
         and isinstance(getattr(model, "fc", None), nn.Linear)

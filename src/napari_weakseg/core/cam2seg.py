@@ -114,7 +114,6 @@ def iter_cam_to_masks(
     cfg = replace(config or TrainConfig(), hold_out=False)
     device = resolve_device(cfg.device)
     previous: str | Path | None = None
-    labels = targets
     for r in range(rounds):
         fin, labels, probs = yield from train_round(
             image, targets, out, cfg, spacing, previous, crf, stop
