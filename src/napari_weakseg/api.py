@@ -710,6 +710,7 @@ def iter_train_classifier(
         crops = classifier.read_crops(crops)
     volumes: dict[str, Volume] = {}
     arrays, classes = [], []
+    margin = classifier.crop_margin(pooling)
     for c in crops:
         if c.image not in volumes:
             vol = as_volume(c.image)
@@ -717,7 +718,7 @@ def iter_train_classifier(
             volumes[c.image] = Volume(
                 normalise(np.asarray(vol.data)), vol.geometry
             )
-        arrays.append(classifier.cut(volumes[c.image].data, c.box))
+        arrays.append(classifier.cut(volumes[c.image].data, c.box, margin))
         classes.append(c.cls)
     if not volumes:
         raise WeaksegError("Give at least one crop.")
@@ -733,7 +734,7 @@ def iter_train_classifier(
     )
     return (
         yield from classifier.iter_train_classifier(
-            arrays, classes, out, config, spacing, init, stop, pooling
+            arrays, classes, out, config, spacing, init, stop, pooling, margin
         )
     )
 

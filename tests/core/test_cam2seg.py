@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_weakseg.core.cam import cam
+from napari_weakseg.core.cam import cam, map_volume
 from napari_weakseg.core.cam2seg import absent_mask, iter_cam_to_masks, seeds
-from napari_weakseg.core.classifier import iter_train_classifier
+from napari_weakseg.core.classifier import (
+    crop_margin,
+    cut,
+    iter_train_classifier,
+)
 from napari_weakseg.core.errors import WeaksegError
 from napari_weakseg.core.events import Round, run
 from napari_weakseg.core.metrics import dice_per_class
@@ -161,3 +165,59 @@ def test_cam_to_masks_grows_seeds_and_keeps_absent_crops_empty(tmp_path):
     assert dice_per_class(labels[out], obj[out], 2)[0] > core_dice
     with pytest.raises(WeaksegError, match="differs from the image"):
         run(iter_cam_to_masks(image, m[1:], tmp_path / "v.safetensors"))
+
+
+def test_cut_carries_the_surroundings_and_mirrors_at_the_border():
+    img = np.arange(6 * 7 * 8, dtype=np.float32).reshape(6, 7, 8)
+    inner = cut(img, (2, 2, 2, 4, 5, 6), 2)
+    assert inner.shape == (6, 7, 8)
+    assert np.array_equal(inner, img[0:6, 0:7, 0:8])
+    edge = cut(img, (0, 1, 3, 2, 3, 5), 1)
+    assert edge.shape == (4, 4, 4)
+    # the missing plane before z=0 is the reflection of z=1
+    assert np.array_equal(edge[0], img[1, 0:4, 2:6])
+    assert np.array_equal(edge[1:], img[0:3, 0:4, 2:6])
+    whole = cut(img, None, 1)
+    assert whole.shape == (8, 9, 10)
+    assert np.array_equal(whole[1:-1, 1:-1, 1:-1], img)
+    assert cut(img, None) is img
+    assert crop_margin("topk") == LocalClassifier(4, 2).context
+    assert crop_margin("gap") == 0
+
+
+def test_a_crop_with_its_context_maps_as_the_volume_does():
+    torch.manual_seed(0)
+    net = LocalClassifier(4, 2).eval()
+    vol = torch.randn(20, 22, 24).numpy()
+    box = (5, 6, 7, 13, 15, 17)
+    with torch.no_grad():
+        whole = net.score_map(torch.as_tensor(vol)[None, None])[0, 1]
+        part = net.score_map(
+            torch.as_tensor(cut(vol, box, net.context))[None, None],
+            padded=True,
+        )[0, 1]
+    assert part.shape == (8, 9, 10)
+    assert torch.allclose(part, whole[5:13, 6:15, 7:17], atol=1e-6)
+    # windows carry the context: the tiled map is the one-pass map
+    one = map_volume(net, vol, 1, "cam")
+    tiled = map_volume(net, vol, 1, "cam", window=(8, 8, 8))
+    assert np.allclose(tiled, one, atol=1e-5)
+    assert np.allclose(one, torch.relu(whole).numpy(), atol=1e-6)
+
+
+def test_crops_with_margin_train_on_their_inside(tmp_path):
+    crops, classes, _ = cube_crops(8, 0)
+    m = crop_margin("topk")
+    framed = [np.pad(c, m, mode="reflect") for c in crops]
+    cfg = TrainConfig(steps=2, base_filters=4, batch_size=2, device="cpu")
+    out = tmp_path / "clf.safetensors"
+    run(iter_train_classifier(framed, classes, out, cfg, margin=m))
+    _, conf = load_model(out)
+    assert conf.patch_size == [16, 16, 16]
+    gap = tmp_path / "gap.safetensors"
+    run(
+        iter_train_classifier(
+            framed, classes, gap, cfg, pooling="gap", margin=m
+        )
+    )
+    assert load_model(gap)[1].patch_size == [16, 16, 16]

@@ -148,18 +148,25 @@ def grad_cam(
     return cam_(x, class_idx=class_index).detach()
 
 
-def cam(model: nn.Module, x: torch.Tensor, class_index: int) -> torch.Tensor:
+def cam(
+    model: nn.Module,
+    x: torch.Tensor,
+    class_index: int,
+    padded: bool = False,
+) -> torch.Tensor:
     """CAM ``ReLU(sum_k w_k^c A_k)`` of a GAP + linear classifier.
 
     The model must expose ``features(x)`` (the last feature maps) and a
     linear ``fc`` layer, as :class:`~.models.EncoderClassifier` does; for
     a :class:`~.milnet.LocalClassifier` the CAM is the class map its
-    pooling reads (ReLU of the per-voxel log-odds against class 0).
+    pooling reads (ReLU of the per-voxel log-odds against class 0), and
+    ``padded`` says ``x`` carries the model's context around the region
+    to map.
     """
     if hasattr(model, "score_map"):
         model.eval()
         with torch.no_grad():
-            s = model.score_map(x)
+            s = model.score_map(x, padded)
         _check_class(class_index, s.shape[1])
         return F.relu(s[:, class_index : class_index + 1])
     if not (
@@ -199,9 +206,13 @@ def iter_map_volume(
     yields :class:`~.events.Progress` per window, returns the map.
 
     With ``window`` None (or larger than the image) one pass covers it.
+    A local classifier's windows carry its context of the image, so the
+    map does not depend on the tiling.
     """
     from monai.data.utils import dense_patch_slices
     from monai.inferers.utils import compute_importance_map
+
+    from .classifier import cut
 
     if method not in METHODS:
         raise WeaksegError(
@@ -214,17 +225,18 @@ def iter_map_volume(
     interval = [max(1, int(w * 0.75)) for w in win]
     slices = dense_patch_slices(shape, win, interval)
     weight = compute_importance_map(win, mode="gaussian", device="cpu").numpy()
+    context = getattr(model, "context", 0) if method == "cam" else 0
     total = np.zeros(shape, np.float32)
     norm = np.zeros(shape, np.float32)
     yield Progress(0, len(slices), "map")
     for i, sl in enumerate(slices):
         if stop is not None and stop.is_set():
             raise Cancelled("Map stopped.")
-        x = torch.as_tensor(image[sl], dtype=torch.float32)[None, None].to(
-            device
-        )
+        box = [s.start for s in sl] + [s.stop for s in sl]
+        x = torch.as_tensor(cut(image, box, context), dtype=torch.float32)
+        x = x[None, None].to(device)
         if method == "cam":
-            m = cam(model, x, class_index)
+            m = cam(model, x, class_index, padded=bool(context))
         else:
             m = grad_cam(model, x, layer, class_index, method=method)
         total[sl] += m[0, 0].cpu().numpy() * weight

@@ -103,10 +103,14 @@ def read_crops(path: str | os.PathLike) -> list[Crop]:
     return crops
 
 
-def cut(image: np.ndarray, box: Sequence[int] | None) -> np.ndarray:
-    """The crop of ``image``; a box must lie inside and be non-empty."""
+def cut(
+    image: np.ndarray, box: Sequence[int] | None, margin: int = 0
+) -> np.ndarray:
+    """The crop of ``image`` with ``margin`` voxels of its surroundings on
+    every side (mirrored where they would leave the image); a box must lie
+    inside and be non-empty."""
     if box is None:
-        return image
+        return _reflect(image, [(margin, margin)] * 3)
     lo, hi = box[:3], box[3:]
     if (
         any(h <= a for a, h in zip(lo, hi))
@@ -117,7 +121,40 @@ def cut(image: np.ndarray, box: Sequence[int] | None) -> np.ndarray:
             f"Crop {tuple(box)} is empty or outside the image of shape "
             f"{image.shape}."
         )
-    return image[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    a = [max(0, v - margin) for v in lo]
+    b = [min(n, v + margin) for v, n in zip(hi, image.shape)]
+    out = image[a[0] : b[0], a[1] : b[1], a[2] : b[2]]
+    pad = [
+        (margin - (v - x), margin - (y - w))
+        for v, x, w, y in zip(lo, a, hi, b)
+    ]
+    return _reflect(out, pad)
+
+
+def crop_margin(pooling: str) -> int:
+    """Voxels of surroundings a crop needs for this classifier: the local
+    classifier's context (its map at a crop's face reads real
+    neighbours); none for the encoder classifier, which sees only the
+    crop."""
+    from .milnet import DILATIONS
+
+    return int(sum(DILATIONS)) if pooling == "topk" else 0
+
+
+def _reflect(a: np.ndarray, pad: Sequence[tuple[int, int]]) -> np.ndarray:
+    if not any(x or y for x, y in pad):
+        return a
+    small = any(n <= max(p) for n, p in zip(a.shape, pad))
+    return np.pad(a, pad, mode="edge" if small else "reflect")
+
+
+def _reframe(crop: np.ndarray, have: int, want: int) -> np.ndarray:
+    """``crop`` carrying ``have`` voxels of margin, re-cut or mirrored to
+    carry ``want``."""
+    if have > want:
+        d = have - want
+        return crop[d:-d, d:-d, d:-d]
+    return _reflect(crop, [(want - have, want - have)] * 3)
 
 
 def _pad_to(crop: np.ndarray, patch: Sequence[int]) -> np.ndarray:
@@ -142,7 +179,9 @@ def _random_patch(
 
 class ClassifierTask(Task):
     """Cross-entropy on class-balanced random patches; accuracy ↑ on the
-    centre patch of every crop."""
+    centre patch of every crop.  Crops carry ``margin`` voxels of
+    surroundings; the local classifier reads exactly its context of them
+    around each patch, the encoder classifier none."""
 
     metric = ACCURACY
 
@@ -154,14 +193,17 @@ class ClassifierTask(Task):
         mconf: ModelConfig,
         cfg: TrainConfig,
         device: torch.device,
+        margin: int = 0,
     ) -> None:
-        self.crops, self.classes, self.mconf = crops, list(classes), mconf
-        patch = mconf.patch_size
-        self.patch, self.cfg, self.device = list(patch), cfg, device
+        local = mconf.pooling == "topk"
+        self.context = model.context if local else 0
+        self.crops = [_reframe(c, margin, self.context) for c in crops]
+        self.classes, self.mconf = list(classes), mconf
+        self.patch = [p + 2 * self.context for p in mconf.patch_size]
+        self.cfg, self.device = cfg, device
         self.model = model.to(device)
         # the encoder classifier fine-tunes pretrained blocks: a tenth of
         # the U-Net's rate; the small local one learns from scratch
-        local = mconf.pooling == "topk"
         self.optimiser = torch.optim.AdamW(
             model.parameters(), lr=cfg.learning_rate / (3 if local else 10)
         )
@@ -185,14 +227,32 @@ class ClassifierTask(Task):
                 [_random_patch(self.crops[i], self.patch, rng) for i in idx]
             )
         )
-        logits = self.model(x[:, None].to(self.device)).float()
+        logits = self.logits(x[:, None].to(self.device)).float()
         return F.cross_entropy(logits, self.labels[idx].to(self.device))
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.context:
+            return self.model(x, padded=True)
+        return self.model(x)
+
     def validate(self) -> tuple[float]:
-        return (
-            _accuracy(
-                self.model, self.crops, self.classes, self.patch, self.device
-            ),
+        self.model.eval()
+        with torch.no_grad():
+            hits = sum(
+                int(self.logits(self._centre(crop)).argmax(1).item() == c)
+                for crop, c in zip(self.crops, self.classes)
+            )
+        self.model.train()
+        return (hits / len(self.crops),)
+
+    def _centre(self, crop: np.ndarray) -> torch.Tensor:
+        crop = _pad_to(crop, self.patch)
+        start = [(s - p) // 2 for s, p in zip(crop.shape, self.patch)]
+        centre = crop[
+            tuple(slice(a, a + p) for a, p in zip(start, self.patch))
+        ]
+        return torch.as_tensor(np.ascontiguousarray(centre))[None, None].to(
+            self.device
         )
 
     def save(self, path: Path) -> None:
@@ -208,8 +268,13 @@ def iter_train_classifier(
     init: str | Path | None = None,
     stop: threading.Event | None = None,
     pooling: str = "topk",
+    margin: int = 0,
 ) -> Generator[Any, None, Finished]:
     """Train on normalised crops; yields events, returns :class:`Finished`.
+
+    Each crop carries ``margin`` voxels of its surroundings on every side
+    (:func:`cut` with :func:`crop_margin`); without them the local
+    classifier mirrors the crop at its faces.
 
     Validation reports the accuracy on centre patches of the crops; ``out``
     holds the most accurate weights (see :mod:`~.engine` for the rules).
@@ -237,7 +302,10 @@ def iter_train_classifier(
         )
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    median = [int(np.median([c.shape[a] for c in crops])) for a in range(3)]
+    median = [
+        int(np.median([c.shape[a] - 2 * margin for c in crops]))
+        for a in range(3)
+    ]
     patch = cfg.patch_size or [min(48, max(8, m)) for m in median]
     if pooling == "topk":
         mconf = _local_config(patch, spacing, present, cfg.base_filters)
@@ -259,7 +327,7 @@ def iter_train_classifier(
                 k: v for k, v in tensors.items() if k.startswith(prefixes)
             }
         transferred = transfer_weights(model, tensors, Path(init).name)
-    task = ClassifierTask(crops, classes, model, mconf, cfg, device)
+    task = ClassifierTask(crops, classes, model, mconf, cfg, device, margin)
     started = Started(
         cfg.steps,
         str(device),
@@ -318,19 +386,3 @@ def _encoder_config(
         patch_size=patch,
         spacing=list(spacing),
     )
-
-
-def _accuracy(model, crops, classes, patch, device) -> float:
-    model.eval()
-    hits = 0
-    with torch.no_grad():
-        for crop, c in zip(crops, classes):
-            crop = _pad_to(crop, patch)
-            start = [max(0, (s - p) // 2) for s, p in zip(crop.shape, patch)]
-            centre = crop[tuple(slice(a, a + p) for a, p in zip(start, patch))]
-            x = torch.as_tensor(np.ascontiguousarray(centre))[None, None].to(
-                device
-            )
-            hits += int(model(x).argmax(1).item() == c)
-    model.train()
-    return hits / len(crops)

@@ -12,11 +12,15 @@ with any pooling on top of a U-Net).
 :class:`LocalClassifier` removes all three: unpadded dilated convolutions
 (receptive field ``2 * context + 1`` voxels), no normalisation layer, and
 its input padded by ``context`` (reflection) so the map covers the input
-voxel for voxel.  Every voxel gets a per-class log-odds score against
-class 0 ("absent"); a crop's class logits are the mean of the top
-``topk`` fraction of those scores (multiple-instance pooling: present
-means *some* voxels say so, absent means *none* does).  The map that is
-pooled is the CAM: no gradients, no upsampling.
+voxel for voxel -- or, for a crop cut from a larger volume, given with
+``context`` voxels of its real surroundings (``padded=True``), so that a
+voxel on the crop's face is judged on its true neighbours rather than a
+mirror image (the crop's faces held the map's maximum in two thirds of
+the hippocampus crops with reflection).  Every voxel gets a per-class
+log-odds score against class 0 ("absent"); a crop's class logits are
+the mean of the top ``topk`` fraction of those scores (multiple-instance
+pooling: present means *some* voxels say so, absent means *none* does).
+The map that is pooled is the CAM: no gradients, no upsampling.
 """
 
 from __future__ import annotations
@@ -55,12 +59,17 @@ class LocalClassifier(nn.Module):
         # one score per class; column 0 is the reference ("absent")
         self.head = nn.Conv3d(chans[-1], num_classes, 1)
 
-    def score_map(self, x: torch.Tensor) -> torch.Tensor:
+    def score_map(self, x: torch.Tensor, padded: bool = False) -> torch.Tensor:
         """Log-odds of each class against class 0, ``(B, C, Z, Y, X)`` on
-        the input's grid (class 0's map is zeros)."""
+        the input's grid (class 0's map is zeros); ``padded``: the input
+        carries ``context`` voxels of surroundings on every side, and the
+        map covers what lies inside them."""
         c = self.context
-        mode = "reflect" if min(x.shape[2:]) > c else "replicate"
-        h = F.pad(x, (c, c, c, c, c, c), mode=mode)
+        if padded:
+            h = x
+        else:
+            mode = "reflect" if min(x.shape[2:]) > c else "replicate"
+            h = F.pad(x, (c, c, c, c, c, c), mode=mode)
         for block in self.blocks:
             h = block(h)
         s = self.head(h)
@@ -72,5 +81,5 @@ class LocalClassifier(nn.Module):
         k = max(1, round(self.topk * flat.shape[2]))
         return flat.topk(k, dim=2).values.mean(dim=2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.score_map(x))
+    def forward(self, x: torch.Tensor, padded: bool = False) -> torch.Tensor:
+        return self.pool(self.score_map(x, padded))
