@@ -418,6 +418,7 @@ def main() -> None:
             {
                 "machine": machine(),
                 "steps": args.steps,
+                "seeds": len(args.seeds),
                 "unet_steps": args.unet_steps * args.rounds,
                 "results": results,
             },

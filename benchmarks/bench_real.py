@@ -16,7 +16,8 @@ slices on a few volumes, one model, applied to unseen volumes.
   interior Dice).
 - **retraining after a correction**: the 1-slice-per-axis model gets one
   more slice per case and is retrained warm (``init=`` the model) for a
-  fraction of the budget; seconds and Dice vs training from scratch.
+  quarter and an eighth of the budget (``--warm-divisors``); seconds and
+  Dice vs training from scratch on the corrected labels.
 
 Every run is appended to ``results/real_runs.jsonl`` (a rerun skips runs
 already there); ``results/real.json`` and ``real.png`` are rebuilt from it.
@@ -127,10 +128,10 @@ def record(row: dict) -> dict:
 
 
 def train_hippo(
-    key, train, test, setting, steps, seed, tmp, init=None, extra=0
+    key, train, test, setting, steps, seed, tmp, init=None, extra=0, fresh=0
 ) -> dict:
     cached = done_runs().get(key)
-    if cached:
+    if cached and not fresh:
         return cached
     out = Path(tmp) / f"{abs(hash(key))}.safetensors"
     t0 = time.perf_counter()
@@ -255,6 +256,7 @@ def main() -> None:
     ap.add_argument("--fibsem-steps", type=int, default=300)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip", nargs="*", default=[])
+    ap.add_argument("--warm-divisors", type=int, nargs="+", default=[4, 8])
     args = ap.parse_args()
     if args.quick:
         args.seeds, args.budgets = [0], [20]
@@ -275,12 +277,15 @@ def main() -> None:
     # retraining after a correction: one more z-slice per case, warm start
     if "retrain" not in args.skip:
         for seed in args.seeds:
-            base = done_runs()[f"hippo 1/axis {big} s{seed}"]
-            model = Path(base["model"])
+            key = f"hippo 1/axis {big} s{seed}"
+            model = Path(done_runs()[key]["model"])
             if not model.exists():  # from an earlier session: retrain it
-                continue
-            for warm in (True, False):
-                steps = big // 4 if warm else big
+                row = train_hippo(
+                    key, train, test, "1/axis", big, seed, tmp, fresh=1
+                )
+                model = Path(row["model"])
+            runs = [(True, big // d) for d in args.warm_divisors]
+            for warm, steps in runs + [(False, big)]:
                 how = "warm" if warm else "scratch"
                 key = f"hippo corrected {how} {steps} s{seed}"
                 row = train_hippo(

@@ -107,10 +107,12 @@ def cam(d: dict) -> None:
     from bench_cam import table
 
     print(
-        f"**CAM from image-level labels** (`bench_cam.py`; classifiers "
-        f"{d['steps']} steps, U-Nets {d['unet_steps']} steps; pointing: "
-        "map maximum within one voxel of the object, 2 mm on MNI, 1 mm "
-        f"on the hippocampus; held-back crops; {d['machine']}):\n"
+        f"**CAM from image-level labels** (`bench_cam.py`; classifier "
+        f"steps per row, mean ± sd over {d.get('seeds', 1)} seeds; U-Nets "
+        f"{d['unet_steps']} steps; pointing: map maximum within one voxel "
+        "of the object, 2 mm on MNI, 1 mm on the hippocampus, *chance* the "
+        f"share of a crop's voxels that count; held-back crops; "
+        f"{d['machine']}):\n"
     )
     print(table(d["results"]))
     print("\n![cam](benchmarks/results/cam.png)\n")
@@ -387,13 +389,18 @@ def real(d: dict) -> None:
             "\n**Retraining after a correction** (one more slice per case; "
             "warm = from the current model):\n"
         )
-        print("| retrain | steps | seconds | mean Dice |")
-        print("|---|---|---|---|")
-        for name, rs in (("warm start", warm), ("from scratch", cold)):
+        print("| retrain | steps | seconds | × scratch time | mean Dice |")
+        print("|---|---|---|---|---|")
+        base = np.mean([r["seconds"] for r in cold])
+        groups = {}
+        for r in warm:
+            groups.setdefault(("warm start", r["steps"]), []).append(r)
+        groups[("from scratch", cold[0]["steps"])] = cold
+        for (name, steps), rs in groups.items():
             seconds = np.mean([r["seconds"] for r in rs])
             print(
-                f"| {name} | {rs[0]['steps']} | {seconds:.0f} | "
-                f"{_ms([r['mean'] for r in rs])} |"
+                f"| {name} | {steps} | {seconds:.1f} | {seconds / base:.2f} "
+                f"| {_ms([r['mean'] for r in rs])} |"
             )
     fib = d.get("fibsem", [])
     if fib:

@@ -198,3 +198,21 @@ def test_layers_of_the_default_network_are_its_unet_blocks():
     assert default_layer(model) == "model.1.submodule.1.submodule"
     m = grad_cam(model, _x(), default_layer(model), 1)
     assert m.shape[-3:] == (16, 16, 16) and torch.isfinite(m).all()
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_a_map_leaves_no_hooked_copy_of_the_model_alive(method):
+    import gc
+
+    from monai.visualize.class_activation_maps import ModelWithHooks
+
+    def alive():
+        gc.collect()
+        return sum(isinstance(o, ModelWithHooks) for o in gc.get_objects())
+
+    # (MONAI's own CAM objects in the parity tests above do leak)
+    before = alive()
+    model, x = _model("classifier"), _x()
+    for _ in range(3):
+        grad_cam(model, x, "bottleneck", 1, method=method)
+    assert alive() == before
