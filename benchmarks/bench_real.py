@@ -316,7 +316,18 @@ def main() -> None:
                 )
     if "fibsem" not in args.skip:
         out["fibsem"] = fibsem_runs(args.fibsem_steps, args.seeds, tmp)
-    (HERE / "results" / "real.json").write_text(json.dumps(out, indent=1))
+    previous = HERE / "results" / "real.json"
+    if previous.exists():  # sections skipped this time keep their numbers
+        for k, v in json.loads(previous.read_text()).items():
+            if k in ("pretraining", "fibsem") and k in args.skip:
+                out[k] = v
+                if k == "pretraining":
+                    out["hippocampus"] += [
+                        r
+                        for r in done_runs().values()
+                        if " pretrained " in r["key"]
+                    ]
+    previous.write_text(json.dumps(out, indent=1))
     import report
 
     report.real(out)
