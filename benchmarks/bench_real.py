@@ -128,7 +128,16 @@ def record(row: dict) -> dict:
 
 
 def train_hippo(
-    key, train, test, setting, steps, seed, tmp, init=None, extra=0, fresh=0
+    key,
+    train,
+    test,
+    setting,
+    steps,
+    seed,
+    tmp,
+    init=None,
+    extra=0,
+    fresh=False,
 ) -> dict:
     cached = done_runs().get(key)
     if cached and not fresh:
@@ -281,7 +290,7 @@ def main() -> None:
             model = Path(done_runs()[key]["model"])
             if not model.exists():  # from an earlier session: retrain it
                 row = train_hippo(
-                    key, train, test, "1/axis", big, seed, tmp, fresh=1
+                    key, train, test, "1/axis", big, seed, tmp, fresh=True
                 )
                 model = Path(row["model"])
             runs = [(True, big // d) for d in args.warm_divisors]

@@ -329,3 +329,37 @@ def test_segment_from_map_needs_the_crops_of_one_image():
     crops = [Crop("a.nii.gz", None, 0), Crop("b.nii.gz", None, 1)]
     with pytest.raises(api.WeaksegError, match="name several images"):
         api.segment_from_map(img, img, crops=crops)
+
+
+@pytest.mark.parametrize("pooling", ["topk", "gap"])
+def test_classifier_crops_carry_the_classifiers_context(
+    tmp_path, monkeypatch, pooling
+):
+    from napari_weakseg.core import classifier
+    from napari_weakseg.core.normalise import normalise
+
+    img = np.random.default_rng(0).random((20, 20, 20), np.float32)
+    path = tmp_path / "img.nii.gz"
+    write_volume(path, Volume(img))
+    seen = {}
+
+    def fake(arrays, classes, out, config, spacing, init, stop, pool, margin):
+        seen.update(arrays=arrays, margin=margin)
+        return None
+        yield
+
+    monkeypatch.setattr(classifier, "iter_train_classifier", fake)
+    crops = [
+        classifier.Crop(str(path), (4, 5, 6, 12, 13, 14), 1),
+        classifier.Crop(str(path), (0, 0, 0, 8, 8, 8), 0),
+    ]
+    api.train_classifier(crops, tmp_path / "c.safetensors", pooling=pooling)
+    m = classifier.crop_margin(pooling)
+    assert seen["margin"] == m == (4 if pooling == "topk" else 0)
+    whole = normalise(np.asarray(read_volume(path).data))
+    inside = seen["arrays"][0]
+    assert inside.shape == (8 + 2 * m,) * 3
+    assert np.array_equal(
+        inside, whole[4 - m : 12 + m, 5 - m : 13 + m, 6 - m : 14 + m]
+    )
+    assert seen["arrays"][1].shape == (8 + 2 * m,) * 3
