@@ -315,7 +315,8 @@ def real(d: dict) -> None:
     print(
         f"**Real data, inductive** (`bench_real.py`; hippocampus: one model "
         f"from 3 labelled cases, Dice on 5 unseen cases, each predicted on "
-        f"its own; augmentation `none`; seeds {seeds}; {d['machine']}):\n"
+        f"its own; augmentation `{d.get('augment', 'none')}`; seeds "
+        f"{seeds}; {d['machine']}):\n"
     )
     print("| labels | steps | minutes | head | body | mean | × dense |")
     print("|---|---|---|---|---|---|---|")

@@ -331,6 +331,34 @@ def test_segment_from_map_needs_the_crops_of_one_image():
         api.segment_from_map(img, img, crops=crops)
 
 
+@pytest.mark.parametrize("expand", [True, False])
+def test_segment_from_map_expands_over_the_crops_of_its_class(
+    monkeypatch, expand
+):
+    from napari_weakseg.core import cam2seg
+    from napari_weakseg.core.classifier import Crop
+
+    seen = {}
+
+    def fake(image, cam_map, out, class_index, *args, **kw):
+        seen.update(kw, args=args)
+        return np.zeros(image.shape, np.uint8)
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(cam2seg, "iter_cam_to_masks", fake)
+    img = np.zeros((8, 8, 8), np.float32)
+    crops = [
+        Crop("a.nii.gz", (0, 0, 0, 4, 4, 4), 0),
+        Crop("a.nii.gz", (4, 4, 4, 8, 8, 8), 1),
+        Crop("a.nii.gz", (0, 4, 0, 4, 8, 4), 2),
+        Crop("a.nii.gz", None, 2),
+    ]
+    api.segment_from_map(img, img, crops=crops, class_index=2, expand=expand)
+    assert seen["args"][3] == [(0, 0, 0, 4, 4, 4)]  # absent
+    want = [(0, 4, 0, 4, 8, 4), (0, 0, 0, 8, 8, 8)] if expand else []
+    assert seen["present"] == want
+
+
 @pytest.mark.parametrize("pooling", ["topk", "gap"])
 def test_classifier_crops_carry_the_classifiers_context(
     tmp_path, monkeypatch, pooling

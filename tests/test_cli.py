@@ -570,3 +570,22 @@ def test_cam2seg_turns_crop_labels_into_a_segmentation(
     assert bad == 2
     assert "Class 3 is out of range" in capsys.readouterr().err
     assert not (tmp_path / "b.nii.gz").exists()
+
+
+def test_cam2seg_no_expand_reaches_the_api(monkeypatch, tmp_path):
+    import functools
+
+    from napari_weakseg import api
+
+    seen = {}
+
+    @functools.wraps(api.cam_to_segmentation)
+    def spy(**kw):
+        seen.update(kw)
+
+    monkeypatch.setattr(api, "cam_to_segmentation", spy)
+    args = ["cam2seg", "--model", "m", "--image", "i", "--out", "o.nii.gz"]
+    assert main(args) == 0
+    assert seen["expand"] is True
+    assert main(args + ["--no-expand"]) == 0
+    assert seen["expand"] is False

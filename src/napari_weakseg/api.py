@@ -186,12 +186,13 @@ def iter_train(
     ``labels`` hold 0 = background, 1..K = classes and ``ignore_label``
     for unlabelled voxels.  ``augment``: ``"flips"`` mirrors patches on
     every axis; ``"none"`` is better when classes are told apart by where
-    they lie (head vs body, left vs right); ``"full"`` adds 90° turns,
-    intensity and noise.  ``patience``: end when validation has not
-    improved for that many steps (an automatic budget; ``steps`` and
-    ``minutes`` are then ceilings).  Yields steps, validations and
-    checkpoints; returns :class:`~.core.events.Finished`.  Set ``stop``
-    to end early with a checkpoint.
+    they lie (head vs body, left vs right); ``"affine"`` mirrors nothing
+    but turns (up to 15°), scales and jitters the intensity of patches;
+    ``"full"`` adds 90° turns, intensity and noise.  ``patience``: end
+    when validation has not improved for that many steps (an automatic
+    budget; ``steps`` and ``minutes`` are then ceilings).  Yields steps,
+    validations and checkpoints; returns :class:`~.core.events.Finished`.
+    Set ``stop`` to end early with a checkpoint.
     """
     from .core import training
 
@@ -752,6 +753,7 @@ def iter_segment_from_map(
     rounds: int = defaults.BOX_ROUNDS,
     steps_per_round: int = defaults.BOX_STEPS_PER_ROUND,
     crf: bool = True,
+    expand: bool = True,
     model_out: PathLike | None = None,
     base_filters: int = defaults.BASE_FILTERS,
     device: str = "auto",
@@ -763,7 +765,9 @@ def iter_segment_from_map(
     Seeds are the map's confident voxels; a U-Net trains on them for
     ``rounds`` rounds (dense CRF between rounds); voxels of the crops
     labelled 0 in ``crops`` (a CSV like ``train-classifier``'s or a list
-    of :class:`~.core.classifier.Crop`) stay background.  When ``image``
+    of :class:`~.core.classifier.Crop`) stay background, and with
+    ``expand`` the crops labelled ``class_index`` add SEC's expansion
+    loss (the U-Net must cover the class in each).  When ``image``
     is a path only the crops of that file count; otherwise the crops must
     all name one image.  Yields training events and each round's labels
     (:class:`~.core.events.Round`); returns the label volume.
@@ -774,11 +778,10 @@ def iter_segment_from_map(
     vol = as_volume(image)
     require_3d(vol.data, "image")
     m = np.asarray(as_volume(cam_map).data, np.float32)
-    absent = [
-        c.box or (0, 0, 0, *vol.data.shape)
-        for c in _crops_of(crops, image)
-        if c.cls == 0
-    ]
+    rows = _crops_of(crops, image)
+    whole = (0, 0, 0, *vol.data.shape)
+    absent = [c.box or whole for c in rows if c.cls == 0]
+    present = [c.box or whole for c in rows if expand and c.cls == class_index]
     config = TrainConfig(
         steps=steps_per_round,
         base_filters=base_filters,
@@ -798,6 +801,7 @@ def iter_segment_from_map(
                 absent,
                 crf=crf,
                 stop=stop,
+                present=present,
             ),
             vol,
             out,
@@ -844,6 +848,7 @@ def iter_cam_to_segmentation(
     rounds: int = defaults.BOX_ROUNDS,
     steps_per_round: int = defaults.BOX_STEPS_PER_ROUND,
     crf: bool = True,
+    expand: bool = True,
     model_out: PathLike | None = None,
     base_filters: int = defaults.BASE_FILTERS,
     device: str = "auto",
@@ -876,6 +881,7 @@ def iter_cam_to_segmentation(
             rounds=rounds,
             steps_per_round=steps_per_round,
             crf=crf,
+            expand=expand,
             model_out=model_out,
             base_filters=base_filters,
             device=device,

@@ -223,10 +223,11 @@ def _train_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--augment",
-        choices=("flips", "none", "full"),
+        choices=("flips", "none", "affine", "full"),
         default=defaults.AUGMENT,
         help="flips: mirror every axis; none: better when classes are told "
-        "apart by position (head vs body, left vs right); full: + 90° turns, "
+        "apart by position (head vs body, left vs right); affine: no "
+        "mirroring, small turns, scaling, intensity; full: + 90° turns, "
         "intensity, noise",
     )
     p.add_argument(
@@ -407,13 +408,20 @@ def _cam2seg_parser(sub: Any) -> None:
     p.add_argument(
         "--crops",
         metavar="CROPS.csv",
-        help="crop labels of this image: crops of class 0 stay background",
+        help="crop labels of this image: crops of class 0 stay background, "
+        "the U-Net must cover the class in crops of --class",
     )
     p.add_argument("--class", dest="class_index", type=POSITIVE, default=1)
     p.add_argument(
         "--method", choices=("cam", "gradcam", "gradcam++"), default="cam"
     )
     p.add_argument("--rounds", type=POSITIVE, default=defaults.BOX_ROUNDS)
+    p.add_argument(
+        "--no-expand",
+        dest="expand",
+        action="store_false",
+        help="no expansion loss (GWRP) over the crops of --class",
+    )
     p.add_argument(
         "--steps-per-round",
         type=POSITIVE,

@@ -91,6 +91,22 @@ def test_augmentation_levels_choose_the_mirrored_axes():
     assert sampler(True).mirrored == [0, 1, 2]
     assert sampler("full").mirrored == [0, 1, 2]
     assert sampler("none").mirrored == []
+    assert sampler("affine").mirrored == []
     assert sampler(False).mirrored == []
     with pytest.raises(WeaksegError, match="Unknown augmentation 'auto'"):
         sampler("auto")
+
+
+def test_affine_turns_bring_in_unlabelled_voxels_not_background():
+    from napari_weakseg.core.sampling import PatchSampler
+
+    # every voxel is class 1: a turned patch's corners come from outside
+    # it and must be unlabelled, never background
+    lbl = np.ones((24, 24, 24), np.uint8)
+    image = np.random.default_rng(0).random(lbl.shape).astype(np.float32)
+    s = PatchSampler([image], [lbl], (12, 12, 12), 2, augment="affine")
+    labels = s.batch(16)["label"].numpy()
+    assert labels.dtype == np.uint8
+    assert set(np.unique(labels)) == {1, 255}
+    turned = [(b == 255).any() for b in labels]
+    assert 0 < sum(turned) < len(turned)  # half the patches, about

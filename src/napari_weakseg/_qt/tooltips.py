@@ -41,7 +41,9 @@ TOOLTIPS = {
     # train
     "augment": "flips: mirror patches on every axis; none: better when "
     "classes are told apart by where they lie (head vs body, left vs "
-    "right); full: also 90° turns, intensity and noise.",
+    "right); affine: no mirroring, small turns, scaling and intensity "
+    "jitter (best with few slices of such classes); full: mirroring, 90° "
+    "turns, intensity and noise.",
     "init": "Start from a model or a pretrained encoder file.",
     "patience": "Automatic budget: end when validation has not improved "
     "for this many steps (0: off; steps stay the ceiling).",

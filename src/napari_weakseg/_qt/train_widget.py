@@ -68,7 +68,7 @@ class TrainWidget(Dock):
             choices=["auto", "cpu", "cuda", "mps"], label="device"
         )
         self.augment = ComboBox(
-            choices=["flips", "none", "full"],
+            choices=["flips", "none", "affine", "full"],
             value=defaults.AUGMENT,
             label="augmentation",
         )

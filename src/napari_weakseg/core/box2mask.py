@@ -44,6 +44,7 @@ from .boxes import (
 from .crf import crf_refine
 from .device import resolve_device
 from .events import Round
+from .expansion import Expansion
 from .inference import iter_predict
 from .models import load_model
 from .normalise import normalise
@@ -112,13 +113,14 @@ def train_round(
     init: str | Path | None,
     crf: bool,
     stop: threading.Event | None,
+    expansion: Expansion | None = None,
 ) -> Generator[Any, None, tuple[Any, np.ndarray, np.ndarray]]:
     """One round of the recursive trainers: train on ``targets`` (warm
-    from ``init``), predict the image, CRF-refine; returns ``(Finished,
-    labels, probabilities)``."""
+    from ``init``, with ``expansion``'s loss when given), predict the
+    image, CRF-refine; returns ``(Finished, labels, probabilities)``."""
     device = resolve_device(cfg.device)
     fin = yield from iter_train(
-        [image], [targets], out, cfg, spacing, init, stop
+        [image], [targets], out, cfg, spacing, init, stop, expansion
     )
     model, mconf = load_model(out, device)
     labels, probs = yield from iter_predict(

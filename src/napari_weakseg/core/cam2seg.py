@@ -8,7 +8,11 @@ After Kolesnikov & Lampert (SEC, 2016), in rounds like the box trainer's:
 * **constrain to the image labels**: voxels of crops labelled absent
   (class 0) are background in every round, whatever the map says;
 * **expand**: a U-Net trains on those labels with the masked loss (it
-  fills the ignored band from what the seeds look like), its
+  fills the ignored band from what the seeds look like) plus, when crops
+  labelled present are given, SEC's expansion loss: global weighted rank
+  pooling of the class probability over each present crop
+  (:mod:`~.expansion`), which asks the network to cover the object in
+  every crop that holds it, not only where the map was confident; its
   probabilities are refined by the dense CRF along intensity edges, and
   the refined labels -- kept only where the CRF is confident, the rest
   ignored again, the seeds' object voxels always kept (SEC's seeding loss
@@ -37,6 +41,7 @@ from .defaults import IGNORE
 from .device import resolve_device
 from .errors import WeaksegError
 from .events import Round
+from .expansion import DECAY, Expansion
 from .training import TrainConfig
 
 Box = tuple[int, int, int, int, int, int]
@@ -93,12 +98,16 @@ def iter_cam_to_masks(
     confidence: float = 0.8,
     tolerance: float = 0.002,
     stop: threading.Event | None = None,
+    present: Sequence[Box] = (),
+    decay: float = DECAY,
 ) -> Generator[Any, None, np.ndarray]:
     """Yield training/progress/:class:`Round` events; return the labels.
 
     ``cam_map`` is a raw class map on the image's grid (any scale);
-    ``absent`` the boxes of crops labelled absent.  Round 0 trains on the
-    seeds; each later round trains (warm) on the previous round's
+    ``absent`` the boxes of crops labelled absent, ``present`` those
+    labelled as holding the class (the expansion loss, GWRP with
+    ``decay``, covers them; none: no expansion term).  Round 0 trains on
+    the seeds; each later round trains (warm) on the previous round's
     CRF-refined, constrained labels.
     """
     if cam_map.shape != image.shape:
@@ -109,6 +118,9 @@ def iter_cam_to_masks(
     if rounds < 1:
         raise WeaksegError("Give at least one round.")
     outside = absent_mask(image.shape, absent) if len(absent) else None
+    grow = (
+        Expansion(tuple(present), class_index, decay) if len(present) else None
+    )
     first = seeds(np.asarray(cam_map, np.float32), class_index, band, outside)
     targets = first
     cfg = replace(config or TrainConfig(), hold_out=False)
@@ -116,7 +128,7 @@ def iter_cam_to_masks(
     previous: str | Path | None = None
     for r in range(rounds):
         fin, labels, probs = yield from train_round(
-            image, targets, out, cfg, spacing, previous, crf, stop
+            image, targets, out, cfg, spacing, previous, crf, stop, grow
         )
         previous = out
         if outside is not None:

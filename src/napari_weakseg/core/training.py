@@ -23,6 +23,7 @@ from .device import resolve_device
 from .engine import DICE, Plan, Task, last_path, optimiser_step
 from .errors import WeaksegError
 from .events import Finished, Started
+from .expansion import Expansion, ExpansionLoss
 from .inference import predict_probabilities
 from .lazy import LazyImage, SparseLabels
 from .losses import MaskedDiceCELoss
@@ -214,6 +215,7 @@ class UNetTask(Task):
         cfg: TrainConfig,
         spacing: Sequence[float],
         device: torch.device,
+        expansion: Expansion | None = None,
     ) -> None:
         self.trainset, self.mconf, self.cfg = trainset, mconf, cfg
         self.spacing, self.device = spacing, device
@@ -231,6 +233,17 @@ class UNetTask(Task):
             cfg.class_weights,
             dice_weight=cfg.dice_weight,
         ).to(device)
+        # SEC's expansion term on the first image's present crops
+        self.expand = (
+            None
+            if expansion is None
+            else ExpansionLoss(
+                trainset.images[0],
+                expansion,
+                mconf.patch_size,
+                cfg.seed + 1000 * self.rank,
+            )
+        )
         self.optimiser = torch.optim.AdamW(
             model.parameters(), lr=cfg.learning_rate, weight_decay=1e-4
         )
@@ -272,7 +285,10 @@ class UNetTask(Task):
         batch = self.sampler.batch(self.cfg.batch_size)
         x = batch["image"].to(self.device, non_blocking=True)
         y = batch["label"].to(self.device, non_blocking=True)
-        return self.loss_fn(self.model(x), y)
+        loss = self.loss_fn(self.model(x), y)
+        if self.expand is not None:
+            loss = loss + self.expand(self.model, self.device)
+        return loss
 
     def validate(self) -> list[float]:
         return validate(
@@ -296,8 +312,12 @@ def iter_train(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     init: str | Path | None = None,
     stop: threading.Event | None = None,
+    expansion: Expansion | None = None,
 ) -> Generator[Any, None, Finished]:
     """Train on sparse labels; yield events; return :class:`Finished`.
+
+    ``expansion`` adds SEC's expansion loss (:mod:`~.expansion`) over
+    crops of the first image labelled present.
 
     Two phases when slices are held back for validation: first train
     without them, validating about ``validations`` times (the "best" is
@@ -326,7 +346,7 @@ def iter_train(
     transferred = 0
     if init_tensors is not None:
         transferred = transfer_weights(model, init_tensors, Path(init).name)
-    task = UNetTask(trainset, mconf, model, cfg, spacing, device)
+    task = UNetTask(trainset, mconf, model, cfg, spacing, device, expansion)
     # Without held-back slices the final weights are the model; with them
     # the best validated ones, until a final phase puts the slices back.
     plan.keep_best = trainset.held_out
