@@ -19,8 +19,8 @@ slices on a few volumes, one model, applied to unseen volumes.
   interior Dice).
 - **retraining after a correction**: the 1-slice-per-axis model gets one
   more slice per case and is retrained warm (``init=`` the model) for a
-  quarter and an eighth of the budget (``--warm-divisors``); seconds and
-  Dice vs training from scratch on the corrected labels.
+  quarter, a sixth and an eighth of the budget (``--warm-divisors``);
+  seconds and Dice vs training from scratch on the corrected labels.
 
 Every run is appended to ``results/real_runs.jsonl`` (a rerun skips runs
 already there); ``results/real.json`` and ``real.png`` are rebuilt from it.
@@ -270,7 +270,7 @@ def main() -> None:
     ap.add_argument("--fibsem-steps", type=int, default=300)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip", nargs="*", default=[])
-    ap.add_argument("--warm-divisors", type=int, nargs="+", default=[4, 8])
+    ap.add_argument("--warm-divisors", type=int, nargs="+", default=[4, 6, 8])
     ap.add_argument("--augment", choices=("none", "affine"), default="affine")
     args = ap.parse_args()
     if args.quick:
@@ -286,7 +286,20 @@ def main() -> None:
     }
     # runs of another augmentation are other runs (``none``: the old keys)
     hip = "hippo" if args.augment == "none" else f"hippo/{args.augment}"
-    aug = {"augment": args.augment}
+
+    def fit(key, setting, steps, seed, **kw) -> dict:
+        return train_hippo(
+            key,
+            train,
+            test,
+            setting,
+            steps,
+            seed,
+            tmp,
+            augment=args.augment,
+            **kw,
+        )
+
     big = max(args.budgets)
     for steps in args.budgets:
         for setting in ("1/axis", "5%", "dense"):
@@ -294,45 +307,21 @@ def main() -> None:
                 continue
             for seed in args.seeds:
                 key = f"{hip} {setting} {steps} s{seed}"
-                out["hippocampus"].append(
-                    train_hippo(
-                        key, train, test, setting, steps, seed, tmp, **aug
-                    )
-                )
+                out["hippocampus"].append(fit(key, setting, steps, seed))
     # retraining after a correction: one more z-slice per case, warm start
     if "retrain" not in args.skip:
         for seed in args.seeds:
             key = f"{hip} 1/axis {big} s{seed}"
             model = Path(done_runs()[key]["model"])
             if not model.exists():  # from an earlier session: retrain it
-                row = train_hippo(
-                    key,
-                    train,
-                    test,
-                    "1/axis",
-                    big,
-                    seed,
-                    tmp,
-                    fresh=True,
-                    **aug,
-                )
+                row = fit(key, "1/axis", big, seed, fresh=True)
                 model = Path(row["model"])
             runs = [(True, big // d) for d in args.warm_divisors]
             for warm, steps in runs + [(False, big)]:
                 how = "warm" if warm else "scratch"
                 key = f"{hip} corrected {how} {steps} s{seed}"
-                row = train_hippo(
-                    key,
-                    train,
-                    test,
-                    "1/axis",
-                    steps,
-                    seed,
-                    tmp,
-                    init=model if warm else None,
-                    extra=1,
-                    **aug,
-                )
+                init = model if warm else None
+                row = fit(key, "1/axis", steps, seed, init=init, extra=1)
                 out["hippocampus"].append(row)
     if "pretraining" not in args.skip:
         for task in TASKS:
@@ -344,17 +333,7 @@ def main() -> None:
                     f"{args.pretrain_steps}"
                 )
                 out["hippocampus"].append(
-                    train_hippo(
-                        key,
-                        train,
-                        test,
-                        "1/axis",
-                        big,
-                        seed,
-                        tmp,
-                        init=enc,
-                        **aug,
-                    )
+                    fit(key, "1/axis", big, seed, init=enc)
                 )
     if "fibsem" not in args.skip:
         out["fibsem"] = fibsem_runs(args.fibsem_steps, args.seeds, tmp)
