@@ -435,6 +435,22 @@ def scale(d: dict) -> None:
     print("\n![scale](benchmarks/results/scale.png)\n")
 
 
+def cpu_steps(d: dict) -> None:
+    """Table of ``bench_cpu_steps.py``: candidates for faster CPU steps."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_cpu_steps import table
+
+    print(
+        "\n**Faster CPU training steps** (`bench_cpu_steps.py`; one step "
+        "of the default U-Net as a user run plans it, median over 30 steps "
+        f"after 5; {d['machine']}):\n"
+    )
+    print(table(d["results"]))
+    print("\n![cpu steps](benchmarks/results/cpu_steps.png)\n")
+
+
 def readme(path: Path = RESULTS.parents[1] / "README.md") -> None:
     """Replace the README's tables (between its benchmark markers) with
     the ones rendered from ``results/``."""
@@ -475,6 +491,7 @@ def tables() -> None:
         ("cam.json", cam),
         ("recipe.json", recipe),
         ("real.json", real),
+        ("cpu_steps.json", cpu_steps),
         ("scale.json", scale),
     ]:
         d = load(name)

@@ -110,3 +110,18 @@ def test_affine_turns_bring_in_unlabelled_voxels_not_background():
     assert set(np.unique(labels)) == {1, 255}
     turned = [(b == 255).any() for b in labels]
     assert 0 < sum(turned) < len(turned)  # half the patches, about
+
+
+def test_patches_stay_float32_inside_an_autocast_region():
+    import torch
+
+    from napari_weakseg.core.sampling import PatchSampler
+
+    # the engine draws batches inside its autocast region
+    lbl = np.ones((24, 24, 24), np.uint8)
+    image = np.random.default_rng(0).random(lbl.shape).astype(np.float32)
+    s = PatchSampler([image], [lbl], (12, 12, 12), 2, augment="affine")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        batch = s.batch(4)
+    assert batch["image"].dtype == torch.float32
+    assert batch["label"].dtype == torch.uint8

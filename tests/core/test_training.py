@@ -220,3 +220,30 @@ def test_out_of_memory_is_one_sentence_and_keeps_weights(
         )
     model, _ = load_model(last_path(out))
     assert model is not None
+
+
+def test_cpu_steps_run_channels_last_and_save_plain_tensors(tmp_path):
+    import torch
+
+    from napari_weakseg.core.models import build_network
+    from napari_weakseg.core.training import UNetTask, model_config_for
+
+    image, truth = make_phantom((16, 24, 24))
+    cfg = TrainConfig(steps=1, base_filters=4, device="cpu")
+    ts = prepare([image], [truth])
+    cpu = torch.device("cpu")
+    mconf = model_config_for(ts, image.shape, (1.0, 1.0, 1.0), cfg, cpu)
+    task = UNetTask(ts, mconf, build_network(mconf), cfg, (1, 1, 1), cpu)
+    convs = [
+        p for p in task.model.parameters() if p.ndim == 5
+    ]  # 3D conv weights
+    assert convs and all(
+        p.is_contiguous(memory_format=torch.channels_last_3d) for p in convs
+    )
+    assert torch.isfinite(task.loss())
+    task.save(tmp_path / "m.safetensors")  # safetensors wants plain ones
+    model, _ = load_model(tmp_path / "m.safetensors")
+    for a, b in zip(
+        model.state_dict().values(), task.model.state_dict().values()
+    ):
+        assert torch.equal(a, b)

@@ -227,7 +227,10 @@ class PatchSampler:
     def sample(self) -> dict[str, torch.Tensor]:
         """One augmented patch pair: image (1, *patch), label (1, *patch)."""
         i = int(self._rng.choice(len(self._items), p=self._p))
-        out = self._transform(self._crop(self._items[i]))
+        # the engine draws batches inside its autocast region: resampling
+        # (affine) must stay float32 whatever precision the step runs in
+        with torch.autocast("cpu", enabled=False):
+            out = self._transform(self._crop(self._items[i]))
         return {
             "image": torch.as_tensor(
                 np.asarray(out["image"]), dtype=torch.float32

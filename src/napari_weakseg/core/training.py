@@ -219,7 +219,13 @@ class UNetTask(Task):
     ) -> None:
         self.trainset, self.mconf, self.cfg = trainset, mconf, cfg
         self.spacing, self.device = spacing, device
-        self.model = model.to(device)
+        # channels-last 3D: 1.2x faster CPU steps (bench_cpu_steps.py)
+        self.layout = (
+            torch.channels_last_3d
+            if device.type == "cpu"
+            else torch.contiguous_format
+        )
+        self.model = model.to(device, memory_format=self.layout)
         self.held_out = trainset.held_out
         self.oom_hint = f"patch {mconf.patch_size} and batch {cfg.batch_size}"
         # each DDP rank draws its own patches
@@ -284,6 +290,7 @@ class UNetTask(Task):
     def loss(self) -> torch.Tensor:
         batch = self.sampler.batch(self.cfg.batch_size)
         x = batch["image"].to(self.device, non_blocking=True)
+        x = x.contiguous(memory_format=self.layout)
         y = batch["label"].to(self.device, non_blocking=True)
         loss = self.loss_fn(self.model(x), y)
         if self.expand is not None:
