@@ -31,6 +31,7 @@ already there); ``results/real.json`` and ``real.png`` are rebuilt from it.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -132,11 +133,12 @@ def record(row: dict) -> dict:
 
 def train_hippo(
     key,
-    train,
-    test,
     setting,
     steps,
     seed,
+    *,
+    train,
+    test,
     tmp,
     init=None,
     extra=0,
@@ -287,18 +289,9 @@ def main() -> None:
     # runs of another augmentation are other runs (``none``: the old keys)
     hip = "hippo" if args.augment == "none" else f"hippo/{args.augment}"
 
-    def fit(key, setting, steps, seed, **kw) -> dict:
-        return train_hippo(
-            key,
-            train,
-            test,
-            setting,
-            steps,
-            seed,
-            tmp,
-            augment=args.augment,
-            **kw,
-        )
+    fit = functools.partial(
+        train_hippo, train=train, test=test, tmp=tmp, augment=args.augment
+    )
 
     big = max(args.budgets)
     for steps in args.budgets:
