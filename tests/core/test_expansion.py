@@ -67,6 +67,8 @@ def test_expansion_loss_is_minus_log_of_the_pooled_probability():
     assert loss.item() == pytest.approx(math.log(2))
     with pytest.raises(WeaksegError, match="at least one crop labelled"):
         ExpansionLoss(img, Expansion([]), (8, 8, 8))
+    with pytest.raises(WeaksegError, match="needs the image in memory"):
+        ExpansionLoss(torch.zeros(12, 12, 12), spec, (8, 8, 8))
 
 
 def test_expansion_covers_the_object_the_seeds_miss(tmp_path):

@@ -73,35 +73,38 @@ class ExpansionLoss:
         patch: Sequence[int],
         seed: int = 0,
     ) -> None:
+        if not isinstance(image, np.ndarray):
+            raise WeaksegError(
+                "The expansion loss needs the image in memory, not read "
+                "patch by patch from disk."
+            )
         if not len(spec.boxes):
             raise WeaksegError(
                 "The expansion loss needs at least one crop labelled present."
             )
-        self.spec = spec
-        self.windows: list[np.ndarray] = []
-        self.regions: list[tuple[slice, ...]] = []
-        for box in spec.boxes:
-            window, region = _window(image, box, patch)
-            self.windows.append(window)
-            self.regions.append(region)
+        self.spec, self.image, self.patch = spec, image, patch
+        for box in spec.boxes:  # a bad crop fails here, before training
+            _window(image, box, patch)
         self.rng = np.random.default_rng(seed)
 
     def __call__(
         self, model: torch.nn.Module, device: torch.device
     ) -> torch.Tensor:
-        n = min(self.spec.batch, len(self.windows))
-        pick = self.rng.choice(len(self.windows), n, replace=False)
-        x = torch.from_numpy(np.stack([self.windows[i] for i in pick]))
+        boxes = self.spec.boxes
+        n = min(self.spec.batch, len(boxes))
+        pick = self.rng.choice(len(boxes), n, replace=False)
+        # windows are cut when drawn: thousands of crops would otherwise
+        # hold thousands of patches in memory
+        cuts = [_window(self.image, boxes[i], self.patch) for i in pick]
+        x = torch.from_numpy(np.stack([w for w, _ in cuts]))
         probs = torch.softmax(model(x[:, None].to(device)).float(), dim=1)
         pooled = torch.stack(
             [
                 gwrp(
-                    probs[j, self.spec.class_index][self.regions[i]].reshape(
-                        1, -1
-                    ),
+                    probs[j, self.spec.class_index][region].reshape(1, -1),
                     self.spec.decay,
                 )[0]
-                for j, i in enumerate(pick)
+                for j, (_, region) in enumerate(cuts)
             ]
         )
         return -torch.log(pooled.clamp_min(1e-6)).mean() * self.spec.weight
