@@ -223,7 +223,7 @@ def _train_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--augment",
-        choices=("flips", "none", "affine", "full"),
+        choices=defaults.AUGMENTATIONS,
         default=defaults.AUGMENT,
         help="flips: mirror every axis; none: better when classes are told "
         "apart by position (head vs body, left vs right); affine: no "

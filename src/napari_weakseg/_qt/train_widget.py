@@ -68,7 +68,7 @@ class TrainWidget(Dock):
             choices=["auto", "cpu", "cuda", "mps"], label="device"
         )
         self.augment = ComboBox(
-            choices=["flips", "none", "affine", "full"],
+            choices=list(defaults.AUGMENTATIONS),
             value=defaults.AUGMENT,
             label="augmentation",
         )

@@ -31,6 +31,8 @@ LARGE_VOXELS = 256**3
 #: patch augmentation: "flips" mirrors every axis; "none" suits classes
 #: told apart by position (hippocampus head vs body, left vs right)
 AUGMENT = "flips"
+#: augmentation levels, weakest first (see :mod:`~.sampling`)
+AUGMENTATIONS = ("none", "flips", "affine", "full")
 
 #: ``layer.metadata`` key naming what a layer is to the plugin, and its
 #: values; pickers default to a layer of their role, never a reference

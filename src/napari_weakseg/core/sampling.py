@@ -39,16 +39,16 @@ from monai.transforms import (
     RandShiftIntensityd,
 )
 
-from .defaults import IGNORE
+from .defaults import AUGMENTATIONS, IGNORE
 from .errors import WeaksegError
 from .lazy import SparseLabels
 
-#: augmentation levels, weakest first
-AUGMENTATIONS = ("none", "flips", "affine", "full")
-
 
 def affine_steps(
-    ignore: int, angle: float = np.pi / 12, scale: float = 0.1, prob=0.5
+    ignore: int,
+    angle: float = np.pi / 12,
+    scale: float = 0.1,
+    prob: float = 0.5,
 ) -> list:
     """Small turns and scaling of image and labels (bilinear / nearest);
     labels are shifted by one around the resampling so that its zero
