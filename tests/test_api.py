@@ -331,6 +331,20 @@ def test_segment_from_map_needs_the_crops_of_one_image():
         api.segment_from_map(img, img, crops=crops)
 
 
+def test_crops_that_name_no_row_for_the_image_are_one_sentence(tmp_path):
+    from napari_weakseg.core.classifier import Crop
+
+    img = tmp_path / "a.nii.gz"
+    write_volume(img, Volume(np.zeros((8, 8, 8), np.float32)))
+    other = [Crop(str(tmp_path / "b.nii.gz"), None, 1)]
+    with pytest.raises(
+        api.WeaksegError, match=r"None of the 1 crops names a\.nii\.gz "
+    ):
+        api.cam_to_segmentation("model.safetensors", img, crops=other)
+    own = [Crop(str(img), None, 0)] + other
+    assert api._crops_of(own, img) == own[:1]
+
+
 @pytest.mark.parametrize("expand", [True, False])
 def test_segment_from_map_expands_over_the_crops_of_its_class(
     monkeypatch, expand

@@ -824,11 +824,19 @@ def _crops_of(
         return []
     rows = read_crops(crops) if isinstance(crops, str | os.PathLike) else crops
     if isinstance(image, str | os.PathLike):
-        return [
+        own = [
             c
             for c in rows
             if os.path.abspath(c.image) == os.path.abspath(image)
         ]
+        if rows and not own:  # a path spelt otherwise: say so, not ignore
+            raise WeaksegError(
+                f"None of the {len(rows)} crops names {Path(image).name} "
+                f"(they name {Path(rows[0].image).name}"
+                f"{' and others' if len({c.image for c in rows}) > 1 else ''}"
+                "); give the crops of this image."
+            )
+        return own
     if len({c.image for c in rows}) > 1:
         raise WeaksegError(
             "The crops name several images; give the image as a file path "
