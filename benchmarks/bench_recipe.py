@@ -58,6 +58,7 @@ ABLATION = {
     "DynUNet blocks": {"network": "dynunet"},
     "+ 90° turns, intensity, noise": {"augment": "full"},
     "no augmentation": {"augment": "none"},
+    "CE weight 1 (before this change)": {"ce_weight": 1.0},
     "best of 6 validations, no final phase": {
         "final_phase": 0.0,
         "val_every": 50,
@@ -69,9 +70,9 @@ ABLATION = {
 
 STACKED = ", stacked file"
 STACKED_CASES = ("hippocampus",)
-#: in the ablation, the augmentation variants also run on these cases
-AUGMENTATION = ("no augmentation",)
-AUGMENTATION_CASES = ("fibsem", "mni")
+#: ablation variants that also run on other cases than the hippocampus
+CROSS_CASE = ("no augmentation", "CE weight 1 (before this change)")
+CROSS_CASES = ("fibsem", "mni")
 
 
 def _threads(jobs: int) -> int:
@@ -306,9 +307,10 @@ def main() -> None:
         ]
         tasks += [
             task(c, "sparse", f"weakseg {v}", seed)
-            for c in AUGMENTATION_CASES
+            for c in CROSS_CASES
             if c in args.cases and c not in args.ablation_cases
-            for v in AUGMENTATION
+            for v in CROSS_CASE
+            if not args.variants or v in args.variants
             for seed in args.ablation_seeds
         ]
     for c in dict.fromkeys(t[0] for t in tasks):  # files before workers

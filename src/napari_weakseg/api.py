@@ -587,14 +587,13 @@ def iter_boxes_to_masks(
 
     from .core import box2mask
     from .core.boxes import read_boxes
-    from .core.training import TrainConfig
 
     vol = as_volume(image)
     require_3d(vol.data, "image")
     if isinstance(boxes, str | os.PathLike):
         boxes = read_boxes(boxes)
     rules = box2mask.Rules(outside_boxes, wrong_class, off_core, min_fill, crf)
-    config = TrainConfig(
+    config = box2mask.round_config(
         steps=steps_per_round,
         base_filters=base_filters,
         device=device,
@@ -772,8 +771,7 @@ def iter_segment_from_map(
     all name one image.  Yields training events and each round's labels
     (:class:`~.core.events.Round`); returns the label volume.
     """
-    from .core import cam2seg
-    from .core.training import TrainConfig
+    from .core import box2mask, cam2seg
 
     vol = as_volume(image)
     require_3d(vol.data, "image")
@@ -782,7 +780,7 @@ def iter_segment_from_map(
     whole = (0, 0, 0, *vol.data.shape)
     absent = [c.box or whole for c in rows if c.cls == 0]
     present = [c.box or whole for c in rows if expand and c.cls == class_index]
-    config = TrainConfig(
+    config = box2mask.round_config(
         steps=steps_per_round,
         base_filters=base_filters,
         device=device,

@@ -221,3 +221,15 @@ def test_crops_with_margin_train_on_their_inside(tmp_path):
         )
     )
     assert load_model(gap)[1].patch_size == [16, 16, 16]
+
+
+def test_rounds_train_with_their_own_ce_weight_unless_told():
+    from napari_weakseg.core import defaults
+    from napari_weakseg.core.box2mask import round_config
+
+    cfg = round_config(steps=7, seed=3)
+    assert (cfg.steps, cfg.seed, cfg.hold_out) == (7, 3, False)
+    assert cfg.ce_weight == defaults.ROUND_CE_WEIGHT == 1.0
+    assert TrainConfig().ce_weight == defaults.CE_WEIGHT == 0.1
+    mine = round_config(TrainConfig(ce_weight=0.5))
+    assert (mine.ce_weight, mine.hold_out) == (0.5, False)

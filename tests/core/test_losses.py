@@ -57,3 +57,12 @@ def test_no_labelled_voxel_gives_zero_loss_with_graph():
     loss.backward()
     assert loss.item() == 0.0
     assert torch.count_nonzero(logits.grad) == 0
+
+
+@pytest.mark.parametrize("ce_weight", [0.1, 1.0])
+def test_loss_is_the_weighted_sum_of_masked_ce_and_masked_dice(ce_weight):
+    logits, target, _ = _case(6)
+    both = MaskedDiceCELoss(3, 255, ce_weight=ce_weight)(logits, target)
+    dice = MaskedDiceCELoss(3, 255, ce_weight=0.0)(logits, target)
+    ce = masked_cross_entropy(logits, target, 255)
+    assert torch.allclose(both, ce_weight * ce + dice, atol=1e-6)

@@ -229,11 +229,12 @@ def test_cpu_steps_run_channels_last_and_save_plain_tensors(tmp_path):
     from napari_weakseg.core.training import UNetTask, model_config_for
 
     image, truth = make_phantom((16, 24, 24))
-    cfg = TrainConfig(steps=1, base_filters=4, device="cpu")
+    cfg = TrainConfig(steps=1, base_filters=4, device="cpu", ce_weight=0.25)
     ts = prepare([image], [truth])
     cpu = torch.device("cpu")
     mconf = model_config_for(ts, image.shape, (1.0, 1.0, 1.0), cfg, cpu)
     task = UNetTask(ts, mconf, build_network(mconf), cfg, (1, 1, 1), cpu)
+    assert task.loss_fn.ce_weight == 0.25  # the config reaches the loss
     convs = [
         p for p in task.model.parameters() if p.ndim == 5
     ]  # 3D conv weights

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from . import defaults
 from .boxes import (
     IGNORE,
     Box,
@@ -137,6 +138,18 @@ def train_round(
     return fin, labels, probs
 
 
+def round_config(
+    config: TrainConfig | None = None, **settings: Any
+) -> TrainConfig:
+    """The training settings of recursive rounds (boxes to masks, CAM to
+    segmentation): nothing held back, and the cross-entropy weight of
+    :data:`~.defaults.ROUND_CE_WEIGHT` unless ``config`` sets its own."""
+    base = config or TrainConfig(
+        ce_weight=defaults.ROUND_CE_WEIGHT, **settings
+    )
+    return replace(base, hold_out=False)
+
+
 def iter_boxes_to_masks(
     image: np.ndarray,
     boxes: Sequence[Box],
@@ -153,7 +166,7 @@ def iter_boxes_to_masks(
 ) -> Generator[Any, None, np.ndarray]:
     """Yield training/progress/:class:`Round` events; return final labels."""
     boxes = check_boxes(boxes, image.shape)
-    cfg = replace(config or TrainConfig(), hold_out=False)
+    cfg = round_config(config)
     device = resolve_device(cfg.device)
     if initial == "grabcut":
         first = grabcut_targets(

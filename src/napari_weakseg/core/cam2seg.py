@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .box2mask import train_round
+from .box2mask import round_config, train_round
 from .cam import pseudo_labels
 from .defaults import IGNORE
 from .device import resolve_device
@@ -123,7 +122,7 @@ def iter_cam_to_masks(
     )
     first = seeds(np.asarray(cam_map, np.float32), class_index, band, outside)
     targets = first
-    cfg = replace(config or TrainConfig(), hold_out=False)
+    cfg = round_config(config)
     device = resolve_device(cfg.device)
     previous: str | Path | None = None
     for r in range(rounds):

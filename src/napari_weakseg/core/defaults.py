@@ -23,6 +23,13 @@ BOX_STEPS_PER_ROUND = 150
 PRETRAIN_TASKS = ("rotation", "contrastive", "inpainting")
 #: edge of the cubic patches of self-supervised pretraining
 PRETRAIN_PATCH = 32
+#: weight of the masked cross-entropy next to the masked Dice term (a
+#: tenth: CE over few labelled slices, mostly background, pulls sparse
+#: classes towards background; README, real-data and recipe tables)
+CE_WEIGHT = 0.1
+#: the same in the recursive rounds of boxes to masks and CAM to
+#: segmentation (measured with it: boxes and CAM tables)
+ROUND_CE_WEIGHT = 1.0
 #: AdamW learning rate of U-Net training
 LEARNING_RATE = 3e-3
 #: volumes with more voxels are predicted block by block (streamed to

@@ -66,6 +66,8 @@ class TrainConfig:
     patience: int | None = None
     class_weights: list[float] | None = None
     dice_weight: float = 1.0
+    #: weight of the masked cross-entropy next to the Dice term
+    ce_weight: float = defaults.CE_WEIGHT
     #: ``flips`` (mirror every axis), ``none`` (better when classes are
     #: told apart by position), ``full`` (+ 90° turns, intensity, noise);
     #: ``True``/``False`` mean ``flips``/``none``
@@ -237,6 +239,7 @@ class UNetTask(Task):
             trainset.num_classes,
             cfg.ignore_label,
             cfg.class_weights,
+            ce_weight=cfg.ce_weight,
             dice_weight=cfg.dice_weight,
         ).to(device)
         # SEC's expansion term on the first image's present crops
