@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_weakseg.core.box2mask import Rules, suppress
+from napari_weakseg.core.box2mask import Rules, round_config, suppress
 from napari_weakseg.core.boxes import (
     Box,
     box_targets,
@@ -177,7 +177,6 @@ def test_recursive_rounds_beat_the_initial_box_targets(tmp_path):
     from napari_weakseg.core.events import Round, run
     from napari_weakseg.core.metrics import dice_per_class
     from napari_weakseg.core.phantom import boxes_of, make_blobs
-    from napari_weakseg.core.training import TrainConfig
 
     image, truth = make_blobs()
     boxes = [Box(*b) for b in boxes_of(truth)]
@@ -185,7 +184,7 @@ def test_recursive_rounds_beat_the_initial_box_targets(tmp_path):
     for b in boxes:
         filled[b.slices] = b.cls
     rounds = []
-    cfg = TrainConfig(steps=60, base_filters=8, device="cpu")
+    cfg = round_config(steps=60, base_filters=8, device="cpu")
     labels = run(
         iter_boxes_to_masks(image, boxes, tmp_path / "m.safetensors", 2, cfg),
         lambda e: rounds.append(e) if isinstance(e, Round) else None,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_weakseg.core.box2mask import round_config
 from napari_weakseg.core.cam import cam, map_volume
 from napari_weakseg.core.cam2seg import absent_mask, iter_cam_to_masks, seeds
 from napari_weakseg.core.classifier import (
@@ -149,7 +150,7 @@ def test_cam_to_masks_grows_seeds_and_keeps_absent_crops_empty(tmp_path):
     box = (int(z[0]), 0, 0, int(z[len(z) // 2]), *image.shape[1:])
     inside = absent_mask(image.shape, [box])
     assert (obj[inside] == 1).any() and (core & ~inside).any()
-    cfg = TrainConfig(steps=40, base_filters=4, device="cpu", seed=0)
+    cfg = round_config(steps=40, base_filters=4, device="cpu", seed=0)
     events = []
     gen = iter_cam_to_masks(
         image, m, tmp_path / "u.safetensors", 1, 2, cfg, absent=[box]
@@ -225,7 +226,6 @@ def test_crops_with_margin_train_on_their_inside(tmp_path):
 
 def test_rounds_train_with_their_own_ce_weight_unless_told():
     from napari_weakseg.core import defaults
-    from napari_weakseg.core.box2mask import round_config
 
     cfg = round_config(steps=7, seed=3)
     assert (cfg.steps, cfg.seed, cfg.hold_out) == (7, 3, False)

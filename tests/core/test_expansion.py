@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_weakseg.core.box2mask import round_config
 from napari_weakseg.core.cam2seg import iter_cam_to_masks
 from napari_weakseg.core.errors import WeaksegError
 from napari_weakseg.core.events import run
@@ -18,7 +19,6 @@ from napari_weakseg.core.expansion import (
     gwrp,
 )
 from napari_weakseg.core.metrics import dice_per_class
-from napari_weakseg.core.training import TrainConfig
 
 
 def test_gwrp_runs_from_max_to_mean():
@@ -86,7 +86,7 @@ def test_expansion_covers_the_object_the_seeds_miss(tmp_path):
     m[z : z + 3, y : y + 3, x : x + 3] = 1.0
     m = ndimage.gaussian_filter(m, 1.0)
     box = tuple(int(a.min()) for a in nz) + tuple(int(a.max()) + 1 for a in nz)
-    cfg = TrainConfig(steps=60, base_filters=4, device="cpu", seed=0)
+    cfg = round_config(steps=60, base_filters=4, device="cpu", seed=0)
 
     def dice(present):
         labels = run(
