@@ -379,9 +379,9 @@ def real(d: dict) -> None:
                 or f"val. loss {info['val_loss']:.3f}"
             )
             minutes = info["seconds"] / 60
-            # the label of the old default kept its cache key
+            # the label of an old default kept its cache key
             name = info["task"].replace(" (default)", "")
-            name += " (default)" if name == "all three" else ""
+            name += " (default)" if name == "inpainting" else ""
             print(
                 f"| {name} | {info['steps']} steps, {minutes:.1f} min "
                 f"| {score} | {_ms([r['mean'] for r in rs])} | {gain:+.1f} |"

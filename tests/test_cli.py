@@ -384,11 +384,15 @@ def test_pretrain_then_init_reports_transferred_tensors(tmp_path, capsys):
                 "4",
                 "--device",
                 "cpu",
+                "--tasks",
+                "rotation,inpainting",
             ]
         )
         == 0
     )
-    assert "rotation acc" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "rotation acc" in out and "inpainting " in out
+    assert "top-1" not in out and "nan" not in out  # no contrastive run
     sparse = np.full(truth.shape, 255, np.uint8)
     sparse[12] = truth[12]
     lbl = write_volume(tmp_path / "s.nii.gz", Volume(sparse))

@@ -784,13 +784,8 @@ def _cmd_pretrain(args: argparse.Namespace, stop: threading.Event) -> None:
 
     def show(event: Any) -> None:
         if isinstance(event, Pretext):
-            parts = "  ".join(f"{k} {v:.3f}" for k, v in event.losses)
             meter.update(
-                "pretraining",
-                event.step,
-                args.steps,
-                f"{parts}  rotation acc {event.rotation_accuracy:.2f}  "
-                f"top-1 {event.contrastive_top1:.2f}",
+                "pretraining", event.step, args.steps, event.summary()
             )
 
     result = call(

@@ -16,7 +16,14 @@ def test_pretrain_then_train_dock_offers_the_encoder(
     w = PretrainWidget(viewer)
     w.reset_choices()
     assert list(w.images.choices) == ["a", "b"]
+    # the default task set (defaults.PRETRAIN_TASKS): inpainting alone
+    assert (w.rotation.value, w.contrastive.value, w.inpainting.value) == (
+        False,
+        False,
+        True,
+    )
     w.images.value = ["a", "b"]
+    w.rotation.value = True  # plots its accuracy beside the loss
     w.steps.value, w.patch.value, w.base_filters.value = 3, 16, 4
     w.out.value = str(tmp_path / "enc.safetensors")
     train = TrainWidget(viewer)
@@ -25,4 +32,5 @@ def test_pretrain_then_train_dock_offers_the_encoder(
     assert read_model_file(tmp_path / "enc.safetensors")[1].kind == "encoder"
     assert str(train.init.value) == str(tmp_path / "enc.safetensors")
     assert w.status.value.startswith("encoder: ")
+    # loss per step; rotation accuracy per step (no contrastive curve)
     assert len(w.plot.steps) == 3 and len(w.plot.val_steps) == 3

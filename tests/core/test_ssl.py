@@ -254,3 +254,17 @@ def test_a_volume_a_little_shorter_than_the_patch_is_padded(tmp_path):
         )
     )
     assert fin.steps == 2 and (tmp_path / "enc.safetensors").is_file()
+
+
+def test_pretext_summary_names_only_the_tasks_that_run():
+    from napari_weakseg.core.events import Pretext
+
+    nan = float("nan")
+    assert (
+        Pretext(5, (("inpainting", 0.3741),), nan, nan).summary()
+        == "inpainting 0.374"
+    )
+    both = Pretext(5, (("rotation", 1.0), ("contrastive", 2.5)), 0.9, 0.25)
+    assert both.summary() == (
+        "rotation 1.000  contrastive 2.500  rotation acc 0.90  top-1 0.25"
+    )

@@ -29,9 +29,15 @@ class PretrainWidget(Dock):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
         self.images = Select(choices=self._image_names, label="images")
-        self.rotation = CheckBox(text="rotation", value=True)
-        self.contrastive = CheckBox(text="contrastive", value=True)
-        self.inpainting = CheckBox(text="inpainting", value=True)
+        self.rotation = CheckBox(
+            text="rotation", value="rotation" in defaults.PRETRAIN_TASKS
+        )
+        self.contrastive = CheckBox(
+            text="contrastive", value="contrastive" in defaults.PRETRAIN_TASKS
+        )
+        self.inpainting = CheckBox(
+            text="inpainting", value="inpainting" in defaults.PRETRAIN_TASKS
+        )
         self.steps = SpinBox(
             value=defaults.STEPS, min=1, max=100_000, label="steps"
         )
@@ -130,11 +136,7 @@ class PretrainWidget(Dock):
                 self.plot.add_dice(event.step, event.rotation_accuracy)
             if event.contrastive_top1 == event.contrastive_top1:
                 self.plot.add_extra(event.step, event.contrastive_top1)
-            self.status.value = (
-                f"step {event.step}  rotation acc "
-                f"{event.rotation_accuracy:.2f}  top-1 "
-                f"{event.contrastive_top1:.2f}"
-            )
+            self.status.value = f"step {event.step}  {event.summary()}"
             self.plot.redraw()
 
     def _on_done(self, result: Any) -> None:

@@ -127,6 +127,15 @@ class Pretext:
     rotation_accuracy: float
     contrastive_top1: float
 
+    def summary(self) -> str:
+        """Each task's loss, then the accuracies of the tasks that run."""
+        parts = [f"{k} {v:.3f}" for k, v in self.losses]
+        if self.rotation_accuracy == self.rotation_accuracy:  # not NaN
+            parts.append(f"rotation acc {self.rotation_accuracy:.2f}")
+        if self.contrastive_top1 == self.contrastive_top1:
+            parts.append(f"top-1 {self.contrastive_top1:.2f}")
+        return "  ".join(parts)
+
 
 def run(
     gen: Generator[Any, None, Any],
