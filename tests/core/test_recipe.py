@@ -29,7 +29,9 @@ DATA = (
     / "labelled"
 )
 STEPS = 300
-#: measured (mean of head and body Dice) with the current sampler (a
+#: measured (mean of head and body Dice; before session 9's lower
+#: cross-entropy weight, which raised every real-data sparse row) with the
+#: current sampler (a
 #: labelled voxel anywhere in its patch, a quarter-patch margin):
 #: 0.649 / 0.675 / 0.723 over seeds 0-2 at 300 steps.  At 150 steps this
 #: one-volume case learns more slowly than with the previous sampler
