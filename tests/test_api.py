@@ -368,6 +368,8 @@ def test_segment_from_map_expands_over_the_crops_of_its_class(
         Crop("a.nii.gz", None, 2),
     ]
     api.segment_from_map(img, img, crops=crops, class_index=2, expand=expand)
+    rounds, config = seen["args"][:2]
+    assert (rounds, config.ce_weight) == (3, 1.0)  # the rounds' CE weight
     assert seen["args"][3] == [(0, 0, 0, 4, 4, 4)]  # absent
     want = [(0, 4, 0, 4, 8, 4), (0, 0, 0, 8, 8, 8)] if expand else []
     assert seen["present"] == want
@@ -405,3 +407,24 @@ def test_classifier_crops_carry_the_classifiers_context(
         inside, whole[4 - m : 12 + m, 5 - m : 13 + m, 6 - m : 14 + m]
     )
     assert seen["arrays"][1].shape == (8 + 2 * m,) * 3
+
+
+def test_boxes_to_masks_trains_its_rounds_with_the_rounds_settings(
+    monkeypatch,
+):
+    from napari_weakseg.core import box2mask, defaults
+    from napari_weakseg.core.boxes import Box
+
+    seen = {}
+
+    def fake(image, boxes, out, rounds, config, *args, **kw):
+        seen.update(rounds=rounds, config=config)
+        return np.zeros(image.shape, np.uint8)
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(box2mask, "iter_boxes_to_masks", fake)
+    img = np.zeros((8, 8, 8), np.float32)
+    api.boxes_to_masks(img, [Box(0, 0, 0, 4, 4, 4, 1)], steps_per_round=7)
+    cfg = seen["config"]
+    assert (seen["rounds"], cfg.steps, cfg.hold_out) == (3, 7, False)
+    assert cfg.ce_weight == defaults.ROUND_CE_WEIGHT != defaults.CE_WEIGHT

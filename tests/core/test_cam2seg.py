@@ -231,5 +231,5 @@ def test_rounds_train_with_their_own_ce_weight_unless_told():
     assert (cfg.steps, cfg.seed, cfg.hold_out) == (7, 3, False)
     assert cfg.ce_weight == defaults.ROUND_CE_WEIGHT == 1.0
     assert TrainConfig().ce_weight == defaults.CE_WEIGHT == 0.1
-    mine = round_config(TrainConfig(ce_weight=0.5))
-    assert (mine.ce_weight, mine.hold_out) == (0.5, False)
+    mine = round_config(TrainConfig(ce_weight=0.5), steps=9)
+    assert (mine.ce_weight, mine.steps, mine.hold_out) == (0.5, 9, False)

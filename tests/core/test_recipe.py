@@ -29,10 +29,10 @@ DATA = (
     / "labelled"
 )
 STEPS = 300
-#: measured (mean of head and body Dice; before session 9's lower
+#: measured (mean of head and body Dice, before session 9's lower
 #: cross-entropy weight, which raised every real-data sparse row) with the
-#: current sampler (a
-#: labelled voxel anywhere in its patch, a quarter-patch margin):
+#: current sampler (a labelled voxel anywhere in its patch, a quarter-patch
+#: margin):
 #: 0.649 / 0.675 / 0.723 over seeds 0-2 at 300 steps.  At 150 steps this
 #: one-volume case learns more slowly than with the previous sampler
 #: (0.568 / 0.484 / 0.634 vs 0.702 / 0.717 / 0.717; without the margin

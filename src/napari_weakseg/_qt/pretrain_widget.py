@@ -29,14 +29,9 @@ class PretrainWidget(Dock):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
         self.images = Select(choices=self._image_names, label="images")
-        self.rotation = CheckBox(
-            text="rotation", value="rotation" in defaults.PRETRAIN_TASKS
-        )
-        self.contrastive = CheckBox(
-            text="contrastive", value="contrastive" in defaults.PRETRAIN_TASKS
-        )
-        self.inpainting = CheckBox(
-            text="inpainting", value="inpainting" in defaults.PRETRAIN_TASKS
+        self.rotation, self.contrastive, self.inpainting = (
+            CheckBox(text=t, value=t in defaults.PRETRAIN_TASKS)
+            for t in ("rotation", "contrastive", "inpainting")
         )
         self.steps = SpinBox(
             value=defaults.STEPS, min=1, max=100_000, label="steps"

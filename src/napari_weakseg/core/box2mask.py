@@ -142,12 +142,11 @@ def round_config(
     config: TrainConfig | None = None, **settings: Any
 ) -> TrainConfig:
     """The training settings of recursive rounds (boxes to masks, CAM to
-    segmentation): nothing held back, and the cross-entropy weight of
-    :data:`~.defaults.ROUND_CE_WEIGHT` unless ``config`` sets its own."""
-    base = config or TrainConfig(
-        ce_weight=defaults.ROUND_CE_WEIGHT, **settings
-    )
-    return replace(base, hold_out=False)
+    segmentation): ``config`` (or the defaults with the cross-entropy
+    weight of :data:`~.defaults.ROUND_CE_WEIGHT`) with ``settings`` on
+    top and nothing held back."""
+    base = config or TrainConfig(ce_weight=defaults.ROUND_CE_WEIGHT)
+    return replace(base, **settings, hold_out=False)
 
 
 def iter_boxes_to_masks(
