@@ -316,7 +316,9 @@ def test_batch_prediction_never_writes_over_its_inputs(
 def test_one_pair_without_labels_among_several_is_one_sentence(tmp_path):
     image, truth = make_phantom((16, 24, 24))
     empty = np.full(truth.shape, 255, np.uint8)
-    with pytest.raises(api.WeaksegError, match="Labels 2 have no labelled"):
+    with pytest.raises(
+        api.WeaksegError, match="The labels of image 2 have no labelled"
+    ):
         api.train(
             [image, image], [_sparse(truth), empty], tmp_path / "m.safetensors"
         )
@@ -428,3 +430,79 @@ def test_boxes_to_masks_trains_its_rounds_with_the_rounds_settings(
     cfg = seen["config"]
     assert (seen["rounds"], cfg.steps, cfg.hold_out) == (3, 7, False)
     assert cfg.ce_weight == defaults.ROUND_CE_WEIGHT != defaults.CE_WEIGHT
+
+
+def test_init_from_another_networks_encoder_is_one_sentence(files, tmp_path):
+    """The documented pretrain -> init flow silently trained the encoder's
+    network (a DynUNet) instead of the U-Net that training builds."""
+    from napari_weakseg.core.errors import WeaksegError
+
+    img, lbl = files
+    small = {"steps": 2, "base_filters": 4, "device": "cpu"}
+    other = api.pretrain(
+        [img],
+        tmp_path / "dyn.safetensors",
+        network="dynunet",
+        patch=16,
+        **small,
+    )
+    with pytest.raises(WeaksegError, match="pretrained dynunet encoder but"):
+        api.train(
+            img,
+            lbl,
+            tmp_path / "m.safetensors",
+            init=other.best_path,
+            patch_size=(16, 16, 16),
+            **small,
+        )
+    own = api.pretrain([img], tmp_path / "res.safetensors", patch=16, **small)
+    events = []
+    api.train(
+        img,
+        lbl,
+        tmp_path / "m.safetensors",
+        init=own.best_path,
+        patch_size=(16, 16, 16),
+        callback=events.append,
+        **small,
+    )
+    started = events[0]
+    assert started.network == "resunet" and started.transferred > 0
+
+
+def test_an_image_unlike_the_training_data_gets_a_notice(files, tmp_path):
+    from napari_weakseg.core.events import Notice
+    from napari_weakseg.core.io import Volume, read_volume
+
+    img, lbl = files
+    model = tmp_path / "m.safetensors"
+    api.train(
+        img,
+        lbl,
+        model,
+        steps=1,
+        base_filters=4,
+        device="cpu",
+        patch_size=(16, 16, 16),
+    )
+    vol = read_volume(img)
+
+    def notices(image):
+        events = []
+        api.predict(model, image, device="cpu", callback=events.append)
+        return [e.message for e in events if isinstance(e, Notice)]
+
+    assert notices(img) == []
+    far = Volume(np.asarray(vol.data) * 1000.0, vol.geometry)
+    (text,) = notices(far)
+    assert text.startswith("image is unlike the model's training data: ")
+    assert "its intensities span" in text
+    from napari_weakseg.core.geometry import Geometry
+
+    g = vol.geometry
+    coarse = Volume(
+        vol.data,
+        Geometry((g.spacing[0] * 2, *g.spacing[1:]), g.origin, g.direction),
+    )
+    (text,) = notices(coarse)
+    assert "differs from the training data's" in text and "2.0x" in text

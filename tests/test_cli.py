@@ -180,7 +180,12 @@ def test_box2mask_and_crf_commands(tmp_path, capsys, oblique):
         )
         == 0
     )
-    assert "round 1/1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "round 1/1" in printed
+    # the rounds' scratch model is never announced; validation names what
+    # it measures
+    assert "saved" not in printed and "rounds.safetensors" not in printed
+    assert "Dice on this round's targets" in printed
     masks = read_volume(out)
     assert masks.data.shape == image.shape and masks.geometry.allclose(oblique)
     assert set(np.unique(masks.data)) <= {0, 1, 2}
@@ -455,6 +460,11 @@ def test_suggest_prints_slices_and_refuses_bad_input(files, tmp_path, capsys):
     assert capsys.readouterr().out.split() == ["14"]
     assert main(["suggest", "--labels", str(tmp_path / "none.nii.gz")]) == 2
     assert capsys.readouterr().err.startswith("weakseg: error: ")
+    image = np.random.default_rng(0).normal(size=(16, 24, 24)) * 100
+    img = write_volume(tmp_path / "img.nii.gz", Volume(image.round()))
+    assert main(["suggest", "--labels", str(img)]) == 2
+    err = capsys.readouterr().err
+    assert "it is not a label volume" in err and "every slice" not in err
 
 
 def test_predict_over_a_folder_skips_what_it_cannot_read(
@@ -593,3 +603,36 @@ def test_cam2seg_no_expand_reaches_the_api(monkeypatch, tmp_path):
     assert seen["expand"] is True
     assert main(args + ["--no-expand"]) == 0
     assert seen["expand"] is False
+
+
+def test_every_option_of_every_command_has_help_and_a_default():
+    import argparse
+
+    from napari_weakseg.cli import _Help, build_parser
+
+    parser = build_parser()
+    sub = next(
+        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    for name, p in sub.choices.items():
+        help_text = p.format_help()
+        formatter = _Help(prog=name)
+        for action in p._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            text = formatter._get_help_string(action)
+            assert action.help, (name, action.dest)
+            assert action.required or "default" in text, (name, action.dest)
+        assert "(default: " in help_text, name
+
+
+def test_pretrain_and_train_share_flag_names_and_network():
+    from napari_weakseg.cli import build_parser
+    from napari_weakseg.core import defaults
+
+    parser = build_parser()
+    args = parser.parse_args(
+        ["pretrain", "--image", "x.nii.gz", "--out", "e.safetensors"]
+        + ["--patch-size", "16"]
+    )
+    assert args.patch == 16 and args.network == defaults.NETWORK == "resunet"

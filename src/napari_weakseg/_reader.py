@@ -42,7 +42,9 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     out: list[LayerData] = []
     for p in paths:
         try:
-            vol = read_volume(p, lazy=True)
+            # label stores leave their empty (background) chunks out
+            labels = any(h in Path(p).name.lower() for h in LABEL_HINTS)
+            vol = read_volume(p, lazy=True, allow_missing_chunks=labels)
         except WeaksegError as exc:
             # napari shows reader errors as a notification: keep it short.
             raise ValueError(str(exc)) from None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 import os
 import threading
 from collections.abc import Callable, Generator, Sequence
@@ -29,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from .core import defaults
+from .core import defaults, settings
 from .core.errors import WeaksegError
 from .core.events import Progress, run
 from .core.io import Volume, read_volume, write_volume
+from .core.outputs import MODEL, TABLE, VOLUME, batch_targets, check_outputs
 from .core.validate import require_3d, require_finite, require_same_grid
 
 PathLike = str | os.PathLike
@@ -45,6 +47,7 @@ __all__ = [
     "cam_layers",
     "class_activation_map",
     "crf",
+    "evaluate",
     "iter_boxes_to_masks",
     "iter_class_activation_map",
     "iter_predict",
@@ -115,25 +118,113 @@ def _blocking(
     return task
 
 
+def _checked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Check every numeric setting of ``fn`` that has a range in
+    :data:`~.core.defaults.BOUNDS` (and ``patch_size`` / ``patch``) when
+    called: one sentence for a value outside it.  A generator function
+    stays one (the check runs when the first event is asked for)."""
+    sig = inspect.signature(fn)
+    names = [
+        n
+        for n in sig.parameters
+        if n in defaults.BOUNDS or n in ("patch_size", "patch")
+    ]
+
+    def check(args: tuple, kwargs: dict) -> None:
+        bound = sig.bind(*args, **kwargs)
+        settings.check(
+            **{n: bound.arguments[n] for n in names if n in bound.arguments}
+        )
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen(*args: Any, **kwargs: Any) -> Events:
+            check(args, kwargs)
+            return (yield from fn(*args, **kwargs))
+
+        return gen
+
+    @functools.wraps(fn)
+    def plain(*args: Any, **kwargs: Any) -> Any:
+        check(args, kwargs)
+        return fn(*args, **kwargs)
+
+    return plain
+
+
 def as_volume(
-    v: VolumeLike, lazy: bool = False, like: Volume | None = None
+    v: VolumeLike,
+    lazy: bool = False,
+    like: Volume | None = None,
+    name: str = "image",
+    labels: bool = False,
 ) -> Volume:
-    """A :class:`Volume` from a path, an array or a Volume.
+    """A :class:`Volume` from a path, an array-like or a Volume.
 
     A bare array has no geometry of its own: it takes that of ``like``
-    (labels drawn on an image share its grid).
+    (labels drawn on an image share its grid).  Any array-like (numpy,
+    torch, zarr, dask) is one volume; a lazy one stays lazy.  ``labels``:
+    a zarr store may omit the chunks that hold only background.
     """
     if isinstance(v, Volume):
         return v
     if isinstance(v, str | os.PathLike):
-        return read_volume(v, lazy=lazy)
-    return Volume(v) if like is None else Volume(v, like.geometry)
+        return read_volume(v, lazy=lazy, allow_missing_chunks=labels)
+    data = _array(v, name)
+    return Volume(data) if like is None else Volume(data, like.geometry)
+
+
+def _array(v: Any, name: str) -> Any:
+    """``v`` as an array (lazy array-likes kept), refused in one sentence
+    when it is no image: paths in a list, text, objects, empty, complex."""
+    if hasattr(v, "detach") and hasattr(v, "cpu"):  # a torch tensor
+        v = v.detach().cpu().numpy()
+    lazy = not isinstance(v, list | tuple | np.ndarray) and all(
+        hasattr(v, a) for a in ("shape", "dtype", "__getitem__")
+    )
+    if isinstance(v, list | tuple) and any(
+        isinstance(x, str | os.PathLike) for x in v
+    ):
+        raise WeaksegError(
+            f"'{name}' is a list of {len(v)} paths; give one volume here "
+            "(predict_batch segments several)."
+        )
+    try:
+        arr = v if lazy else np.asarray(v)
+        kind = np.dtype(arr.dtype).kind
+    except (TypeError, ValueError):
+        kind = "O"
+    if kind not in "biuf":
+        what = "complex numbers" if kind == "c" else type(v).__name__
+        raise WeaksegError(
+            f"'{name}' is not an image of numbers ({what}); give a file "
+            "path, a Volume or a 3D array."
+        )
+    if 0 in tuple(arr.shape):
+        raise WeaksegError(f"'{name}' is empty (shape {tuple(arr.shape)}).")
+    return arr
 
 
 def _as_list(x: VolumeLike | Sequence[VolumeLike]) -> list[VolumeLike]:
-    if isinstance(x, str | os.PathLike | np.ndarray | Volume):
-        return [x]
-    return list(x)
+    """A list or tuple is several volumes; anything else (a path, a
+    Volume, any array-like) is one."""
+    if isinstance(x, list | tuple):
+        return list(x)
+    return [x]
+
+
+def _label(v: Any, k: int | None = None, what: str = "image") -> str:
+    """How messages name an input: its file name, else ``image 2``."""
+    if isinstance(v, str | os.PathLike):
+        return Path(v).name
+    return what if k is None else f"{what} {k}"
+
+
+def _finite(vol: Volume, name: str) -> None:
+    """Refuse NaN or infinite voxels, wherever they are (a lazy volume is
+    read slab by slab)."""
+    require_finite(vol.data, name)
 
 
 def _pairs(
@@ -147,20 +238,26 @@ def _pairs(
             f"Give one label volume per image ({len(images)} images, "
             f"{len(labels)} label volumes)."
         )
-    ims = [as_volume(v, lazy=True) for v in images]
-    lbs = [as_volume(v, lazy=True, like=im) for v, im in zip(labels, ims)]
+    names = [_label(v, k) for k, v in enumerate(images, start=1)]
+    ims = [as_volume(v, True, name=n) for v, n in zip(images, names)]
+    lbs = [
+        as_volume(v, True, im, _label(v, k, "labels"), labels=True)
+        for k, (v, im) in enumerate(zip(labels, ims), start=1)
+    ]
     for k, (im, lb) in enumerate(zip(ims, lbs), start=1):
-        require_3d(im.data, f"image {k}")
+        require_3d(im.data, names[k - 1])
         require_same_grid(
             im.shape,
             lb.shape,
             im.geometry,
             lb.geometry,
-            (f"image {k}", f"labels {k}"),
+            (names[k - 1], _label(labels[k - 1], k, "labels")),
         )
+        _finite(im, names[k - 1])
     return ims, lbs
 
 
+@_checked
 def iter_train(
     images: VolumeLike | Sequence[VolumeLike],
     labels: VolumeLike | Sequence[VolumeLike],
@@ -179,6 +276,9 @@ def iter_train(
     device: str = "auto",
     seed: int = 0,
     class_names: Sequence[str] = (),
+    unlabelled: PathLike | Sequence[Any] | None = None,
+    semi: str | None = None,
+    semi_weight: float = defaults.SEMI_WEIGHT,
     stop: threading.Event | None = None,
 ) -> Events:
     """Train a 3D U-Net on sparse labels and write the model to ``out``.
@@ -193,9 +293,20 @@ def iter_train(
     budget; ``steps`` and ``minutes`` are then ceilings).  Yields steps,
     validations and checkpoints; returns :class:`~.core.events.Finished`.
     Set ``stop`` to end early with a checkpoint.
+
+    ``unlabelled``: folders, glob patterns, files or arrays of unlabelled
+    volumes of the same kind; they are streamed (a few in memory at a
+    time) into a semi-supervised term (``semi``: ``"meanteacher"``, the
+    default, or ``"pseudo"``; weight ``semi_weight``) next to the sparse
+    labels; the unannotated voxels of the annotated volumes count as
+    unlabelled too.  ``semi`` without ``unlabelled`` uses those alone.
+    Unreadable pool files are yielded as skipped.
     """
     from .core import training
 
+    check_outputs(
+        {"out": (out, MODEL)}, [*_as_list(images), *_as_list(labels), init]
+    )
     ims, lbs = _pairs(images, labels)
     config = training.TrainConfig(
         steps=steps,
@@ -220,8 +331,38 @@ def iter_train(
             spacing=ims[0].geometry.spacing,
             init=init,
             stop=stop,
+            names=[_label(v, k) for k, v in enumerate(_as_list(images), 1)],
+            unlabelled=_pool_sources(unlabelled),
+            semi=_semi_config(semi, semi_weight, unlabelled),
         )
     )
+
+
+def _pool_sources(unlabelled: Any) -> Any:
+    """Unlabelled volumes as the pool takes them: paths as they are,
+    arrays and Volumes as arrays; None or empty: no pool."""
+    if unlabelled is None:
+        return None
+    items = _as_list(unlabelled)
+    if not items:
+        return None
+    return [
+        x
+        if isinstance(x, str | os.PathLike)
+        else np.asarray(as_volume(x).data)
+        for x in items
+    ]
+
+
+def _semi_config(method: str | None, weight: float, unlabelled: Any) -> Any:
+    """The semi-supervised settings, or None when there is no term."""
+    if method is None and _pool_sources(unlabelled) is None:
+        return None
+    from .core.semi import SemiConfig
+
+    cfg = SemiConfig(method=method or defaults.SEMI_METHOD, weight=weight)
+    cfg.check()
+    return cfg
 
 
 train = _blocking(iter_train)
@@ -233,6 +374,27 @@ def load_model(path: PathLike, device: str = "auto") -> tuple[Any, Any]:
     from .core.models import load_model as _load
 
     return _load(path, resolve_device(device))
+
+
+def _drift(config: Any, image: VolumeLike, vol: Volume) -> Events:
+    """A :class:`~.core.events.Notice` when ``image`` is unlike the
+    model's training data (spacing only when the image has a geometry of
+    its own: a file or a Volume)."""
+    from .core.drift import differences
+    from .core.events import Notice
+
+    spacing = (
+        vol.geometry.spacing
+        if isinstance(image, str | os.PathLike | Volume)
+        else config.spacing
+    )
+    found = differences(config, vol.data, spacing)
+    if found:
+        yield Notice(
+            f"{_label(image)} is unlike the model's training data: "
+            + "; ".join(found)
+            + "; check the result."
+        )
 
 
 def _segmentation_model(
@@ -251,6 +413,7 @@ def _segmentation_model(
     return net, config
 
 
+@_checked
 def iter_predict(
     model: PathLike | tuple[Any, Any],
     image: VolumeLike,
@@ -283,10 +446,16 @@ def iter_predict(
     from .core import inference, tiled
     from .core.device import resolve_device
 
+    check_outputs(
+        {"out": (out, VOLUME), "probabilities": (probabilities, VOLUME)},
+        [image, model],
+    )
     dev = resolve_device(device)
     net, config = _segmentation_model(model, dev)
     vol = as_volume(image, lazy=True)
-    require_3d(vol.data, "image")
+    require_3d(vol.data, _label(image))
+    _finite(vol, _label(image))
+    yield from _drift(config, image, vol)
     voxels = int(np.prod(vol.data.shape, dtype=np.float64))
     if scheduler is None and block is None and voxels <= defaults.LARGE_VOXELS:
         labels, probs = yield from inference.iter_predict(
@@ -359,6 +528,7 @@ def batch_inputs(images: PathLike | Sequence[PathLike]) -> list[Path]:
     return unique
 
 
+@_checked
 def iter_predict_batch(
     model: PathLike | tuple[Any, Any],
     images: PathLike | Sequence[PathLike],
@@ -388,14 +558,17 @@ def iter_predict_batch(
     outs = [Path(out_dir)] + (
         [Path(probabilities_dir)] if probabilities_dir else []
     )
+    if len(outs) == 2 and outs[0].resolve() == outs[1].resolve():
+        raise WeaksegError(
+            f"The labels and the probabilities would both go to {outs[0]}; "
+            "give two folders."
+        )
+    everything = [*inputs]
+    if isinstance(model, str | os.PathLike):
+        everything.append(Path(model))
     for folder in outs:
-        if folder.exists() and not folder.is_dir():
-            raise WeaksegError(f"{folder} is a file; give a folder.")
-        if any(p.parent.resolve() == folder.resolve() for p in inputs):
-            raise WeaksegError(
-                f"{folder} holds inputs of this batch; write to another "
-                "folder (outputs take their input's name)."
-            )
+        for target in batch_targets(inputs, folder):
+            check_outputs({"out": (target, VOLUME)}, everything)
     dev = resolve_device(device)
     loaded = (
         model if scheduler is not None else _segmentation_model(model, dev)
@@ -469,6 +642,7 @@ def _iter_batch(
 predict_batch = _blocking(iter_predict_batch, progress="on_progress")
 
 
+@_checked
 def predict_slice(
     model: PathLike | tuple[Any, Any],
     image: VolumeLike,
@@ -509,6 +683,26 @@ def uncertainty(probabilities: VolumeLike) -> np.ndarray:
     return entropy(probs)
 
 
+def _require_sparse_labels(data: np.ndarray, name: str) -> None:
+    """Refuse what is no label volume (an image given by mistake): whole
+    numbers, at most :data:`MAX_CLASSES` distinct values."""
+    from .core.validate import require_integer_labels
+
+    require_integer_labels(data, name)
+    values = np.unique(data)
+    if len(values) > MAX_CLASSES or values.min() < 0:
+        raise WeaksegError(
+            f"{name} holds {len(values)} distinct values from "
+            f"{values.min()} to {values.max()}; it is not a label volume "
+            "(0 background, 1..254 classes, 255 unlabelled)."
+        )
+
+
+#: more distinct values than this: an image, not a label volume
+MAX_CLASSES = 64
+
+
+@_checked
 def suggest_slice(
     labels: VolumeLike,
     *,
@@ -526,11 +720,14 @@ def suggest_slice(
     """
     from .core.annotation import AXES, from_sparse_labels, suggest_next_slice
 
-    sparse = np.asarray(as_volume(labels).data)
-    require_3d(sparse, "labels")
-    a = AXES.index(axis) if isinstance(axis, str) else int(axis)
+    sparse = np.asarray(as_volume(labels, name="labels").data)
+    require_3d(sparse, _label(labels, what="labels"))
+    _require_sparse_labels(sparse, _label(labels, what="labels"))
+    a = -1
+    if isinstance(axis, str | numbers.Integral) and not isinstance(axis, bool):
+        a = {"z": 0, "y": 1, "x": 2, 0: 0, 1: 1, 2: 2}.get(axis, -1)
     if a not in (0, 1, 2):
-        raise WeaksegError(f"Axis must be z, y, x or 0, 1, 2 (got {axis}).")
+        raise WeaksegError(f"Axis must be z, y, x or 0, 1, 2 (got {axis!r}).")
     entropy = None
     if probabilities is not None:
         entropy = uncertainty(probabilities)
@@ -552,6 +749,7 @@ def suggest_slice(
     return picked
 
 
+@_checked
 def iter_boxes_to_masks(
     image: VolumeLike,
     boxes: PathLike | Sequence[Any],
@@ -588,8 +786,13 @@ def iter_boxes_to_masks(
     from .core import box2mask
     from .core.boxes import read_boxes
 
+    check_outputs(
+        {"out": (out, VOLUME), "model_out": (model_out, MODEL)},
+        [image, boxes, init],
+    )
     vol = as_volume(image)
-    require_3d(vol.data, "image")
+    require_3d(vol.data, _label(image))
+    _finite(vol, _label(image))
     if isinstance(boxes, str | os.PathLike):
         boxes = read_boxes(boxes)
     rules = box2mask.Rules(outside_boxes, wrong_class, off_core, min_fill, crf)
@@ -642,6 +845,7 @@ def _recursive(
 boxes_to_masks = _blocking(iter_boxes_to_masks)
 
 
+@_checked
 def crf(
     image: VolumeLike,
     probabilities: VolumeLike,
@@ -656,8 +860,10 @@ def crf(
     from .core.crf import crf_refine
     from .core.device import resolve_device
 
-    vol, prob = as_volume(image), as_volume(probabilities)
-    require_3d(vol.data, "image")
+    check_outputs({"out": (out, VOLUME)}, [image, probabilities])
+    vol = as_volume(image)
+    prob = as_volume(probabilities, name="probabilities")
+    require_3d(vol.data, _label(image))
     shape = tuple(np.shape(prob.data))
     if len(shape) != 4 or shape[1:] != vol.shape:
         raise WeaksegError(
@@ -678,6 +884,7 @@ def crf(
     return labels
 
 
+@_checked
 def iter_train_classifier(
     crops: PathLike | Sequence[Any],
     out: PathLike,
@@ -706,8 +913,13 @@ def iter_train_classifier(
     from .core.normalise import normalise
     from .core.training import TrainConfig
 
-    if isinstance(crops, str | os.PathLike):
-        crops = classifier.read_crops(crops)
+    crops_file = crops if isinstance(crops, str | os.PathLike) else None
+    if crops_file is not None:
+        crops = classifier.read_crops(crops_file)
+    check_outputs(
+        {"out": (out, MODEL)},
+        [crops_file, init, *{c.image for c in crops}],
+    )
     volumes: dict[str, Volume] = {}
     arrays, classes = [], []
     margin = classifier.crop_margin(pooling)
@@ -742,6 +954,7 @@ def iter_train_classifier(
 train_classifier = _blocking(iter_train_classifier)
 
 
+@_checked
 def iter_segment_from_map(
     image: VolumeLike,
     cam_map: VolumeLike,
@@ -773,9 +986,17 @@ def iter_segment_from_map(
     """
     from .core import box2mask, cam2seg
 
+    check_outputs(
+        {"out": (out, VOLUME), "model_out": (model_out, MODEL)},
+        [image, cam_map, crops],
+    )
     vol = as_volume(image)
-    require_3d(vol.data, "image")
-    m = np.asarray(as_volume(cam_map).data, np.float32)
+    require_3d(vol.data, _label(image))
+    _finite(vol, _label(image))
+    cam_vol = as_volume(cam_map, name="map")
+    require_same_grid(vol.shape, cam_vol.shape, names=("image", "map"))
+    _finite(cam_vol, _label(cam_map, what="map"))
+    m = np.asarray(cam_vol.data, np.float32)
     rows = _crops_of(crops, image)
     whole = (0, 0, 0, *vol.data.shape)
     absent = [c.box or whole for c in rows if c.cls == 0]
@@ -843,6 +1064,7 @@ def _crops_of(
     return list(rows)
 
 
+@_checked
 def iter_cam_to_segmentation(
     model: PathLike,
     image: VolumeLike,
@@ -867,6 +1089,10 @@ def iter_cam_to_segmentation(
     the map's progress, training events and each round's labels; returns
     the label volume.
     """
+    check_outputs(
+        {"out": (out, VOLUME), "model_out": (model_out, MODEL)},
+        [model, image, crops],
+    )
     vol = as_volume(image)
     rows = _crops_of(crops, image)  # a bad crops file fails before the map
     m = yield from iter_class_activation_map(
@@ -900,6 +1126,7 @@ def iter_cam_to_segmentation(
 cam_to_segmentation = _blocking(iter_cam_to_segmentation)
 
 
+@_checked
 def iter_class_activation_map(
     model: PathLike,
     image: VolumeLike,
@@ -922,6 +1149,7 @@ def iter_class_activation_map(
     from .core.device import resolve_device
     from .core.normalise import normalise
 
+    check_outputs({"out": (out, VOLUME)}, [model, image])
     dev = resolve_device(device)
     net, config = load_model(model, str(dev))
     if not 0 <= class_index < config.num_classes:
@@ -930,7 +1158,8 @@ def iter_class_activation_map(
             f"0..{config.num_classes - 1}."
         )
     vol = as_volume(image)
-    require_3d(vol.data, "image")
+    require_3d(vol.data, _label(image))
+    _finite(vol, _label(image))
     img = normalise(np.asarray(vol.data), config.normalisation)
     shape = img.shape
     # An image smaller than the model's patch is padded (edge values) so the
@@ -969,6 +1198,7 @@ def cam_layers(model: PathLike) -> tuple[list[str], str, Any]:
     return names, default_layer(net), config
 
 
+@_checked
 def pseudo_labels(
     cam_map: VolumeLike,
     class_index: int = 1,
@@ -987,6 +1217,7 @@ def pseudo_labels(
     return _seeds(m, class_index, threshold, band, ignore_label)
 
 
+@_checked
 def iter_pretrain(
     images: VolumeLike | Sequence[VolumeLike],
     out: PathLike,
@@ -997,24 +1228,62 @@ def iter_pretrain(
     patch: int = defaults.PRETRAIN_PATCH,
     batch_size: int = 4,
     base_filters: int = defaults.BASE_FILTERS,
-    network: str = "dynunet",
+    network: str = defaults.NETWORK,
     device: str = "auto",
     seed: int = 0,
+    cache: int = defaults.POOL_CACHE,
     stop: threading.Event | None = None,
 ) -> Events:
     """Self-supervised pretraining of the shared encoder; writes ``out``.
 
     The encoder file initialises :func:`train`, :func:`train_classifier`
     and :func:`boxes_to_masks` (``init=``) when their ``base_filters``
-    match; the U-Net trained from it is ``network`` (``"dynunet"``, which
-    the classifier shares, or ``"resunet"``, the default U-Net).  Yields
+    match and the network is the same: ``network`` is ``"resunet"`` (what
+    :func:`train` builds, the default) or ``"dynunet"`` (what
+    :func:`train_classifier` with ``pooling="gap"`` builds).  Yields
     steps and per-task pretext events; returns
     :class:`~.core.events.Finished` with the best validation loss.
+
+    ``images`` given as paths (files, folders, glob patterns) are a pool
+    that is streamed: at most ``cache`` normalised volumes are in memory
+    at once, a new one read every few draws; unreadable files are
+    yielded as skipped and counted.  Tasks: ``rotation``,
+    ``contrastive``, ``inpainting``, ``masked`` (masked image modelling
+    by the whole U-Net); the last two pretrain the decoder too, and the
+    file then holds the whole U-Net but its output block.
     """
     from .core import pretraining
     from .core.ssl import parse_tasks
 
-    vols = [as_volume(v) for v in _as_list(images)]
+    check_outputs({"out": (out, MODEL)}, _as_list(images))
+    items = _as_list(images)
+    if items and all(isinstance(v, str | os.PathLike) for v in items):
+        from .core.pool import VolumePool
+
+        pool = VolumePool(
+            items, [patch] * 3, cache, seed=seed
+        )  # streamed: at most ``cache`` volumes in memory
+        first = next(iter(pool.cache))  # a volume read: its spacing
+        return (
+            yield from pretraining.iter_pretrain(
+                pool,
+                out,
+                pretraining.PretrainConfig(
+                    steps=steps,
+                    minutes=minutes,
+                    tasks=parse_tasks(tasks),
+                    patch=patch,
+                    batch_size=batch_size,
+                    base_filters=base_filters,
+                    network=network,
+                    device=device,
+                    seed=seed,
+                ),
+                as_volume(first).geometry.spacing,
+                stop,
+            )
+        )
+    vols = [as_volume(v) for v in items]
     if not vols:
         raise WeaksegError("Give at least one unlabelled volume.")
     config = pretraining.PretrainConfig(
@@ -1040,3 +1309,79 @@ def iter_pretrain(
 
 
 pretrain = _blocking(iter_pretrain)
+
+
+def _evaluation_pairs(pred: Any, truth: Any) -> list[tuple[Any, Any, str]]:
+    """(prediction, reference, case name): two folders pair their volumes
+    by file name; otherwise the lists pair in order."""
+    from .core.io import is_collection, volume_files
+
+    def one(x: Any) -> bool:
+        return isinstance(x, str | os.PathLike) and is_collection(x)
+
+    if one(pred) and one(truth):
+        refs = {p.name: p for p in volume_files(truth)}
+        preds = volume_files(pred)
+        lonely = [p.name for p in preds if p.name not in refs]
+        if lonely or not preds:
+            raise WeaksegError(
+                f"{Path(truth)} has no reference named {lonely[0]}."
+                if lonely
+                else f"{Path(pred)} holds no volume to evaluate."
+            )
+        return [(p, refs[p.name], p.name) for p in preds]
+    preds, truths = _as_list(pred), _as_list(truth)
+    if len(preds) != len(truths):
+        raise WeaksegError(
+            f"Give one reference per prediction ({len(preds)} predictions, "
+            f"{len(truths)} references)."
+        )
+    return [
+        (p, t, _label(p, k, "prediction"))
+        for k, (p, t) in enumerate(zip(preds, truths), start=1)
+    ]
+
+
+@_checked
+def evaluate(
+    pred: VolumeLike | Sequence[VolumeLike],
+    truth: VolumeLike | Sequence[VolumeLike],
+    *,
+    ignore_label: int | None = None,
+    out: PathLike | None = None,
+) -> list[Any]:
+    """Score label volumes against references: Dice, IoU, HD95 (in the
+    spacing's units) and volume per class (MONAI's metrics).
+
+    ``pred`` and ``truth`` are volumes (paths, arrays, Volumes), lists of
+    them paired in order, or two folders paired by file name.  Voxels
+    whose reference is ``ignore_label`` count for neither.  With ``out``
+    (``.csv``) the table is written too.  Returns one
+    :class:`~.core.evaluation.Score` per case and class.
+    """
+    from .core.evaluation import score, write_csv
+
+    pairs = _evaluation_pairs(pred, truth)
+    if out is not None:
+        if Path(out).suffix.lower() != ".csv":
+            raise WeaksegError(f"The table {out} must end in .csv.")
+        ins = [x for pair in pairs for x in pair[:2]]
+        check_outputs({"out": (out, TABLE)}, ins)
+    rows = []
+    for p, t, case in pairs:
+        ref = as_volume(t, name="reference")
+        pv = as_volume(p, like=ref, name=case)
+        require_3d(pv.data, case)
+        require_same_grid(
+            ref.shape, pv.shape, ref.geometry, pv.geometry, ("reference", case)
+        )
+        rows += score(
+            np.asarray(pv.data),
+            np.asarray(ref.data),
+            ref.geometry.spacing,
+            ignore_label,
+            case,
+        )
+    if out is not None:
+        write_csv(out, rows)
+    return rows

@@ -27,9 +27,12 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # --- argument types: checked at parse time, one sentence each -------------
 
 
-def _number(kind: type, low: float, high: float, closed_high: bool = True):
-    """An argparse type: a finite ``kind`` within [low, high] (or high)."""
-    import math
+def bounded(name: str) -> Callable[[str], Any]:
+    """An argparse type for setting ``name``: its range is the API's
+    (:data:`~.core.defaults.BOUNDS`), checked by the same code."""
+    from .core.settings import problem
+
+    kind = defaults.BOUNDS[name][0]
 
     def parse(text: str) -> Any:
         try:
@@ -38,43 +41,33 @@ def _number(kind: type, low: float, high: float, closed_high: bool = True):
             raise argparse.ArgumentTypeError(
                 f"'{text}' is not a{'n integer' if kind is int else ' number'}"
             ) from None
-        above = value > high if closed_high else value >= high
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text} is not finite")
-        if value < low:
-            raise argparse.ArgumentTypeError(
-                f"{text} is below the minimum {low:g}"
-            )
-        if above:
-            raise argparse.ArgumentTypeError(
-                f"{text} is "
-                + (
-                    f"above the maximum {high:g}"
-                    if closed_high
-                    else f"not below {high:g}"
-                )
-            )
+        why = problem(name, value)
+        if why:
+            raise argparse.ArgumentTypeError(why)
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in errors
     return parse
 
 
-POSITIVE = _number(int, 1, 10**9)
-NON_NEGATIVE = _number(int, 0, 10**9)
-FILTERS = _number(int, 1, 320)
-MINUTES = _number(float, 1e-3, 1e6)
-LEARNING_RATE = _number(float, 1e-8, 1.0)
-OVERLAP = _number(float, 0.0, 1.0, closed_high=False)
-SHARE = _number(float, 0.0, 1.0)
+STEPS = bounded("steps")
+SEED = bounded("seed")
+FILTERS = bounded("base_filters")
+MINUTES = bounded("minutes")
 
 
 def _patch(text: str) -> int:
-    value = POSITIVE(text)
-    if value < 8 or value % 8:
+    from .core.settings import check_patch
+
+    try:
+        value = int(text)
+        check_patch(value, "a patch side")
+    except (ValueError, WeaksegError):
         raise argparse.ArgumentTypeError(
-            f"{value} is not a patch side (a multiple of 8, at least 8)"
-        )
+            f"{text} is not a patch side (a multiple of "
+            f"{defaults.PATCH_MULTIPLE} from {defaults.BOUNDS['patch'][1]} "
+            f"to {defaults.BOUNDS['patch'][2]})"
+        ) from None
     return value
 
 
@@ -91,6 +84,7 @@ OUTPUTS = {
     "cam2seg": {"out": "volume", "model_out": "model"},
     "pretrain": {"out": "model"},
     "suggest": {},
+    "evaluate": {},
 }
 INPUTS = (
     "image",
@@ -104,68 +98,23 @@ INPUTS = (
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse outputs that would destroy something before any work runs.
+    """Refuse outputs that would destroy something before any work runs
+    (the API's rules, :mod:`~.core.outputs`; a batch's folders are
+    checked by the API, output by output)."""
+    from .core.outputs import check_outputs as check
 
-    An output may not be a folder (except a zarr store being replaced),
-    an input of the same command, another output, or of the wrong kind;
-    its folder must be writable.
-    """
-    import os
-
-    from .core.io import SUFFIXES, is_zarr_store, suffix_of
-
+    if args.command == "predict" and is_batch(args):
+        return
     outs = {
-        k: Path(v)
-        for k, v in (
-            (k, getattr(args, k, None)) for k in OUTPUTS[args.command]
-        )
-        if v is not None
+        k: (getattr(args, k, None), kind)
+        for k, kind in OUTPUTS[args.command].items()
     }
     ins = []
     for k in INPUTS:
-        if k in outs:
-            continue
-        v = getattr(args, k, None)
-        ins += [Path(x) for x in (v if isinstance(v, list) else [v]) if x]
-    seen: dict[Path, str] = {}
-    batch = args.command == "predict" and is_batch(args)
-    for key, path in outs.items():
-        flag = "--" + key.replace("_", "-")
-        kind = "folder" if batch else OUTPUTS[args.command][key]
-        if kind == "folder" and path.is_file():
-            raise WeaksegError(
-                f"{flag} {path} is a file; a batch writes into a folder."
-            )
-        if kind == "model" and not path.name.endswith(".safetensors"):
-            raise WeaksegError(
-                f"{flag} {path} must end in .safetensors (a model file)."
-            )
-        if kind == "volume" and suffix_of(path) not in SUFFIXES:
-            raise WeaksegError(
-                f"{flag} {path} needs a volume suffix "
-                f"({', '.join(s for s in SUFFIXES if s != '.nhdr')})."
-            )
-        if kind != "folder" and path.is_dir() and not is_zarr_store(path):
-            raise WeaksegError(
-                f"{flag} {path} is an existing folder; give a file name."
-            )
-        real = path.resolve()
-        for other in ins:
-            if other.exists() and real == other.resolve():
-                raise WeaksegError(
-                    f"{flag} {path} is also an input of this command; "
-                    "write to another file."
-                )
-        if real in seen:
-            raise WeaksegError(
-                f"{flag} and {seen[real]} name the same file {path}."
-            )
-        seen[real] = flag
-        parent = next(p for p in (real, *real.parents) if p.exists())
-        if parent == real:
-            parent = real.parent
-        if not os.access(parent, os.W_OK):
-            raise WeaksegError(f"Cannot write {path}: {parent} is read-only.")
+        if k not in outs:
+            v = getattr(args, k, None)
+            ins += v if isinstance(v, list) else [v]
+    check(outs, ins)
 
 
 def _train_parser(sub: Any) -> None:
@@ -195,8 +144,30 @@ def _train_parser(sub: Any) -> None:
         metavar="MODEL",
         help="model file to write (.safetensors)",
     )
-    p.add_argument("--ignore-label", type=int, default=defaults.IGNORE)
-    p.add_argument("--steps", type=POSITIVE, default=defaults.STEPS)
+    p.add_argument(
+        "--ignore-label", type=bounded("ignore_label"), default=defaults.IGNORE
+    )
+    p.add_argument(
+        "--unlabelled",
+        action="append",
+        metavar="DIR",
+        help="folder, glob or file of unlabelled volumes for "
+        "semi-supervised training; repeat for several",
+    )
+    p.add_argument(
+        "--semi",
+        choices=("meanteacher", "pseudo"),
+        default=None,
+        help="semi-supervised method (default with --unlabelled: "
+        f"{defaults.SEMI_METHOD})",
+    )
+    p.add_argument(
+        "--semi-weight",
+        type=float,
+        default=defaults.SEMI_WEIGHT,
+        help="weight of the semi-supervised term",
+    )
+    p.add_argument("--steps", type=STEPS, default=defaults.STEPS)
     p.add_argument(
         "--minutes",
         type=MINUTES,
@@ -205,7 +176,7 @@ def _train_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--patience",
-        type=POSITIVE,
+        type=bounded("patience"),
         default=None,
         metavar="STEPS",
         help="automatic budget: end when validation has not improved for "
@@ -214,12 +185,16 @@ def _train_parser(sub: Any) -> None:
     p.add_argument(
         "--patch-size", type=_patch, nargs=3, metavar=("Z", "Y", "X")
     )
-    p.add_argument("--batch-size", type=POSITIVE, default=defaults.BATCH_SIZE)
+    p.add_argument(
+        "--batch-size", type=bounded("batch_size"), default=defaults.BATCH_SIZE
+    )
     p.add_argument(
         "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS
     )
     p.add_argument(
-        "--learning-rate", type=LEARNING_RATE, default=defaults.LEARNING_RATE
+        "--learning-rate",
+        type=bounded("learning_rate"),
+        default=defaults.LEARNING_RATE,
     )
     p.add_argument(
         "--augment",
@@ -236,10 +211,10 @@ def _train_parser(sub: Any) -> None:
         help="model or pretrained encoder to start from",
     )
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument(
         "--nproc-per-node",
-        type=POSITIVE,
+        type=bounded("nproc_per_node"),
         default=1,
         metavar="N",
         help="train with N processes on this machine (PyTorch DDP: one per "
@@ -282,7 +257,7 @@ def _predict_parser(sub: Any) -> None:
         action="store_true",
         help="average over flips (test-time augmentation)",
     )
-    p.add_argument("--overlap", type=OVERLAP, default=0.5)
+    p.add_argument("--overlap", type=bounded("overlap"), default=0.5)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument(
         "--scheduler",
@@ -293,7 +268,7 @@ def _predict_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--block",
-        type=POSITIVE,
+        type=bounded("block"),
         metavar="VOXELS",
         help="predict block by block, blocks about this many voxels on a "
         "side (at least the model's patch); automatic for volumes over "
@@ -314,10 +289,12 @@ def _box_parsers(sub: Any) -> None:
     p.add_argument(
         "--model-out", metavar="MODEL", help="also keep the last round's model"
     )
-    p.add_argument("--rounds", type=POSITIVE, default=defaults.BOX_ROUNDS)
+    p.add_argument(
+        "--rounds", type=bounded("rounds"), default=defaults.BOX_ROUNDS
+    )
     p.add_argument(
         "--steps-per-round",
-        type=POSITIVE,
+        type=bounded("steps_per_round"),
         default=defaults.BOX_STEPS_PER_ROUND,
     )
     p.add_argument("--initial", choices=("box", "grabcut"), default="grabcut")
@@ -330,7 +307,7 @@ def _box_parsers(sub: Any) -> None:
     p.add_argument("--no-core-rule", dest="off_core", action="store_false")
     p.add_argument(
         "--min-fill",
-        type=SHARE,
+        type=bounded("min_fill"),
         default=0.5,
         help="reset an object whose mask holds less than this fraction of "
         "its initial target's object voxels (0: off)",
@@ -340,7 +317,7 @@ def _box_parsers(sub: Any) -> None:
     )
     p.add_argument("--init", metavar="FILE")
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     c = sub.add_parser("crf", help="dense-CRF refinement of probabilities")
     c.add_argument("--image", required=True, metavar="IMG")
     c.add_argument("--probabilities", required=True, metavar="PROB")
@@ -359,7 +336,7 @@ def _cam_parsers(sub: Any) -> None:
         help="header image,z0,y0,x0,z1,y1,x1,class",
     )
     p.add_argument("--out", required=True, metavar="MODEL")
-    p.add_argument("--steps", type=POSITIVE, default=defaults.STEPS)
+    p.add_argument("--steps", type=STEPS, default=defaults.STEPS)
     p.add_argument("--minutes", type=MINUTES, default=None)
     p.add_argument(
         "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS
@@ -374,7 +351,7 @@ def _cam_parsers(sub: Any) -> None:
     )
     p.add_argument("--init", metavar="FILE")
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     _cam2seg_parser(sub)
     c = sub.add_parser("cam", help="CAM / Grad-CAM map of a volume")
     c.add_argument("--model", required=True, metavar="MODEL")
@@ -388,7 +365,9 @@ def _cam_parsers(sub: Any) -> None:
         metavar="NAME",
         help="block to take the map from (default: deepest)",
     )
-    c.add_argument("--class", dest="class_index", type=NON_NEGATIVE, default=1)
+    c.add_argument(
+        "--class", dest="class_index", type=bounded("class_index"), default=1
+    )
     c.add_argument(
         "--pseudo-labels",
         metavar="LBL",
@@ -411,11 +390,15 @@ def _cam2seg_parser(sub: Any) -> None:
         help="crop labels of this image: crops of class 0 stay background, "
         "the U-Net must cover the class in crops of --class",
     )
-    p.add_argument("--class", dest="class_index", type=POSITIVE, default=1)
+    p.add_argument(
+        "--class", dest="class_index", type=bounded("class_index"), default=1
+    )
     p.add_argument(
         "--method", choices=("cam", "gradcam", "gradcam++"), default="cam"
     )
-    p.add_argument("--rounds", type=POSITIVE, default=defaults.BOX_ROUNDS)
+    p.add_argument(
+        "--rounds", type=bounded("rounds"), default=defaults.BOX_ROUNDS
+    )
     p.add_argument(
         "--no-expand",
         dest="expand",
@@ -424,7 +407,7 @@ def _cam2seg_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--steps-per-round",
-        type=POSITIVE,
+        type=bounded("steps_per_round"),
         default=defaults.BOX_STEPS_PER_ROUND,
     )
     p.add_argument("--no-crf", dest="crf", action="store_false")
@@ -435,7 +418,7 @@ def _cam2seg_parser(sub: Any) -> None:
         "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS
     )
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
 
 
 def _pretrain_parser(sub: Any) -> None:
@@ -447,29 +430,65 @@ def _pretrain_parser(sub: Any) -> None:
         action="append",
         required=True,
         metavar="IMG",
-        help="unlabelled volume; repeat for several",
+        help="unlabelled volume, folder of them or glob pattern (streamed "
+        "from disk); repeat for several",
     )
     p.add_argument("--out", required=True, metavar="ENCODER")
     p.add_argument(
         "--tasks",
         default=",".join(defaults.PRETRAIN_TASKS),
-        help="comma-separated: rotation, contrastive, inpainting",
+        help="comma-separated: rotation, contrastive, inpainting, masked",
     )
-    p.add_argument("--steps", type=POSITIVE, default=defaults.STEPS)
+    p.add_argument("--steps", type=STEPS, default=defaults.STEPS)
     p.add_argument("--minutes", type=MINUTES, default=None)
-    p.add_argument("--patch", type=_patch, default=defaults.PRETRAIN_PATCH)
+    p.add_argument(
+        "--patch-size",
+        "--patch",
+        dest="patch",
+        type=_patch,
+        default=defaults.PRETRAIN_PATCH,
+        metavar="N",
+        help="edge of the cubic pretraining patches",
+    )
     p.add_argument(
         "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS
     )
     p.add_argument(
         "--network",
-        choices=("dynunet", "resunet"),
-        default="dynunet",
-        help="whose encoder to pretrain: dynunet (shared with the "
-        "classifier) or resunet (the default U-Net)",
+        choices=("resunet", "dynunet"),
+        default=defaults.NETWORK,
+        help="the network to pretrain: resunet (what train builds) or "
+        "dynunet (what train-classifier --pooling gap builds)",
+    )
+    p.add_argument(
+        "--cache",
+        type=bounded("count"),
+        default=defaults.POOL_CACHE,
+        metavar="N",
+        help="pool volumes held in memory at once",
     )
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
+
+
+def _evaluate_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score segmentations against references (Dice, IoU, HD95)",
+        description="Dice, IoU, HD95 (in the spacing's units, e.g. mm) "
+        "and volume per class of each --pred against its --truth; with "
+        "several, a mean row per class.",
+    )
+    p.add_argument("--pred", action="append", required=True, metavar="LBL")
+    p.add_argument("--truth", action="append", required=True, metavar="REF")
+    p.add_argument(
+        "--ignore-label",
+        type=bounded("ignore_label"),
+        default=None,
+        help="reference voxels of this value count for neither "
+        "(unlabelled voxels of a sparse reference)",
+    )
+    p.add_argument("--csv", metavar="TABLE.csv")
 
 
 def _suggest_parser(sub: Any) -> None:
@@ -483,8 +502,35 @@ def _suggest_parser(sub: Any) -> None:
     p.add_argument("--labels", required=True, metavar="LBL")
     p.add_argument("--probabilities", metavar="PROB")
     p.add_argument("--axis", choices=("z", "y", "x"), default="z")
-    p.add_argument("--count", type=POSITIVE, default=1)
-    p.add_argument("--ignore-label", type=int, default=defaults.IGNORE)
+    p.add_argument("--count", type=bounded("count"), default=1)
+    p.add_argument(
+        "--ignore-label", type=bounded("ignore_label"), default=defaults.IGNORE
+    )
+
+
+class _Help(argparse.HelpFormatter):
+    """Every option's sentence ends with its default, in words: a value,
+    ``none``, or ``on`` / ``off`` for a switch (required ones have
+    none; a sentence that names its default keeps its own words)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            action.required
+            or "default" in text
+            or action.default is argparse.SUPPRESS
+            or not action.option_strings
+        ):
+            return text
+        if isinstance(action, argparse._StoreTrueAction):
+            shown = "off"
+        elif isinstance(action, argparse._StoreFalseAction):
+            shown = "on"
+        elif action.default is None:
+            shown = "none"
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -507,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cam_parsers(sub)
     _pretrain_parser(sub)
     _suggest_parser(sub)
+    _evaluate_parser(sub)
     for p in sub.choices.values():
         p.add_argument(
             "--quiet", action="store_true", help="no progress output"
@@ -516,7 +563,55 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="show the libraries' own warnings (ITK, tifffile, zarr...)",
         )
+        p.formatter_class = _Help
+        for action in p._actions:
+            if action.help is None:
+                action.help = HELP[action.dest]
     return parser
+
+
+#: the sentence of every option that does not carry its own above; the
+#: same concept has the same words (and flag) in every command
+HELP = {
+    "image": "image volume (a file, a .zarr store or a DICOM folder)",
+    "labels": "label volume",
+    "out": "file to write",
+    "model": "model file (.safetensors) to use",
+    "init": "model or pretrained encoder (.safetensors) to start from",
+    "ignore_label": "label value of unlabelled voxels",
+    "steps": "training budget in optimiser steps",
+    "minutes": "wall-clock budget; stops early with a checkpoint",
+    "patch_size": "patch size in voxels, each a multiple of 8 "
+    "(default: planned from the image and the device)",
+    "batch_size": "patches per step",
+    "base_filters": "channels of the first U-Net level (doubling per level)",
+    "learning_rate": "AdamW learning rate",
+    "device": "where to compute: auto picks CUDA > MPS > CPU",
+    "seed": "random seed; the same seed on the same machine gives the same "
+    "weights",
+    "overlap": "overlap of neighbouring sliding windows (share of a window)",
+    "rounds": "recursive training rounds",
+    "steps_per_round": "training steps in each round",
+    "initial": "first targets: grabcut (an intensity model of each box) or "
+    "box (its centre)",
+    "crf": "no dense-CRF refinement between rounds",
+    "outside_boxes": "no rule that voxels outside every box are background",
+    "wrong_class": "no rule that a box's voxels are its class or background",
+    "off_core": "no rule that a mask must cover its box's core",
+    "probabilities": "class probabilities (C, Z, Y, X), from predict",
+    "crops": "CSV of crops: image,z0,y0,x0,z1,y1,x1,class",
+    "class_index": "class whose map is computed",
+    "method": "class activation map: cam, gradcam or gradcam++",
+    "tasks": "comma-separated pretext tasks",
+    "axis": "axis whose slices are suggested",
+    "count": "how many slices to suggest",
+    "pred": "label volume to score, or a folder of them; repeat for several",
+    "truth": "reference label volume (or folder, paired by file name), one "
+    "per --pred",
+    "csv": "also write the table as CSV",
+    "boxes": "CSV z0,y0,x0,z1,y1,x1,class (or JSON)",
+    "help": "show this help and exit",
+}
 
 
 class Meter:
@@ -573,9 +668,17 @@ class Meter:
             print(text, flush=True)
 
 
-def _printer(meter: Meter, init_name: str = "") -> Any:
+def _printer(
+    meter: Meter, init_name: str = "", rounds_model: str | None = ""
+) -> Any:
+    """The progress lines of a command.  ``rounds_model``: for recursive
+    rounds, the model file kept (``--model-out``) or None (a scratch
+    file that is never announced); rounds validate on their own
+    targets."""
+    rounds = rounds_model != ""
     from .core.events import (
         Finished,
+        Notice,
         Plateau,
         Progress,
         Round,
@@ -590,7 +693,9 @@ def _printer(meter: Meter, init_name: str = "") -> Any:
         if isinstance(event, Started):
             world = getattr(event, "world_size", 1)
             meter.say(
-                f"training on {event.device}, patch {event.patch_size}, "
+                f"training on {event.device}"
+                + (f" ({event.network})" if event.network else "")
+                + f", patch {event.patch_size}, "
                 f"{event.train_voxels} labelled voxels"
                 + (f", world size {world}" if world > 1 else "")
             )
@@ -610,12 +715,24 @@ def _printer(meter: Meter, init_name: str = "") -> Any:
                 f"  no better since step {event.best_step}: ending early"
             )
         elif isinstance(event, Validation):
-            where = "held-out slices" if event.held_out else "training data"
+            where = (
+                "held-out slices"
+                if event.held_out
+                else "this round's targets"
+                if rounds
+                else "the training labels"
+            )
             meter.say(f"  {event.metric} on {where}: {event.mean_dice:.3f}")
-        elif isinstance(event, Saved) and event.kind in ("best", "final"):
+        elif (
+            isinstance(event, Saved)
+            and event.kind in ("best", "final")
+            and (not rounds or rounds_model)
+        ):
             meter.say(f"  saved {event.kind} model to {event.path}")
         elif isinstance(event, Progress):
             meter.update(event.message or "progress", event.done, event.total)
+        elif isinstance(event, Notice):  # shown even with --quiet
+            print(f"weakseg: warning: {event.message}", file=sys.stderr)
         elif isinstance(event, Skipped):  # shown even with --quiet
             print(
                 f"weakseg: skipped {event.path}: {event.reason}",
@@ -727,7 +844,7 @@ def _cmd_predict(args: argparse.Namespace, stop: threading.Event) -> None:
 def _cmd_box2mask(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
 
-    show = _printer(Meter(args.quiet))
+    show = _printer(Meter(args.quiet), rounds_model=args.model_out)
     call(api.boxes_to_masks, args, callback=show, stop=stop)
     print(f"wrote {args.out}")
 
@@ -764,7 +881,7 @@ def _cmd_cam(args: argparse.Namespace, stop: threading.Event) -> None:
 def _cmd_cam2seg(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
 
-    show = _printer(Meter(args.quiet))
+    show = _printer(Meter(args.quiet), rounds_model=args.model_out)
     call(api.cam_to_segmentation, args, callback=show, stop=stop)
     print(f"wrote {args.out}")
 
@@ -778,11 +895,13 @@ def _cmd_suggest(args: argparse.Namespace, stop: threading.Event) -> None:
 
 def _cmd_pretrain(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
-    from .core.events import Pretext
+    from .core.events import Notice, Pretext, Skipped
 
     meter = Meter(args.quiet)
 
     def show(event: Any) -> None:
+        if isinstance(event, Skipped | Notice):
+            meter.say(getattr(event, "reason", None) or event.message)
         if isinstance(event, Pretext):
             meter.update(
                 "pretraining", event.step, args.steps, event.summary()
@@ -799,7 +918,27 @@ def _cmd_pretrain(args: argparse.Namespace, stop: threading.Event) -> None:
     )
 
 
+def _cmd_evaluate(args: argparse.Namespace, stop: threading.Event) -> None:
+    from . import api
+    from .core.evaluation import table
+
+    pred = args.pred if len(args.pred) > 1 else args.pred[0]
+    truth = args.truth if len(args.truth) > 1 else args.truth[0]
+    rows = api.evaluate(
+        pred, truth, ignore_label=args.ignore_label, out=args.csv
+    )
+    if not rows:
+        raise WeaksegError(
+            "Neither the predictions nor the references hold any class "
+            "other than background."
+        )
+    print(table(rows))
+    if args.csv:
+        print(f"wrote {args.csv}")
+
+
 COMMANDS = {
+    "evaluate": _cmd_evaluate,
     "pretrain": _cmd_pretrain,
     "train-classifier": _cmd_train_classifier,
     "cam": _cmd_cam,
@@ -812,19 +951,71 @@ COMMANDS = {
 }
 
 
+#: commands that stop cooperatively at a signal: they finish the step or
+#: window at hand, keep a checkpoint and clean up; the others are
+#: interrupted at once (their temporaries are removed on the way out)
+COOPERATIVE = {
+    "train",
+    "predict",
+    "box2mask",
+    "train-classifier",
+    "cam",
+    "cam2seg",
+    "pretrain",
+}
+
+
+class Stop:
+    """SIGINT (Ctrl-C) and SIGTERM (SLURM preemption, ``docker stop``,
+    systemd) stop a run the same way: a cooperative command ends with
+    its checkpoint, another is interrupted; a second signal interrupts
+    any.  The exit status is then 128 + the signal's number (130 for
+    Ctrl-C, 143 for SIGTERM), whatever the command, so a script can tell
+    a stopped run from a finished one."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, cooperative: bool) -> None:
+        self.event = threading.Event()
+        self.cooperative = cooperative
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Stop:
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self.previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = self.signum is None
+        self.signum = signum if first else self.signum
+        self.event.set()
+        if not (first and self.cooperative):  # through `except Exception`
+            raise KeyboardInterrupt(
+                f"stopped by {signal.Signals(signum).name}"
+            )
+
+    @property
+    def status(self) -> int:
+        return 128 + int(self.signum or signal.SIGINT)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``weakseg``; returns the exit status."""
     import warnings
 
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), Stop(args.command in COOPERATIVE) as stop:
         if not args.verbose:  # one sentence, not library chatter before it
             warnings.simplefilter("ignore")
             _quiet_itk()
-        return _run(args, stop, previous)
+        return _run(args, stop)
 
 
 def _quiet_itk() -> None:
@@ -833,18 +1024,23 @@ def _quiet_itk() -> None:
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
 
 
-def _run(args: argparse.Namespace, stop: threading.Event, previous) -> int:
+def _run(args: argparse.Namespace, stop: Stop) -> int:
+    """Run the command: 0 when it finished, 2 for bad input (one line on
+    stderr), 128 + signal when a signal stopped it (see :class:`Stop`)."""
     try:
         check_outputs(args)
-        COMMANDS[args.command](args, stop)
+        COMMANDS[args.command](args, stop.event)
     except WeaksegError as exc:
         print(f"weakseg: error: {exc}", file=sys.stderr)
         return 2
-    except Cancelled as exc:
+    except (Cancelled, KeyboardInterrupt) as exc:
         print(f"weakseg: {exc or 'stopped'}", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        return stop.status
+    if stop.event.is_set():
+        print(
+            "weakseg: stopped early (the checkpoint is kept)", file=sys.stderr
+        )
+        return stop.status
     return 0
 
 

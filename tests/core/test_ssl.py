@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,6 +121,7 @@ def test_pretext_loss_decreases_and_encoder_transfers(tmp_path, network):
     sparse[16] = truth[16]
     started = []
     tc = TrainConfig(
+        network=network,
         steps=1,
         base_filters=4,
         learning_rate=0.0,
@@ -268,3 +270,123 @@ def test_pretext_summary_names_only_the_tasks_that_run():
     assert both.summary() == (
         "rotation 1.000  contrastive 2.500  rotation acc 0.90  top-1 0.25"
     )
+
+
+# -- masked image modelling, the streaming pool, whole-U-Net transfer --
+
+
+def test_masked_l1_counts_only_masked_voxels():
+    from napari_weakseg.core.ssl import mask_cubes, masked_l1
+
+    gen = torch.Generator().manual_seed(0)
+    p = torch.randn(2, 1, 16, 16, 16)
+    xm, mask = mask_cubes(p, gen, cube=4, ratio=0.6)
+    assert mask.shape == p.shape and torch.all(xm[mask] == 0)
+    assert torch.equal(xm[~mask], p[~mask])
+    # masking is by whole 4^3 cubes: the mask is constant inside each
+    cubes = mask[:, 0].reshape(2, 4, 4, 4, 4, 4, 4)
+    assert torch.all(cubes.amin((2, 4, 6)) == cubes.amax((2, 4, 6)))
+    assert 0.3 < float(mask.float().mean()) < 0.9
+    # wrong only outside the mask: zero; wrong inside: non-zero
+    rec = p.clone()
+    rec[~mask] += 5.0
+    assert float(masked_l1(rec, p, mask)) == 0.0
+    rec = p.clone()
+    rec[mask] += 2.0
+    assert float(masked_l1(rec, p, mask)) == pytest.approx(2.0)
+    none = torch.zeros_like(mask)
+    assert float(masked_l1(rec + 1, p, none)) == 0.0
+
+
+def _write_pool(folder, count, shape=(20, 20, 20)):
+    from napari_weakseg.core.io import Volume, write_volume
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for k in range(count):
+        data = rng.normal(size=shape).astype(np.float32)
+        write_volume(folder / f"u{k:02d}.nii.gz", Volume(data))
+    return folder
+
+
+def test_pool_streams_a_bounded_cache(tmp_path):
+    from napari_weakseg.core.pool import VolumePool
+
+    folder = _write_pool(tmp_path / "pool", 6)
+    pool = VolumePool([folder], (24, 24, 24), cache=2, swap_every=1)
+    assert len(pool) == 6 and len(pool.cache) == 2 and pool.reads == 2
+    for _ in range(30):
+        v = pool.volume()
+        assert v.shape == (24, 24, 24)  # padded to the patch
+        assert len(pool.cache) <= 2
+    assert pool.reads > 6  # every volume read, one at a time, again
+    assert len(pool.cache) == 2
+
+
+def test_pool_skips_unreadable_files_and_refuses_bad_ones(tmp_path):
+    from napari_weakseg.core.io import Volume, write_volume
+    from napari_weakseg.core.pool import VolumePool
+
+    folder = _write_pool(tmp_path / "pool", 3)
+    (folder / "broken.nii.gz").write_bytes(b"not a volume")
+    pool = VolumePool([folder], (16, 16, 16), cache=8)
+    skipped = pool.drain()
+    assert [Path(s.path).name for s in skipped] == ["broken.nii.gz"]
+    assert "broken.nii.gz is skipped" in skipped[0].reason
+    assert len(pool.cache) == 3 and pool.usable == 3
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(WeaksegError, match="holds no volume file"):
+        VolumePool([empty])
+    with pytest.raises(WeaksegError, match="matches no volume file"):
+        VolumePool([str(empty / "*.nii.gz")])
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    write_volume(flat / "a.nii.gz", Volume(np.ones((1, 30, 30), np.float32)))
+    with pytest.raises(WeaksegError, match="is a 2D image"):
+        VolumePool([flat])
+    with pytest.raises(WeaksegError, match="has 2 channels"):
+        VolumePool([np.zeros((2, 8, 8, 8), np.float32)])
+
+
+def test_masked_pretraining_transfers_the_whole_unet(tmp_path):
+    from napari_weakseg.core.pool import VolumePool
+
+    folder = _write_pool(tmp_path / "pool", 3, (24, 24, 24))
+    events = []
+    cfg = PretrainConfig(
+        steps=2, tasks=("masked",), base_filters=4, patch=16, device="cpu"
+    )
+    pool = VolumePool([folder], (16, 16, 16), cache=2)
+    run(iter_pretrain(pool, tmp_path / "w.safetensors", cfg), events.append)
+    assert [dict(e.losses) for e in events if isinstance(e, Pretext)][-1]
+    tensors, conf = read_model_file(tmp_path / "w.safetensors")
+    image, truth = make_phantom((24, 24, 24))
+    sparse = np.full(truth.shape, 255, np.uint8)
+    sparse[12] = truth[12]
+    started = []
+    run(
+        iter_train(
+            [image],
+            [sparse],
+            tmp_path / "u.safetensors",
+            TrainConfig(
+                steps=1, base_filters=4, device="cpu", patch_size=[16] * 3
+            ),
+            init=tmp_path / "w.safetensors",
+        ),
+        lambda e: started.append(e) if isinstance(e, Started) else None,
+    )
+    unet, uconf = read_model_file(tmp_path / "u.safetensors")
+    _, decoder = blocks_of(build_network(uconf))
+    out_block = decoder[-1] + "."  # the top decoder block: the classes
+    # all but the output block's class-sized tensors (its PReLU slope
+    # has one value whatever the classes: it transfers too)
+    whole = [
+        k
+        for k in unet
+        if not k.startswith(out_block) or k.endswith(".adn.A.weight")
+    ]
+    assert sorted(tensors) == sorted(whole)
+    assert started[0].transferred == len(whole)
+    assert any(k.startswith(tuple(decoder[:-1])) for k in tensors)

@@ -78,3 +78,15 @@ def nan_image(folder: Path) -> Path:
     p = folder / "nan.nrrd"
     sitk.WriteImage(sitk.GetImageFromArray(a), str(p))
     return p
+
+
+def run_main(argv, capsys):
+    """``weakseg argv``: (exit status, stderr lines)."""
+    from napari_weakseg.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err

@@ -37,6 +37,7 @@ from .layers import (
     done_of,
     edit_slice,
     is_large,
+    mismatch,
     on_disk,
     record_done,
     restore_into,
@@ -220,6 +221,10 @@ class AnnotationWidget(Dock):
             layer, image = self._pending
         if layer is None or image is None or on_disk(layer):
             return  # a layer on disk is saved stroke by stroke
+        if mismatch(layer, image):  # never into another image's autosave
+            image = self._image_of(layer)
+            if image is None:
+                return
         if self._writer is not None:
             self._writer.join()
         self._writer = threading.Thread(
@@ -230,6 +235,14 @@ class AnnotationWidget(Dock):
         self._writer.start()
         if wait:
             self._writer.join()
+
+    def _image_of(self, layer: Any) -> Any:
+        """The image layer ``layer`` names as its own, on its grid."""
+        name = layer.metadata.get(IMAGE_KEY)
+        for candidate in self._viewer.layers:
+            if candidate.name == name and not mismatch(layer, candidate):
+                return candidate
+        return None
 
     # --- slices ------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,19 @@ from magicgui.widgets import (
     Label,
     ProgressBar,
     PushButton,
+    TextEdit,
 )
+from napari.utils.notifications import show_warning
 
 from ..core.annotation import AXES, BACKGROUND_BRUSH
 from ..core.defaults import (
+    IGNORE,
+    IMAGE_KEY,
+    OUTPUT_KEY,
     ROLE_ANNOTATION,
     ROLE_PREDICTION,
     ROLE_PROBABILITIES,
+    ROLE_REFERENCE,
 )
 from ..core.errors import WeaksegError
 from ._common import (
@@ -29,11 +36,20 @@ from ._common import (
     report_error,
     start_worker,
 )
-from .layers import edit_slice, is_large, upsert_layer, volume_of
+from .layers import (
+    edit_slice,
+    geometry_of,
+    is_large,
+    pair_mismatch,
+    rank,
+    upsert_layer,
+    volume_of,
+)
 
 
 class ApplyWidget(Dock):
-    """Sliding-window prediction into new layers, with progress and Stop."""
+    """Sliding-window prediction into new layers, with progress and Stop;
+    corrections back into the annotations; scores against a reference."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
@@ -56,6 +72,19 @@ class ApplyWidget(Dock):
         )
         self.accept = PushButton(text="Accept current slice as annotation")
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)  # paths and layer names
+        self.reference = self.layer_picker(
+            "Labels", "compare with", ROLE_REFERENCE
+        )
+        self.ignore_unlabelled = CheckBox(
+            text=f"ignore {IGNORE} (unlabelled) in the reference", value=False
+        )
+        self.compare = PushButton(text="Compare")
+        self.scores = TextEdit(value="", label="scores")
+        self.table_file = FileEdit(
+            mode="w", label="table file", filter="*.csv"
+        )
+        self.save_table = PushButton(text="Save table…")
         self.extend(
             [
                 self.image,
@@ -69,23 +98,100 @@ class ApplyWidget(Dock):
                 self.annotations,
                 self.accept,
                 self.status,
+                self.reference,
+                self.ignore_unlabelled,
+                self.compare,
+                self.scores,
+                self.table_file,
+                self.save_table,
             ]
         )
+        self._style_scores()
         self.apply_button.changed.connect(self.start_apply)
         self.stop_button.changed.connect(lambda: self._stop.set())
         self.accept.changed.connect(self.accept_current_slice)
+        self.compare.changed.connect(self.start_compare)
+        self.save_table.changed.connect(self.save_scores)
+        self.image.changed.connect(self._note_model)
+        self.model.changed.connect(self._note_model)
         self._session.model_changed.connect(self._on_model)
+        self._layer: Any = None  # the prediction layer of the run
+        self._made = False  # whether the run added it (removed if no result)
+        self._moved = 0.0  # when the progress bar last moved
         self._on_model(self._session.model_path)
 
+    def _style_scores(self) -> None:
+        """A read-only monospace box, a few lines high, for the table;
+        hidden until the first scores."""
+        from qtpy.QtGui import QFontDatabase
+        from qtpy.QtWidgets import QTextEdit
+
+        box = self.scores.native
+        box.setReadOnly(True)
+        box.setFont(
+            QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        )
+        box.setLineWrapMode(QTextEdit.LineWrapMode.NoWrap)
+        box.setFixedHeight(box.fontMetrics().lineSpacing() * 7)
+        self.scores.visible = False  # until there are scores
+
+    # --- which image ------------------------------------------------------
+
     def _on_model(self, path: Path | None) -> None:
-        if path is not None:
-            self.model.value = str(path)
+        """A new model: its file, and the image it was trained on if that
+        layer is in the viewer."""
+        if path is None:
+            return
+        self.model.value = str(path)
+        name = self._session.model_image
+        match = [
+            c for c in self.image.choices if getattr(c, "name", 0) == name
+        ]
+        if match and self.image.value is not match[0]:
+            self.image.value = match[0]  # its pickers follow
+        self._note_model()
+
+    def _trained_on(self) -> str | None:
+        """The image the chosen model file was trained on, if known."""
+        session = self._session
+        if session.model_path is None or session.model_image is None:
+            return None
+        if Path(str(self.model.value)) != session.model_path:
+            return None
+        return session.model_image
+
+    def default_image(self, layers: list[Any]) -> Any:
+        """The model's training image, else the selected image layer (or
+        the image the selected layer belongs to), else the base rule."""
+        trained = self._trained_on()
+        active = self._viewer.layers.selection.active
+        owner = None if active is None else active.metadata.get(IMAGE_KEY)
+        plain = [la for la in layers if rank(la, "image") < 9]
+        for wanted in (trained, getattr(active, "name", None), owner):
+            for layer in plain:
+                if wanted is not None and layer.name == wanted:
+                    return layer
+        return super().default_image(layers)
+
+    def _note_model(self, *_: Any) -> None:
+        """Say (no error) when the image is not the model's own."""
+        trained, image = self._trained_on(), self.image.value
+        note = ""
+        if trained is not None and image is not None and image.name != trained:
+            note = f"The model was trained on '{trained}', not '{image.name}'."
+        if note or self.status.value.startswith("The model was trained"):
+            self.status.value = note
+
+    # --- apply ------------------------------------------------------------
 
     def start_apply(self) -> Any:
         """Predict in a worker; returns the worker (tests wait on it).
 
-        Loading torch and the model happens in the worker, never on the
-        GUI thread; a bad model file still ends as one notification.
+        The prediction layer is added now, empty, and filled in place when
+        the result arrives: no layer is inserted then (a 120 ms stall of
+        the viewer).  Loading torch and the model happens in the worker,
+        never on the GUI thread; a bad model file still ends as one
+        notification.
         """
         image = self.image.value
         if image is None:
@@ -99,7 +205,8 @@ class ApplyWidget(Dock):
         # A large volume goes block by block into zarr stores that the
         # layers then read lazily; memory stays one block.
         outputs: dict[str, Any] = {}
-        if is_large(volume):
+        large = is_large(volume)
+        if large:
             folder = home() / "predictions"
             stem = re.sub(r"[^\w.-]+", "_", image.name)
             outputs["out"] = folder / f"{stem} prediction.zarr"
@@ -123,19 +230,52 @@ class ApplyWidget(Dock):
 
         self.apply_button.enabled, self.stop_button.enabled = False, True
         self._image = image
+        self._layer, self._made = None, False
+        if not large:
+            self._layer, self._made = self._empty_prediction(image, volume)
         self.worker = start_worker(
             job, self._on_event, self._on_done, self._finished
         )
         return self.worker
 
+    def _empty_prediction(self, image: Any, volume: Any) -> tuple[Any, bool]:
+        """The plugin's prediction layer of ``image`` (kept as it is until
+        the result arrives), or a new empty one; whether it is new."""
+        name = f"{image.name} prediction"
+        for layer in self._viewer.layers:
+            if layer.metadata.get(OUTPUT_KEY) == name:
+                return layer, False
+        empty = np.zeros(volume.data.shape, np.uint8)
+        layer = self._output_layer(name, empty, image)
+        with self.following():
+            self.reset_choices()
+            self.prediction.value = layer
+        return layer, True
+
     def _on_event(self, event: Any) -> None:
+        from ..core.events import Notice
+
+        if isinstance(event, Notice):  # e.g. unlike the training data
+            show_warning(_named(event.message, self._image.name))
+            return
+        # a progress bar repaints at once when its value changes: windows
+        # arrive many times a second, the bar moves five times a second
+        now = time.monotonic()
+        if event.done < event.total and now - self._moved < 0.2:
+            return
+        self._moved = now
         self.progress.max = max(1, event.total)
         self.progress.value = event.done
 
     def _on_done(self, result: Any) -> None:
         labels, probs, self._session.uncertainty = result
-        image = self._image
-        layer = self._output_layer(f"{image.name} prediction", labels, image)
+        image, layer = self._image, self._layer
+        name = f"{image.name} prediction"
+        if layer is not None and layer in self._viewer.layers:
+            _fill(layer, labels)
+        else:  # a large volume (zarr stores), or the layer was deleted
+            layer = self._output_layer(name, labels, image)
+        self._made = False  # it holds a result now: it stays
         shown = probs is not None and self.show_probabilities.value
         for c in range(1, probs.shape[0] if shown else 1):
             self._output_layer(
@@ -144,6 +284,9 @@ class ApplyWidget(Dock):
         self.reset_choices()
         self.prediction.value = layer
         self.status.value = f"prediction in layer '{layer.name}'"
+        trained = self._trained_on()
+        if trained is not None and trained != image.name:
+            self.status.value += f" (the model was trained on '{trained}')"
 
     def _output_layer(
         self, name: str, data: Any, image: Any, kind: str = "labels"
@@ -168,6 +311,9 @@ class ApplyWidget(Dock):
 
     def _finished(self) -> None:
         self.apply_button.enabled, self.stop_button.enabled = True, False
+        if self._made and self._layer in self._viewer.layers:
+            self._viewer.layers.remove(self._layer)  # stopped: no result
+        self._layer, self._made = None, False
 
     def accept_current_slice(self) -> None:
         """Copy the (corrected) prediction on the shown slice into the
@@ -180,13 +326,9 @@ class ApplyWidget(Dock):
                 )
             )
             return
-        if pred.data.shape != ann.data.shape:
-            report_error(
-                WeaksegError(
-                    "The prediction and the annotation layer have different "
-                    "shapes."
-                )
-            )
+        reason = pair_mismatch(pred, ann)
+        if reason:
+            report_error(WeaksegError(reason))
             return
         dims = self._viewer.dims
         axis = dims.order[-3] - (dims.ndim - 3)
@@ -198,3 +340,117 @@ class ApplyWidget(Dock):
         # One edit in napari's history: Ctrl+Z on the layer undoes it all.
         edit_slice(ann, axis, i, np.where(plane == 0, BACKGROUND_BRUSH, plane))
         self.status.value = f"slice {AXES[axis]}={i} added to the annotations"
+
+    # --- compare ----------------------------------------------------------
+
+    def _compare_inputs(self) -> tuple[Any, Any, int | None] | None:
+        """The prediction and reference as volumes (with their spacing)
+        and the ignored label, or None after one notification."""
+        pred, ref = self.prediction.value, self.reference.value
+        if pred is None or ref is None or pred is ref:
+            report_error(
+                WeaksegError(
+                    "Pick a prediction layer and a reference layer to "
+                    "compare it with."
+                )
+            )
+            return None
+        reason = pair_mismatch(pred, ref)
+        if not reason and not geometry_of(pred).allclose(geometry_of(ref)):
+            reason = (
+                f"'{pred.name}' and '{ref.name}' have the same shape but "
+                "different spacing, origin or direction; resample one onto "
+                "the other first."
+            )
+        if reason:
+            report_error(WeaksegError(reason))
+            return None
+        ignore = IGNORE if self.ignore_unlabelled.value else None
+        # read in the worker (a prediction may be a zarr store on disk)
+        return volume_of(pred, lazy=True), volume_of(ref, lazy=True), ignore
+
+    def start_compare(self, out: Path | None = None) -> Any:
+        """Score the prediction against the reference in a worker (Dice,
+        IoU, HD95 in the reference's units, volumes); the table shows in
+        the dock, and with ``out`` is written as CSV too."""
+        inputs = self._compare_inputs()
+        if inputs is None:
+            return None
+        pred, ref, ignore = inputs
+        names = self.prediction.value.name, self.reference.value.name
+
+        def job() -> Any:
+            from ..api import evaluate
+
+            yield
+            return evaluate(pred, ref, ignore_label=ignore, out=out)
+
+        def show(rows: Any) -> None:
+            self._show_scores(*names, rows)
+            if out is not None:
+                self.status.value = f"table saved to {out}"
+
+        def done() -> None:
+            self.compare.enabled = self.save_table.enabled = True
+
+        self.compare.enabled = self.save_table.enabled = False
+        self.worker = start_worker(job, lambda _: None, show, done)
+        return self.worker
+
+    def _show_scores(self, pred: str, ref: str, rows: Any) -> None:
+        """The table under a line naming both layers (its case column,
+        the same on every row, left out: the dock is narrow)."""
+        from dataclasses import replace
+
+        from ..core.evaluation import table
+
+        if not rows:
+            self.scores.value = ""
+            self.status.value = "Neither layer holds a class: no scores."
+            return
+        lines = table([replace(r, case="") for r in rows]).splitlines()
+        cut = len("case  ")
+        self.scores.value = "\n".join(
+            [f"'{pred}' against '{ref}':"] + [line[cut:] for line in lines]
+        )
+        self.scores.visible = True
+
+    def save_scores(self) -> Any:
+        """Score and write the table as CSV to the table file (asked for
+        in a dialog when none is chosen)."""
+        path = Path(str(self.table_file.value))
+        if path.suffix.lower() != ".csv":
+            from qtpy.QtWidgets import QFileDialog
+
+            chosen, _ = QFileDialog.getSaveFileName(
+                self.native, "Save the table", str(home()), "CSV (*.csv)"
+            )
+            if not chosen:
+                return None
+            path = Path(chosen).with_suffix(".csv")
+            self.table_file.value = str(path)
+        return self.start_compare(out=path)
+
+
+def _fill(layer: Any, labels: Any) -> None:
+    """Put a result into an existing layer in place (no new layer, no
+    new texture size), else replace its data."""
+    data = layer.data
+    if (
+        isinstance(data, np.ndarray)
+        and isinstance(labels, np.ndarray)
+        and data.shape == labels.shape
+        and data.dtype == labels.dtype
+        and data.flags.writeable
+    ):
+        data[...] = labels
+        layer.refresh()
+    else:
+        layer.data = labels
+
+
+def _named(message: str, name: str) -> str:
+    """An API message about ``image`` naming the image layer instead."""
+    if message.startswith("image "):
+        return f"'{name}'" + message[len("image") :]
+    return message

@@ -20,11 +20,12 @@ from magicgui.widgets import (
 
 from ..core import defaults
 from ..core.boxes import Box, read_boxes, write_boxes
-from ..core.defaults import ROLE_BOXES, ROLE_PREDICTION
+from ..core.defaults import IMAGE_KEY, ROLE_BOXES, ROLE_KEY, ROLE_PREDICTION
 from ..core.errors import WeaksegError
 from ._common import Dock, report_error, start_worker, unique_name
 from .layers import (
     boxes_to_shapes_data,
+    mismatch,
     shapes_to_boxes,
     upsert_layer,
     volume_of,
@@ -119,6 +120,11 @@ class BoxesWidget(Dock):
         return {"scale": image.scale, "translate": image.translate}
 
     def create_boxes_layer(self, data=None, features=None) -> Any:
+        """A Shapes layer for boxes, on the image's grid and naming it."""
+        image = self.image.value
+        meta = {ROLE_KEY: ROLE_BOXES}
+        if image is not None:
+            meta[IMAGE_KEY] = image.name
         layer = self._viewer.add_shapes(
             data if data is not None else [],
             shape_type="rectangle",
@@ -129,6 +135,7 @@ class BoxesWidget(Dock):
             ndim=3,
             features=features
             or {"class": np.array([], int), "depth": np.array([], int)},
+            metadata=meta,
             **self._layer_geometry(),
         )
         layer.feature_defaults = {
@@ -152,6 +159,9 @@ class BoxesWidget(Dock):
         image, shapes = self.image.value, self.shapes.value
         if image is None or shapes is None or len(shapes.data) == 0:
             raise WeaksegError("Pick an image and a boxes layer with boxes.")
+        reason = mismatch(shapes, image, "boxes")
+        if reason:
+            raise WeaksegError(reason)
         return shapes_to_boxes(shapes, image, int(self.depth.value))
 
     def load_boxes(self) -> Any:

@@ -2,8 +2,10 @@
 
 With a display it opens the viewer for you to press *Start* (Train) and
 *Apply*.  With ``--headless`` (no display; ``make demo`` runs it under Xvfb)
-it drives the same docks itself: train -> apply, then writes a screenshot
-and prints the Dice of the result on the voxels nobody annotated.
+it drives the same docks itself: train -> apply, printing the CLI's
+progress lines (step, loss, ETA at least every 5 s), then writes a
+screenshot and prints the Dice of the result on the voxels nobody
+annotated.
 """
 
 from __future__ import annotations
@@ -46,7 +48,18 @@ def _wait(worker: Any) -> None:
     loop.exec()
 
 
+def _finished(meter: Any, result: Any) -> None:
+    """The CLI's last line of a training run."""
+    meter.close()
+    how = "stopped" if result.stopped else "finished"
+    meter.say(
+        f"{how} after {result.steps} steps; {result.summary()}; "
+        f"model: {result.best_path}"
+    )
+
+
 def headless(steps: int, out: Path) -> int:
+    from ..cli import Meter, _printer
     from ..core.defaults import IGNORE
     from ..core.metrics import dice_per_class
     from .layers import sparse_from_layer
@@ -59,14 +72,20 @@ def headless(steps: int, out: Path) -> int:
         f"training {steps} steps on the MNI152 sample (CPU is fine)...",
         flush=True,
     )
+    meter = Meter()  # the CLI's lines: step, loss, ETA every 5 s
+    show = _printer(meter)
     worker = train.start_training()
     if worker is None:
         return 1
+    worker.yielded.connect(show)
+    worker.returned.connect(lambda result: _finished(meter, result))
     _wait(worker)
     worker = apply.start_apply()
     if worker is None:
         return 1
+    worker.yielded.connect(show)
     _wait(worker)
+    meter.close()
     ann = viewer.layers["annotations"]
     pred = viewer.layers["MNI152 T1 prediction"]
     truth = np.asarray(viewer.layers["tissue (reference)"].data)

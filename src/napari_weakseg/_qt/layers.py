@@ -43,20 +43,74 @@ def role_of(layer: Any) -> str | None:
     return None
 
 
+def grid_shape(layer: Any) -> tuple[int, ...] | None:
+    """The voxel grid of an Image or Labels layer (of a multiscale layer:
+    its finest level); None for other layers (Shapes have no grid)."""
+    if type(layer).__name__ not in ("Image", "Labels"):
+        return None
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return tuple(data.shape)
+
+
+def mismatch(layer: Any, image: Any, what: str = "annotation") -> str:
+    """One sentence when ``layer`` does not belong to ``image`` (its
+    metadata names another image, or its grid differs), else ''.
+    ``what`` names the kind of layer the user should pick instead."""
+    if layer is None or image is None or layer is image:
+        return ""
+    owner = (getattr(layer, "metadata", {}) or {}).get(d.IMAGE_KEY)
+    if owner is not None and owner != image.name:
+        return (
+            f"'{layer.name}' belongs to '{owner}', not '{image.name}'; "
+            f"pick its image or another {what} layer."
+        )
+    mine, theirs = grid_shape(layer), grid_shape(image)
+    if mine is not None and theirs is not None and mine != theirs:
+        article = "an" if what[:1] in "aeiou" else "a"
+        return (
+            f"'{layer.name}' has shape {mine} but '{image.name}' has shape "
+            f"{theirs}; pick {article} {what} layer drawn on "
+            f"'{image.name}'."
+        )
+    return ""
+
+
+def pair_mismatch(first: Any, second: Any) -> str:
+    """One sentence when two label layers are not of one image (their
+    metadata name different images, or their grids differ), else ''."""
+    a, b = (
+        (getattr(x, "metadata", {}) or {}).get(d.IMAGE_KEY)
+        for x in (first, second)
+    )
+    if a is not None and b is not None and a != b:
+        return (
+            f"'{first.name}' belongs to '{a}' but '{second.name}' to "
+            f"'{b}'; pick two layers of one image."
+        )
+    sa, sb = grid_shape(first), grid_shape(second)
+    if sa is not None and sb is not None and sa != sb:
+        return (
+            f"'{first.name}' has shape {sa} but '{second.name}' has shape "
+            f"{sb}; pick two layers on the same voxel grid."
+        )
+    return ""
+
+
 def rank(layer: Any, role: str | None, image: Any = None) -> int:
     """Lower is a better default for a picker of ``role``.
 
-    0: the role, belonging to ``image``; 1: the role; 2: a user layer with
-    no role (for image pickers: any plain image); 9: never a default
-    (other roles, references).
+    0: the role, naming ``image`` as its image; 1: the role (naming no
+    image, or no image picked); 2: a user layer with no role (for image
+    pickers: any plain image); 9: never a default (other roles,
+    references, and any layer of another image or another voxel grid
+    than ``image``).
     """
+    if role != "image" and mismatch(layer, image):
+        return 9
     own = role_of(layer)
     if role is not None and own == role:
-        mine = image is None or layer.metadata.get(d.IMAGE_KEY) in (
-            None,
-            getattr(image, "name", None),
-        )
-        return 0 if mine else 1
+        named = layer.metadata.get(d.IMAGE_KEY)
+        return 0 if image is not None and named == image.name else 1
     if own is None and role in (None, "image", d.ROLE_BOXES):
         return 2  # plain images; any Shapes layer may hold boxes
     return 9
@@ -160,6 +214,33 @@ def follow_ndisplay(viewer: Any) -> None:
                 layer.colormap = annotation_colormap(hide_brush=hide)
 
     dims.events.ndisplay.connect(restyle)
+
+
+def follow_renames(viewer: Any) -> None:
+    """Layers that name an image as theirs (annotations, predictions...)
+    keep naming it when the user renames it (connected once per
+    viewer): a renamed image keeps its layers in the pickers."""
+    import weakref
+
+    known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def renamed(event: Any) -> None:
+        image = event.source
+        old, known[image] = known.get(image), image.name
+        if old is None or old == image.name:
+            return
+        for layer in list(viewer.layers):
+            if layer.metadata.get(d.IMAGE_KEY) == old:
+                layer.metadata[d.IMAGE_KEY] = image.name
+
+    def watch(layer: Any) -> None:
+        if type(layer).__name__ == "Image" and layer not in known:
+            known[layer] = layer.name
+            layer.events.name.connect(renamed)
+
+    for layer in list(viewer.layers):
+        watch(layer)
+    viewer.layers.events.inserted.connect(lambda event: watch(event.value))
 
 
 def geometry_of(layer: Any) -> Geometry:

@@ -1,4 +1,5 @@
-"""Pretrain dock: self-supervised encoder from unlabelled image layers."""
+"""Pretrain dock: self-supervised encoder from unlabelled image layers or
+a folder of unlabelled volumes (streamed from disk)."""
 
 from __future__ import annotations
 
@@ -29,9 +30,16 @@ class PretrainWidget(Dock):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
         self.images = Select(choices=self._image_names, label="images")
-        self.rotation, self.contrastive, self.inpainting = (
+        self.folder = FileEdit(
+            mode="d",
+            label="or folder",
+            value="",
+            tooltip="a folder of unlabelled volumes, streamed from disk "
+            "(used instead of the layers when set)",
+        )
+        self.rotation, self.contrastive, self.inpainting, self.masked = (
             CheckBox(text=t, value=t in defaults.PRETRAIN_TASKS)
-            for t in ("rotation", "contrastive", "inpainting")
+            for t in ("rotation", "contrastive", "inpainting", "masked")
         )
         self.steps = SpinBox(
             value=defaults.STEPS, min=1, max=100_000, label="steps"
@@ -55,9 +63,11 @@ class PretrainWidget(Dock):
         self.extend(
             [
                 self.images,
+                self.folder,
                 self.rotation,
                 self.contrastive,
                 self.inpainting,
+                self.masked,
                 self.steps,
                 self.patch,
                 self.base_filters,
@@ -89,15 +99,23 @@ class PretrainWidget(Dock):
                 ("rotation", self.rotation),
                 ("contrastive", self.contrastive),
                 ("inpainting", self.inpainting),
+                ("masked", self.masked),
             )
             if box.value
         )
-        if not names or not tasks:
+        folder = self.pool_folder()
+        if (not names and folder is None) or not tasks:
             report_error(
-                WeaksegError("Pick image layers and at least one task.")
+                WeaksegError(
+                    "Pick image layers or a folder, and at least one task."
+                )
             )
             return None
-        volumes = [volume_of(self._viewer.layers[n]) for n in names]
+        volumes = (
+            [str(folder)]
+            if folder is not None
+            else [volume_of(self._viewer.layers[n]) for n in names]
+        )
         settings = {
             "steps": int(self.steps.value),
             "tasks": tasks,
@@ -108,6 +126,7 @@ class PretrainWidget(Dock):
         out = Path(str(self.out.value))
         self._stop.clear()
         self.plot.clear()
+        self.skipped = 0
 
         def job() -> Any:
             from ..api import iter_pretrain
@@ -120,10 +139,22 @@ class PretrainWidget(Dock):
         )
         return self.worker
 
-    def _on_event(self, event: Any) -> None:
-        from ..core.events import Pretext, Step
+    def pool_folder(self) -> Path | None:
+        """The folder field's folder, or None when it is empty."""
+        text = str(self.folder.value or "").strip()
+        if text in ("", "."):
+            return None
+        return Path(text)
 
-        if isinstance(event, Step):
+    def _on_event(self, event: Any) -> None:
+        from ..core.events import Notice, Pretext, Skipped, Step
+
+        if isinstance(event, Skipped):
+            self.skipped += 1
+            self.status.value = f"{self.skipped} skipped: {event.reason}"
+        elif isinstance(event, Notice):
+            self.status.value = event.message
+        elif isinstance(event, Step):
             self.progress.max, self.progress.value = event.total, event.step
             self.plot.add_loss(event.step, event.loss)
         elif isinstance(event, Pretext):

@@ -51,6 +51,10 @@ TOOLTIPS = {
     "labels (one model for all; the chosen pair first).",
     "warm": "Continue from the model the last run produced.",
     "preview": "Predict the shown slice while training (costs time).",
+    "TrainWidget.out": "Where to write the model. Left at '<image> <date "
+    "time>.safetensors', each run writes a new file in that folder named "
+    "after the image and the time; a file you choose is used (and "
+    "overwritten) by every run.",
     "TrainWidget.start": "Train in the background; the viewer stays "
     "usable. Shift+T starts or stops.",
     # apply
@@ -61,6 +65,16 @@ TOOLTIPS = {
     "accept": "Copy the shown slice of the prediction (after your "
     "corrections) into the annotations and mark it done. Shift+K; "
     "Ctrl+Z on the annotation layer undoes it.",
+    "reference": "A reference segmentation (a dense ground truth) on the "
+    "prediction's grid to score the prediction against.",
+    "ignore_unlabelled": "Reference voxels labelled 255 (unlabelled, as in "
+    "sparse labels) count for neither side.",
+    "compare": "Score the prediction against the reference: Dice, IoU, "
+    "HD95 (in the reference's spacing units) and volume per class.",
+    "scores": "The scores of the last Compare, one row per class.",
+    "table_file": "The CSV file Save table… writes.",
+    "save_table": "Score again and write the table as CSV to the table "
+    "file (asked for when none is chosen).",
     # boxes
     "shapes": "A Shapes layer whose rectangles are the boxes.",
     "new_boxes": "Add a Shapes layer to draw boxes in.",
@@ -92,6 +106,8 @@ TOOLTIPS = {
     "rotation": "Predict which 90° turn a patch had.",
     "contrastive": "Tell two views of a patch from other patches.",
     "inpainting": "Fill blanked cubes.",
+    "masked": "Masked image modelling: rebuild the many small cubes masked "
+    "out of a patch.",
     "patch": "Side of the cubic patches (a multiple of 8).",
     "PretrainWidget.start": "Pretrain in the background.",
 }

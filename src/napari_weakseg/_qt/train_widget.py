@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,27 @@ from .layers import (
     volume_of,
 )
 from .plot import LossPlot
+
+#: the model file field until the user picks a file: each run then
+#: writes a new file named after the image and the time (see model_file)
+AUTO_NAME = "<image> <date time>.safetensors"
+
+
+def model_file(field: Path, image: str, now: datetime | None = None) -> Path:
+    """Where a run writes its model: the file the user chose, or for the
+    untouched field a new file in its folder named after the image and
+    the time (``MNI152 T1 2025-05-04 153000.safetensors``), never an
+    earlier run's."""
+    if field.name != AUTO_NAME:
+        return field
+    stem = re.sub(r"[^\w .-]+", "_", image).strip(" .") or "model"
+    stamp = (now or datetime.now()).strftime("%Y-%m-%d %H%M%S")
+    path = field.parent / f"{stem} {stamp}.safetensors"
+    k = 2
+    while path.exists():  # two runs within one second
+        path = field.parent / f"{stem} {stamp} [{k}].safetensors"
+        k += 1
+    return path
 
 
 class TrainWidget(Dock):
@@ -83,12 +106,13 @@ class TrainWidget(Dock):
             mode="w",
             label="model file",
             filter="*.safetensors",
-            value=str(home() / "models" / "model.safetensors"),
+            value=str(home() / "models" / AUTO_NAME),
         )
         self.start = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(value=0, max=1, label="progress")
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)  # paths and layer names
         self.extend(
             [
                 self.image,
@@ -114,6 +138,7 @@ class TrainWidget(Dock):
         self.start.changed.connect(self.start_training)
         self.stop_button.changed.connect(self.request_stop)
         self.preview_worker: Any = None
+        self._run_image: str | None = None
         self._session.encoder_changed.connect(self._offer_encoder)
         if self._session.encoder_path is not None:
             self._offer_encoder(self._session.encoder_path)
@@ -142,6 +167,8 @@ class TrainWidget(Dock):
                 )
             )
             return None
+        if self.refuse_mismatch(ann, "annotation"):
+            return None
         pairs = [(image, ann)]
         if self.every_image.value:  # the chosen pair first, then the others
             pairs += [
@@ -164,7 +191,8 @@ class TrainWidget(Dock):
             "init": self._init_path(),
             "stop": self._stop,
         }
-        out = Path(str(self.out.value))
+        out = model_file(Path(str(self.out.value)), image.name)
+        self._run_image = image.name
         self._stop.clear()
         self.plot.clear()
         if len(pairs) > 1:
@@ -279,12 +307,13 @@ class TrainWidget(Dock):
         if result.steps == 0:
             show_info("Training stopped before its first step; no model.")
             return
-        self._session.set_model(result.best_path)
+        self._session.set_model(result.best_path, self._run_image)
         show_info(
             f"Training {'stopped' if result.stopped else 'finished'} after "
             f"{result.steps} steps; {result.summary()}."
         )
-        self.status.value = f"model: {result.best_path}"
+        best = Path(result.best_path)
+        self.status.value = f"model: {best.name}\nin {best.parent}"
 
     def _finished(self) -> None:
         self._set_running(False)

@@ -44,6 +44,7 @@ from .boxes import (
 )
 from .crf import crf_refine
 from .device import resolve_device
+from .errors import Cancelled
 from .events import Round
 from .expansion import Expansion
 from .inference import iter_predict
@@ -123,6 +124,8 @@ def train_round(
     fin = yield from iter_train(
         [image], [targets], out, cfg, spacing, init, stop, expansion
     )
+    if fin.steps == 0:  # stopped before its first step: no model to use
+        raise Cancelled("stopped before the round's first step")
     model, mconf = load_model(out, device)
     labels, probs = yield from iter_predict(
         model,

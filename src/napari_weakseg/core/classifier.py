@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from . import engine
-from .device import resolve_device
+from .device import resolve_device, seeded
 from .engine import ACCURACY, Plan, Task
 from .errors import WeaksegError
 from .events import Finished, Started
@@ -301,7 +301,6 @@ def iter_train_classifier(
             "or gap (U-Net encoder, transfers pretrained weights)."
         )
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
     median = [
         int(np.median([c.shape[a] - 2 * margin for c in crops]))
         for a in range(3)
@@ -311,7 +310,8 @@ def iter_train_classifier(
         mconf = _local_config(patch, spacing, present, cfg.base_filters)
     else:
         mconf = _encoder_config(patch, spacing, present, cfg)
-    model = build_network(mconf)
+    with seeded(cfg.seed):
+        model = build_network(mconf)
     transferred = 0
     if init is not None:
         tensors, src = read_model_file(init)

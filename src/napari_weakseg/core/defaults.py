@@ -13,6 +13,8 @@ BACKGROUND_BRUSH = 255
 STEPS = 300
 #: patches per step
 BATCH_SIZE = 2
+#: the U-Net that training builds, and pretraining pretrains by default
+NETWORK = "resunet"
 #: channels of the first U-Net level (doubling per level)
 BASE_FILTERS = 16
 #: boxes to masks: recursive rounds, and training steps in each
@@ -60,3 +62,39 @@ IMAGE_KEY = "weakseg_image"
 DONE_KEY = "weakseg_done"
 #: metadata key naming one of the plugin's own output layers
 OUTPUT_KEY = "weakseg_output"
+
+#: the accepted range of every numeric setting, shared by the API (checked
+#: when called), the CLI (checked when parsed) and the docks:
+#: name -> (type, lowest, highest, highest included)
+BOUNDS: dict[str, tuple[type, float, float, bool]] = {
+    "steps": (int, 1, 10**9, True),
+    "steps_per_round": (int, 1, 10**9, True),
+    "rounds": (int, 1, 1000, True),
+    "batch_size": (int, 1, 1024, True),
+    "base_filters": (int, 1, 320, True),
+    "learning_rate": (float, 1e-8, 1.0, True),
+    "minutes": (float, 1e-3, 1e6, True),
+    "patience": (int, 1, 10**9, True),
+    "ignore_label": (int, 0, 255, True),
+    "seed": (int, 0, 2**32 - 1, True),
+    "overlap": (float, 0.0, 1.0, False),
+    "min_fill": (float, 0.0, 1.0, True),
+    "core_fraction": (float, 0.0, 1.0, True),
+    "class_index": (int, 0, 255, True),
+    "count": (int, 1, 10**6, True),
+    "block": (int, 8, 2**16, True),
+    "patch": (int, 8, 512, True),
+    "nproc_per_node": (int, 1, 1024, True),
+}
+#: patch sides are multiples of this (three halvings of the U-Net)
+PATCH_MULTIPLE = 8
+#: masked image modelling: side of the masked cubes (voxels) and the
+#: share of cubes masked (SimMIM / MAE style, Wald et al. 2024)
+MASK_CUBE = 4
+MASK_RATIO = 0.6
+#: unlabelled pools: volumes held in memory at once
+POOL_CACHE = 8
+#: semi-supervised training with unlabelled volumes (``train
+#: --unlabelled``): the method and the weight of its term
+SEMI_METHOD = "meanteacher"
+SEMI_WEIGHT = 1.0

@@ -203,6 +203,28 @@ def _out_of_patience(plan: Plan, track: Tracker, step: int) -> bool:
     )
 
 
+def _finite(model: torch.nn.Module) -> bool:
+    """Whether every weight of ``model`` is a finite number."""
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _diverged(
+    step: int, out: Path, wrote: list[Path], protect: bool
+) -> WeaksegError:
+    """The sentence for a run whose loss or weights stopped being finite:
+    what was kept.  Non-finite weights are never written."""
+    if out in wrote:
+        kept = f"{out.name} holds the best weights from before it"
+    elif protect:
+        kept = f"{out.name} was kept as it was"
+    else:
+        kept = f"{out.name} was not written"
+    return WeaksegError(
+        f"Training diverged at step {step} (the loss or the weights became "
+        f"NaN or infinite); {kept}. Try a lower learning rate."
+    )
+
+
 def run(
     task: Task,
     plan: Plan,
@@ -236,10 +258,15 @@ def run(
         task.model = ddp.wrap(raw, task.device)
         started = dataclasses.replace(started, world_size=w.size)
 
+    wrote: list[Path] = []
+
     def save(path: Path) -> None:  # rank 0 only; the module, not DDP's
         if w.main:
+            if not _finite(raw):
+                raise _diverged(step, out, wrote, protect)
             with _unwrapped(task, raw):
                 task.save(path)
+            wrote.append(path)
 
     def checkpoint(at: int, keep: bool) -> Generator[Any, None, None]:
         with _unwrapped(task, raw):  # every rank: the same weights, data
@@ -284,6 +311,8 @@ def run(
                     task.device.type, dtype=amp, enabled=amp is not None
                 ):
                     loss = task.loss()
+                if not bool(torch.isfinite(loss.detach()).all()):
+                    raise _diverged(step + 1, out, wrote, protect)
                 optimiser_step(task.optimiser, loss)
                 if task.scheduler is not None:
                     task.time_share = min(1.0, (clock() - t0) / budget_s)

@@ -24,6 +24,8 @@ class Started:
     transferred: int = 0
     #: training processes (torchrun), 1 without DDP
     world_size: int = 1
+    #: the network that trains (``resunet``, ``dynunet``, ...)
+    network: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,14 @@ def run(
             return fin.value
         if callback is not None:
             callback(event)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that is no error (e.g. an image
+    unlike the model's training data): a notification, a CLI warning."""
+
+    message: str
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,12 @@ METADATA_KEY = "weakseg_geometry"
 
 
 def _floats(values: Sequence[float], n: int, what: str) -> tuple[float, ...]:
-    out = tuple(float(v) for v in values)
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise WeaksegError(
+            f"The {what} needs {n} numbers, got {str(values)[:60]}."
+        ) from None
     if len(out) != n:
         raise WeaksegError(f"The {what} needs {n} values, got {len(out)}.")
     return out
@@ -49,6 +54,16 @@ class Geometry:
         if min(self.spacing) <= 0 or not np.all(np.isfinite(self.spacing)):
             raise WeaksegError(
                 f"Voxel spacing must be positive, got {self.spacing}."
+            )
+        if not np.all(np.isfinite(self.origin)):
+            raise WeaksegError(
+                f"The origin must be finite, got {self.origin}."
+            )
+        d = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        if not np.all(np.isfinite(d)) or abs(np.linalg.det(d)) < 1e-6:
+            raise WeaksegError(
+                "The direction matrix must be finite and invertible, got "
+                f"{self.direction}."
             )
 
     @property

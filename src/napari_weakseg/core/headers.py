@@ -7,6 +7,12 @@ NIfTI, MetaImage and NRRD headers are parsed here first, in plain Python
 that cannot crash: dimensions, voxel counts (against a ceiling), bytes
 per voxel, spacing, and the data actually present (compressed streams are
 decoded to count their bytes, without keeping them).
+
+A MetaImage or NRRD header names the file(s) holding its voxels; they must
+lie in the header's folder or below it (symbolic links and ``..``
+resolved), so that a header cannot make the product read, say,
+``/etc/passwd`` as an image.  Set ``WEAKSEG_ALLOW_EXTERNAL_DATA=1`` to
+follow data files elsewhere.
 """
 
 from __future__ import annotations
@@ -14,16 +20,24 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import re
 import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import WeaksegError
 
 #: default ceiling on voxels in one volume (``WEAKSEG_MAX_VOXELS``)
 MAX_VOXELS = 2**31
+#: environment variable that lets headers name data files anywhere
+EXTERNAL_DATA_ENV = "WEAKSEG_ALLOW_EXTERNAL_DATA"
 _CHUNK = 1 << 20
+#: longest list of data file names read from a header (bytes)
+_LIST_BYTES = 16 << 20
+#: a file name pattern with one integer field: ``slice%03d.raw``
+_PATTERN = re.compile(r"[^%]*%0?[1-9]?[0-9]?d[^%]*")
 _NIFTI_BYTES = {
     2: 1,
     4: 2,
@@ -126,6 +140,31 @@ def max_voxels() -> int:
         return MAX_VOXELS
 
 
+def external_data_allowed() -> bool:
+    """Whether ``WEAKSEG_ALLOW_EXTERNAL_DATA=1`` lets headers name data
+    files outside their folder."""
+    value = os.environ.get(EXTERNAL_DATA_ENV, "").strip().lower()
+    return value in ("1", "true", "yes")
+
+
+def data_files(path: str | os.PathLike) -> list[Path]:
+    """The files a MetaImage or NRRD header reads its voxels from,
+    resolved (symbolic links and ``..`` followed); ``[]`` when the voxels
+    are inline or ``path`` is not such a header.  Raises
+    :class:`WeaksegError` for a header that cannot be parsed."""
+    p = Path(path)
+    name = p.name.lower()
+    if not p.is_file():
+        return []
+    if name.endswith((".mha", ".mhd")):
+        names = _metaimage_layout(p)[3]
+    elif name.endswith((".nrrd", ".nhdr")):
+        names = _nrrd_layout(p)[3]
+    else:
+        return []
+    return [(p.parent / n).resolve() for n in names or ()]
+
+
 def check_header(path: str | os.PathLike) -> None:
     """Raise :class:`WeaksegError` if ``path``'s header lies or is unsafe."""
     p = Path(path)
@@ -193,6 +232,74 @@ def _zlib_chunks(p: Path, offset: int) -> Iterator[bytes]:
 
 
 def _check_nifti(p: Path, gz: bool) -> None:
+    order, dim, code, pixdim, offset = _nifti_header(p, gz)
+    ndim = dim[0]
+    if not 1 <= ndim <= 7:
+        raise _bad(p, f"its header gives {ndim} dimensions")
+    if code not in _NIFTI_BYTES:
+        raise _bad(p, f"its header gives the unknown data type {code}")
+    need = offset + _check_size(p, list(dim[1 : ndim + 1]), _NIFTI_BYTES[code])
+    # ITK reads a negative pixdim as its absolute value (a flip lives in
+    # the qform/sform); 0 and NaN stay refused
+    _check_spacing(p, [abs(float(x)) for x in pixdim[1 : min(ndim, 3) + 1]])
+    have = _stream_length(p, _gzip_chunks(p)) if gz else p.stat().st_size
+    if have < need:
+        raise _bad(
+            p,
+            f"it is truncated ({have:,} of the {need:,} bytes its header "
+            "announces)",
+        )
+
+
+#: NIfTI float types whose NaN / Inf ITK's reader turns into 0
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
+
+
+def nifti_nonfinite(path: str | os.PathLike) -> tuple[Any, Any] | None:
+    """``(flat indices, values)`` of the NaN / infinite voxels of a float
+    NIfTI file, in file order (= the C order of ``(z, y, x)`` arrays), or
+    None when it has none.  ITK's reader turns them into 0 silently, so
+    the file's own bytes are scanned, chunk by chunk."""
+    import numpy as np
+
+    p = Path(path)
+    gz = p.name.lower().endswith(".gz")
+    order, dim, code, _, offset = _nifti_header(p, gz)
+    if code not in _NIFTI_FLOATS:
+        return None
+    dtype = np.dtype(order + _NIFTI_FLOATS[code])
+    count = math.prod(dim[1 : dim[0] + 1])
+    chunks = _gzip_chunks(p) if gz else _file_chunks(p)
+    found_at, found = [], []
+    skip, start, rest = offset, 0, b""
+    for chunk in chunks:
+        if skip:
+            cut = min(skip, len(chunk))
+            chunk, skip = chunk[cut:], skip - cut
+        buf = rest + chunk
+        usable = len(buf) - len(buf) % dtype.itemsize
+        values = np.frombuffer(buf[:usable], dtype)[: max(0, count - start)]
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            found_at.append(bad + start)
+            found.append(values[bad])
+        start += values.size
+        rest = buf[usable:]
+        if start >= count:
+            break
+    if not found_at:
+        return None
+    return np.concatenate(found_at), np.concatenate(found).astype(float)
+
+
+def _file_chunks(p: Path) -> Iterator[bytes]:
+    with p.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            yield chunk
+
+
+def _nifti_header(p: Path, gz: bool) -> tuple[str, Any, int, Any, int]:
+    """Byte order, dim, datatype code, pixdim and data offset."""
     try:
         if gz:
             with gzip.open(p, "rb") as f:
@@ -222,27 +329,18 @@ def _check_nifti(p: Path, gz: bool) -> None:
         dim = struct.unpack(order + "8q", head[16:80])
         pixdim = struct.unpack(order + "8d", head[80:144])
         offset = struct.unpack(order + "q", head[168:176])[0]
-    ndim = dim[0]
-    if not 1 <= ndim <= 7:
-        raise _bad(p, f"its header gives {ndim} dimensions")
-    if code not in _NIFTI_BYTES:
-        raise _bad(p, f"its header gives the unknown data type {code}")
-    need = offset + _check_size(p, list(dim[1 : ndim + 1]), _NIFTI_BYTES[code])
-    _check_spacing(p, [float(x) for x in pixdim[1 : min(ndim, 3) + 1]])
-    have = _stream_length(p, _gzip_chunks(p)) if gz else p.stat().st_size
-    if have < need:
-        raise _bad(
-            p,
-            f"it is truncated ({have:,} of the {need:,} bytes its header "
-            "announces)",
-        )
+    return order, dim, code, pixdim, offset
 
 
 # --- MetaImage ---------------------------------------------------------------
 
 
-def _text_header(p: Path, sep: str, end) -> tuple[dict[str, str], int]:
-    """``key<sep>value`` lines up to the line ``end`` says is the last."""
+def _text_header(
+    p: Path, sep: str, end, eof_ends: bool = False
+) -> tuple[dict[str, str], int]:
+    """``key<sep>value`` lines up to the line ``end`` says is the last
+    (kept), or to the end of the file when ``eof_ends`` (a detached
+    header)."""
     fields: dict[str, str] = {}
     pos = 0
     with p.open("rb") as f:
@@ -250,12 +348,64 @@ def _text_header(p: Path, sep: str, end) -> tuple[dict[str, str], int]:
     for line in raw.splitlines(keepends=True):
         pos += len(line)
         text = line.decode("latin-1").strip()
-        if end(text):
-            return fields, pos
+        last = end(text)
         if sep in text:
             k, v = text.split(sep, 1)
             fields[k.strip().lower()] = v.strip()
+        if last:
+            return fields, pos
+    if eof_ends and len(raw) < 1 << 16:
+        return fields, pos
     raise _bad(p, "its header has no end within 64 KiB")
+
+
+def _lines_after(p: Path, pos: int) -> list[str]:
+    """The non-blank lines of ``p`` after byte ``pos`` (a list of data
+    files), at most :data:`_LIST_BYTES` of them."""
+    with p.open("rb") as f:
+        f.seek(pos)
+        raw = f.read(_LIST_BYTES + 1)
+    if len(raw) > _LIST_BYTES:
+        raise _bad(p, "its list of data files is longer than 16 MiB")
+    lines = (t.decode("latin-1").strip() for t in raw.splitlines())
+    return [t for t in lines if t]
+
+
+def _pattern_files(
+    p: Path, fmt: str, numbers: list[int], count: int
+) -> list[str]:
+    """The first ``count`` names of ``fmt % i`` for ``i`` from ``first``
+    to ``last`` by ``step`` (``numbers``)."""
+    first, last, step = numbers
+    if not _PATTERN.fullmatch(fmt):
+        raise _bad(
+            p,
+            f"its data file pattern '{fmt[:60]}' is not a file name with "
+            "one %d field",
+        )
+    if step == 0 or (last - first) * step < 0:
+        raise _bad(
+            p,
+            f"its data file numbers {first} to {last} by {step} do not "
+            "count up or down to the last one",
+        )
+    stop = first + step * count
+    stop = min(stop, last + 1) if step > 0 else max(stop, last - 1)
+    return [fmt % i for i in range(first, stop, step)]
+
+
+def _check_inside(p: Path, names: list[str]) -> None:
+    """Refuse data files outside the header's folder (unless allowed)."""
+    if external_data_allowed():
+        return
+    folder = p.parent.resolve()
+    for name in names:
+        if not (p.parent / name).resolve().is_relative_to(folder):
+            raise _bad(
+                p,
+                f"its data file {name[:80]} lies outside its folder (set "
+                f"{EXTERNAL_DATA_ENV}=1 to allow it)",
+            )
 
 
 def _ints(p: Path, text: str, what: str) -> list[int]:
@@ -287,16 +437,43 @@ def _dims(
     return dims
 
 
-def _check_metaimage(p: Path) -> None:
+def _metaimage_layout(
+    p: Path,
+) -> tuple[dict[str, str], int, list[int], list[str] | None]:
+    """Header fields, header length, sizes and data file names (None:
+    inline after the header).  ``ElementDataFile`` is ``LOCAL``, one file
+    name, ``LIST [nD]`` followed by one name a line, or a pattern
+    ``name%03d.raw [first last step]`` (MetaIO numbers from 1 to the last
+    size when the numbers are left out)."""
     fields, pos = _text_header(
         p, "=", lambda t: t.lower().startswith("elementdatafile")
     )
-    with p.open("rb") as f:  # the ElementDataFile line itself
-        f.seek(0)
-        raw = f.read(pos)
-    last = raw.splitlines()[-1].decode("latin-1")
-    data_file = last.split("=", 1)[1].strip() if "=" in last else ""
+    data_file = fields.get("elementdatafile", "")
     dims = _dims(p, fields, ("ndims", "NDims"), ("dimsize", "DimSize"))
+    if data_file.upper() == "LOCAL":
+        return fields, pos, dims, None
+    words = data_file.split()
+    if words and words[0].upper() == "LIST":
+        return fields, pos, dims, _lines_after(p, pos)
+    if "%" in data_file:
+        numbers = _ints(p, " ".join(words[1:]), "data file numbers")
+        if not numbers:
+            numbers = [1, dims[-1], 1]
+        if len(numbers) != 3:  # MetaIO divides by zero on two numbers
+            raise _bad(
+                p,
+                f"its data file pattern '{data_file[:60]}' needs a first, "
+                "last and step number",
+            )
+        names = _pattern_files(p, words[0], numbers, dims[-1])
+        return fields, pos, dims, names
+    return fields, pos, dims, [data_file] if data_file else []
+
+
+def _check_metaimage(p: Path) -> None:
+    fields, pos, dims, names = _metaimage_layout(p)
+    if names:
+        _check_inside(p, names)
     etype = fields.get("elementtype", "").upper()
     if etype not in _META_BYTES:
         raise _bad(p, f"its ElementType '{etype}' is unknown")
@@ -312,15 +489,34 @@ def _check_metaimage(p: Path) -> None:
     if spacing:
         _check_spacing(p, _floats(p, spacing, "ElementSpacing"))
     compressed = fields.get("compresseddata", "false").lower() == "true"
-    if data_file.upper() == "LOCAL":
-        src, offset = p, pos
-    elif data_file and " " not in data_file and "%" not in data_file:
-        src, offset = p.parent / data_file, 0
-        if not src.is_file():
-            raise _bad(p, f"its data file {data_file} is missing")
-    else:
-        return  # file lists: SimpleITK checks each file itself
-    _check_data(p, src, offset, need, compressed)
+    if names is None:
+        _check_data(p, p, pos, need, compressed)
+        return
+    for name in names:
+        if not (p.parent / name).is_file():
+            raise _bad(p, f"its data file {name[:80]} is missing")
+    if len(names) == 1:
+        _check_data(p, p.parent / names[0], 0, need, compressed)
+    elif names and not compressed:
+        # MetaIO reads short or missing slice files as whatever memory
+        # held: every file must hold its share
+        sizes = [(p.parent / name).stat().st_size for name in names]
+        if sum(sizes) < need:
+            raise _bad(
+                p,
+                f"its {len(names)} data files hold {sum(sizes):,} of the "
+                f"{need:,} bytes its header announces",
+            )
+        share = need // len(names)
+        for name, size in zip(names, sizes):
+            if size < share:
+                raise _bad(
+                    p,
+                    f"its data file {name[:80]} is truncated ({size:,} of "
+                    f"{share:,} bytes)",
+                )
+    elif not names:
+        raise _bad(p, "its header names no data file")
 
 
 def _check_data(p: Path, src: Path, offset: int, need: int, packed: bool):
@@ -342,13 +538,49 @@ def _check_data(p: Path, src: Path, offset: int, need: int, packed: bool):
 # --- NRRD -------------------------------------------------------------------
 
 
-def _check_nrrd(p: Path) -> None:
+def _is_nrrd_list(text: str) -> bool:
+    """Whether a header line is ``data file: LIST``: names follow."""
+    key, _, value = text.partition(":")
+    return key.strip().lower() in ("data file", "datafile") and (
+        value.split()[:1] == ["LIST"]
+    )
+
+
+def _nrrd_layout(
+    p: Path,
+) -> tuple[dict[str, str], int, list[int], list[str] | None]:
+    """Header fields, header length, sizes and data file names (None:
+    inline after the header).  The header ends at a blank line, or at the
+    end of the file (a detached ``.nhdr`` header), or after ``data file:
+    LIST``, whose names follow one a line; ``data file: name%03d.raw
+    first last step [subdim]`` is a pattern."""
     with p.open("rb") as f:
         magic = f.read(8)
     if not magic.startswith(b"NRRD000"):
         raise _bad(p, "it has no NRRD header")
-    fields, pos = _text_header(p, ":", lambda t: t == "")
+    fields, pos = _text_header(
+        p, ":", lambda t: t == "" or _is_nrrd_list(t), eof_ends=True
+    )
     sizes = _dims(p, fields, ("dimension",) * 2, ("sizes",) * 2)
+    data_file = fields.get("data file") or fields.get("datafile")
+    if not data_file:
+        return fields, pos, sizes, None
+    words = data_file.split()
+    if words[0] == "LIST":
+        return fields, pos, sizes, _lines_after(p, pos)
+    if len(words) >= 4 and all(
+        re.fullmatch(r"[-+]?\d+", w) for w in words[1:4]
+    ):
+        numbers = [int(w) for w in words[1:4]]
+        names = _pattern_files(p, words[0], numbers, sizes[-1])
+        return fields, pos, sizes, names
+    return fields, pos, sizes, [data_file]
+
+
+def _check_nrrd(p: Path) -> None:
+    fields, pos, sizes, names = _nrrd_layout(p)
+    if names:
+        _check_inside(p, names)
     kind = fields.get("type", "").lower()
     if kind not in _NRRD_BYTES:
         raise _bad(p, f"its type '{kind}' is unknown")
@@ -357,15 +589,14 @@ def _check_nrrd(p: Path) -> None:
         text = fields["spacings"].replace("nan", "")  # nan: no spatial axis
         _check_spacing(p, _floats(p, text, "spacings"))
     encoding = fields.get("encoding", "raw").lower()
-    data_file = fields.get("data file") or fields.get("datafile")
-    if data_file:
-        if " " in data_file or "%" in data_file or data_file == "LIST":
-            return
-        src, offset = p.parent / data_file, 0
-        if not src.is_file():
-            raise _bad(p, f"its data file {data_file} is missing")
-    else:
+    if names is None:
         src, offset = p, pos
+    elif len(names) == 1:  # lists and patterns: teem checks each file
+        src, offset = p.parent / names[0], 0
+        if not src.is_file():
+            raise _bad(p, f"its data file {names[0][:80]} is missing")
+    else:
+        return
     if encoding == "raw":
         _check_data(p, src, offset, need, False)
     elif encoding in ("gzip", "gz"):

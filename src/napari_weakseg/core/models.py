@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,43 @@ from .errors import WeaksegError
 
 FORMAT_VERSION = 1
 CONFIG_KEY = "weakseg_config"
+#: the largest patch a model file may ask for (a 256^3 window): a larger
+#: one in a downloaded file would allocate without bound
+MAX_PATCH_VOXELS = 256**3
+
+
+def _intensity_ok(stats: Any) -> bool:
+    """Empty, or finite ``lo`` <= ``hi``."""
+    if stats == {}:
+        return True
+    return (
+        isinstance(stats, dict)
+        and set(stats) == {"lo", "hi"}
+        and all(
+            isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            for v in stats.values()
+        )
+        and stats["lo"] <= stats["hi"]
+    )
+
+
+def _normalisation_ok(norm: Any) -> bool:
+    """The one method there is, with percentiles 0 <= lower < upper <= 100."""
+    if not isinstance(norm, dict) or set(norm) - {"method", "lower", "upper"}:
+        return False
+    lower, upper = norm.get("lower", 0.5), norm.get("upper", 99.5)
+    return (
+        norm.get("method", "percentile_zscore") == "percentile_zscore"
+        and all(
+            isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            for v in (lower, upper)
+        )
+        and 0 <= lower < upper <= 100
+    )
 
 
 @dataclass
@@ -62,6 +98,9 @@ class ModelConfig:
         }
     )
     ignore_label: int = IGNORE
+    #: raw intensity clip bounds (0.5 / 99.5 percentiles) of the training
+    #: images, mean over them: ``{"lo": .., "hi": ..}`` (empty: unknown)
+    intensity: dict[str, float] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     weakseg_version: str = __version__
 
@@ -122,14 +161,16 @@ class ModelConfig:
             and len(self.dilations) <= 12
             and (self.pooling != "topk" or len(self.dilations) > 0),
             "topk": isinstance(self.topk, int | float) and 0 < self.topk <= 1,
-            "patch_size": ints(self.patch_size, 3, 1, 1024),
+            "patch_size": ints(self.patch_size, 3, 1, 512)
+            and math.prod(self.patch_size) <= MAX_PATCH_VOXELS,
             "spacing": isinstance(self.spacing, list)
             and len(self.spacing) == 3
             and all(
                 isinstance(x, int | float) and math.isfinite(x) and x > 0
                 for x in self.spacing
             ),
-            "normalisation": isinstance(self.normalisation, dict),
+            "normalisation": _normalisation_ok(self.normalisation),
+            "intensity": _intensity_ok(self.intensity),
             "ignore_label": type(self.ignore_label) is int
             and 0 <= self.ignore_label <= 255,
             "format_version": type(self.format_version) is int,
@@ -402,27 +443,44 @@ def save_model(
 def save_tensors(
     path: str | os.PathLike, tensors: dict, config: ModelConfig
 ) -> Path:
-    """Write tensors and config to one ``.safetensors`` file, atomically."""
-    from safetensors.torch import save_file
+    """Write tensors and config to one ``.safetensors`` file, atomically.
+
+    The bytes go to a temporary named after ``path`` beside it (see
+    :mod:`~.files`), then it is renamed; weights that are NaN or infinite
+    are never written.
+    """
+    from safetensors.torch import save
+
+    from .files import discard, temporary_sibling
 
     p = Path(path)
     if p.is_dir():
         raise WeaksegError(f"{p} is an existing folder; give a file name.")
+    bad = non_finite(tensors)
+    if bad:
+        raise WeaksegError(
+            f"The weights hold NaN or infinite values (tensor '{bad}'); "
+            f"{p.name} was not written."
+        )
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(
-        prefix=f".{p.name}.", suffix=".tmp", dir=p.parent
-    )
-    os.close(fd)
+    data = save(tensors, metadata={CONFIG_KEY: config.to_json()})
+    tmp = temporary_sibling(p)
     try:
-        save_file(tensors, name, metadata={CONFIG_KEY: config.to_json()})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(name, 0o666 & ~umask)  # mkstemp's 0600 would hide it
-        os.replace(name, p)
+        with open(tmp, "xb") as f:  # 0666 less the umask, like any file
+            f.write(data)
+        os.replace(tmp, p)
     finally:
-        if os.path.exists(name):
-            os.unlink(name)
+        discard(tmp)
     return p
+
+
+def non_finite(tensors: dict) -> str | None:
+    """The name of the first floating tensor with a NaN or infinite
+    value (None when every one is finite)."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
 
 
 def read_model_file(path: str | os.PathLike) -> tuple[dict, ModelConfig]:
@@ -453,6 +511,12 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict, ModelConfig]:
         raise WeaksegError(
             f"{p.name} has a damaged model config ({exc})."
         ) from None
+    bad = non_finite(tensors)
+    if bad:
+        raise WeaksegError(
+            f"{p.name} holds NaN or infinite weights (tensor '{bad}'); it "
+            "is the result of a diverged training and cannot predict."
+        )
     if config.format_version != FORMAT_VERSION:
         raise WeaksegError(
             f"{p.name} uses model format {config.format_version}; this "

@@ -75,12 +75,31 @@ def _transform(dataset: dict, ndim: int) -> tuple[list[float], list[float]]:
     return scale, shift
 
 
+def first_level(path: str | os.PathLike) -> Any:
+    """Level 0 of an OME-Zarr group as stored (every axis), or None when
+    the metadata or the array is missing."""
+    import zarr
+
+    ms = multiscales(path)
+    datasets = (ms or {}).get("datasets") or [{}]
+    if not isinstance(datasets[0], dict) or "path" not in datasets[0]:
+        return None
+    try:
+        level = zarr.open_group(str(path), mode="r")[str(datasets[0]["path"])]
+    except Exception:  # noqa: BLE001 - read_levels explains what is wrong
+        return None
+    return level if hasattr(level, "nchunks") else None
+
+
 def read_levels(
     path: str | os.PathLike,
 ) -> tuple[list[Any], list[Geometry]]:
     """Every level as a lazy zarr array (spatial axes only) with its
-    geometry (spacing = scale, origin = translation), finest first."""
+    geometry (spacing = scale, origin = translation), finest first.  A
+    chunk that fails to decode raises :class:`WeaksegError`."""
     import zarr
+
+    from .io import checked_zarr
 
     p = Path(path)
     ms = multiscales(p)
@@ -114,6 +133,7 @@ def read_levels(
                 f"{p.name} has {'x'.join(map(str, extra))} channels or time "
                 "points; napari-weakseg reads one 3D volume (split them)."
             )
+        arr = checked_zarr(arr, p.name)
         arr = arr[(0,) * len(extra)] if extra else arr
         scale, shift = _transform(d, len(names))
         levels.append(arr)
@@ -212,7 +232,14 @@ def create(
     ]
     group.attrs["weakseg_geometry"] = geometry.to_dict()
     group.attrs["weakseg_labels"] = bool(labels)
-    return group["0"]
+    return _complete(group["0"])
+
+
+def _complete(arr: Any) -> Any:
+    """``arr`` writing its empty chunks too, so that the store holds every
+    chunk (one lacking chunks is refused when read); the setting is not
+    stored, every handle that writes needs it."""
+    return arr.with_config({"write_empty_chunks": True})
 
 
 def fill_levels(path: str | os.PathLike, slab: int = 64) -> None:
@@ -224,7 +251,7 @@ def fill_levels(path: str | os.PathLike, slab: int = 64) -> None:
     labels = bool(group.attrs.get("weakseg_labels", False))
     names = [d["path"] for d in group.attrs["multiscales"][0]["datasets"]]
     for fine, coarse in zip(names, names[1:]):
-        src, dst = group[fine], group[coarse]
+        src, dst = group[fine], _complete(group[coarse])
         for z0 in range(0, dst.shape[-3], slab):
             z1 = min(dst.shape[-3], z0 + slab)
             block = np.asarray(src[..., 2 * z0 : 2 * z1, :, :])

@@ -4,9 +4,13 @@
 (budget, stop flag, OOM guard, checkpoints) and yields
 :class:`~.events.Step` and :class:`~.events.Pretext` events (per-task
 losses, rotation accuracy, contrastive top-1).  It writes an *encoder
-file*: a model file of kind ``encoder`` holding only the U-Net encoder
-tensors, which ``--init`` of the U-Net, the classifier and the box
-trainer transfer.
+file*: a model file of kind ``encoder`` holding the U-Net encoder
+tensors (rotation, contrastive) or the whole U-Net but its output block
+(when a task trains the decoder: inpainting, masked), which ``--init``
+of the U-Net, the classifier and the box trainer transfer.
+
+The volumes come from a :class:`~.pool.VolumePool`: arrays in memory, or
+folders and files streamed a bounded cache at a time.
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from . import defaults, engine
-from .device import resolve_device
+from .device import resolve_device, seeded
 from .engine import LOSS, Plan, Task
 from .errors import WeaksegError
-from .events import Finished, Pretext, Started
+from .events import Finished, Notice, Pretext, Started
 from .models import (
     ModelConfig,
     build_network,
@@ -35,11 +39,15 @@ from .models import (
     save_tensors,
 )
 from .normalise import normalise
+from .pool import VolumePool
 from .ssl import (
+    DECODER_TASKS,
     PretextModel,
     augment,
     blank_blocks,
     contrastive_top1,
+    mask_cubes,
+    masked_l1,
     parse_tasks,
     require_structure,
     rotate,
@@ -67,8 +75,14 @@ class PretrainConfig:
     depth: int = 4
     #: the network whose encoder is pretrained (:data:`~.models.NETWORKS`);
     #: the U-Net trained from the file is that network
-    network: str = "dynunet"
+    network: str = defaults.NETWORK
     temperature: float = 0.5
+    #: masked image modelling: side of the masked cubes, share masked
+    mask_cube: int = defaults.MASK_CUBE
+    mask_ratio: float = defaults.MASK_RATIO
+    #: save the whole U-Net (but its output block) when a task trains
+    #: the decoder; False: the encoder only
+    whole: bool = True
     learning_rate: float = 1e-3
     save_every: int = 50
     device: str = "auto"
@@ -80,21 +94,27 @@ VALIDATION_PATCHES = 8
 
 
 class PretextTask(Task):
-    """The pretext losses (rotation, contrastive, inpainting) summed with
-    their weights; validation: that sum on a fixed batch (loss ↓)."""
+    """The pretext losses (rotation, contrastive, inpainting, masked)
+    summed with their weights; validation: that sum on a fixed batch
+    (loss ↓)."""
 
     metric = LOSS
 
     def __init__(
         self,
-        volumes: Sequence[np.ndarray],
+        volumes: VolumePool,
         model: PretextModel,
         enc_conf: ModelConfig,
         tasks: Sequence[str],
         cfg: PretrainConfig,
         device: torch.device,
+        whole: torch.nn.Module | None = None,
     ) -> None:
         from monai.losses import ContrastiveLoss
+
+        #: the same U-Net with another number of classes: the tensors
+        #: whose shape it shares are saved (None: the encoder only)
+        self.whole = whole if cfg.whole else None
 
         self.volumes, self.tasks, self.cfg = volumes, tuple(tasks), cfg
         self.model, self.enc_conf, self.device = (
@@ -118,14 +138,13 @@ class PretextTask(Task):
         self.val_batch = self._patches(VALIDATION_PATCHES, vrng)
 
     def _patches(self, n: int, rng: np.random.Generator) -> torch.Tensor:
-        per = [int(rng.integers(len(self.volumes))) for _ in range(n)]
         return torch.as_tensor(
             np.stack(
                 [
                     structured_patches(
-                        self.volumes[i], self.cfg.patch, 1, rng
+                        self.volumes.volume(), self.cfg.patch, 1, rng
                     )[0]
-                    for i in per
+                    for _ in range(n)
                 ]
             )
         )[:, None]
@@ -158,6 +177,12 @@ class PretextTask(Task):
             rec = model.unet(xm.to(dev)).float()
             mask = mask.to(dev)
             losses["inpainting"] = F.l1_loss(rec[mask], p.to(dev)[mask])
+        if "masked" in self.tasks:
+            xm, mask = mask_cubes(
+                p, gen, self.cfg.mask_cube, self.cfg.mask_ratio
+            )
+            rec = model.unet(xm.to(dev)).float()
+            losses["masked"] = masked_l1(rec, p.to(dev), mask.to(dev))
         return losses
 
     def _total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -165,7 +190,7 @@ class PretextTask(Task):
         return sum(w.get(k, 1.0) * v for k, v in losses.items())
 
     def loss(self) -> torch.Tensor:
-        volume = self.volumes[int(self.rng.integers(len(self.volumes)))]
+        volume = self.volumes.volume()
         p = torch.as_tensor(
             np.stack(
                 structured_patches(
@@ -177,6 +202,7 @@ class PretextTask(Task):
         return self._total(self.last)
 
     def after_step(self, step: int) -> Iterable[Pretext]:
+        yield from self.volumes.drain()
         losses = tuple((k, float(v.detach())) for k, v in self.last.items())
         yield Pretext(
             step, losses, _mean(self.rot_hits), _mean(self.top1_hits)
@@ -191,7 +217,11 @@ class PretextTask(Task):
         return (float(total),)
 
     def save(self, path: Path) -> None:
-        save_tensors(path, self.model.encoder_state(), self.enc_conf)
+        if self.whole and set(self.tasks) & set(DECODER_TASKS):
+            state = self.model.unet_state(self.whole)
+        else:
+            state = self.model.encoder_state()
+        save_tensors(path, state, self.enc_conf)
 
 
 def _pad_short_axes(image: np.ndarray, patch: int) -> np.ndarray:
@@ -205,7 +235,7 @@ def _pad_short_axes(image: np.ndarray, patch: int) -> np.ndarray:
 
 
 def iter_pretrain(
-    images: Sequence[np.ndarray],
+    images: Sequence[np.ndarray] | VolumePool,
     out: str | Path,
     config: PretrainConfig | None = None,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
@@ -213,27 +243,35 @@ def iter_pretrain(
 ) -> Generator[Any, None, Finished]:
     """Pretrain on unlabelled volumes; returns :class:`Finished`.
 
-    Every ``save_every`` steps the summed pretext loss of a fixed
-    validation batch is measured; ``out`` holds the encoder with the
-    lowest (see :mod:`~.engine` for the checkpoint rules).
+    ``images``: arrays in memory, or a :class:`~.pool.VolumePool` that
+    streams files (unreadable ones are yielded as
+    :class:`~.events.Skipped` and counted in a final
+    :class:`~.events.Notice`).  Every ``save_every`` steps the summed
+    pretext loss of a fixed validation batch is measured; ``out`` holds
+    the weights with the lowest (see :mod:`~.engine` for the checkpoint
+    rules).
     """
     cfg = config or PretrainConfig()
     plan = Plan(cfg.steps, cfg.minutes, val_every=cfg.save_every)
     plan.check()
     tasks = parse_tasks(cfg.tasks)
-    if not images:
-        raise WeaksegError("Give at least one unlabelled volume.")
-    norm = []
-    for k, img in enumerate(images, start=1):
-        require_3d(img, f"image {k}")
-        img = np.asarray(img, np.float32)
-        require_finite(img, f"image {k}")
-        require_structure(img, f"image {k}")
-        norm.append(_pad_short_axes(normalise(img), cfg.patch))
-    for img in norm:  # size check up front
-        structured_patches(img, cfg.patch, 1, np.random.default_rng(0))
+    if isinstance(images, VolumePool):
+        pool = images
+    else:
+        if not images:
+            raise WeaksegError("Give at least one unlabelled volume.")
+        norm = []
+        for k, img in enumerate(images, start=1):
+            require_3d(img, f"image {k}")
+            img = np.asarray(img, np.float32)
+            require_finite(img, f"image {k}")
+            require_structure(img, f"image {k}")
+            norm.append(_pad_short_axes(normalise(img), cfg.patch))
+        for img in norm:  # size check up front
+            structured_patches(img, cfg.patch, 1, np.random.default_rng(0))
+        pool = VolumePool.prepared(norm, cfg.seed)
+    yield from pool.drain()
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
     patch = [cfg.patch] * 3
     kernels, strides = plan_network(patch, spacing, cfg.depth)
     filters = filter_widths(cfg.base_filters, cfg.depth)
@@ -248,7 +286,20 @@ def iter_pretrain(
     enc_conf = ModelConfig(
         kind="encoder", num_classes=0, network=cfg.network, **shared
     )
-    model = PretextModel(build_network(unet_conf), filters[-1])
-    task = PretextTask(norm, model, enc_conf, tasks, cfg, device)
-    started = Started(cfg.steps, str(device), tuple(patch), 0, 0, False)
-    return (yield from engine.run(task, plan, out, started, stop))
+    with seeded(cfg.seed):
+        model = PretextModel(build_network(unet_conf), filters[-1])
+    other = build_network(
+        ModelConfig(num_classes=2, network=cfg.network, **shared)
+    )
+    task = PretextTask(pool, model, enc_conf, tasks, cfg, device, other)
+    started = Started(
+        cfg.steps, str(device), tuple(patch), 0, 0, False, network=cfg.network
+    )
+    fin = yield from engine.run(task, plan, out, started, stop)
+    yield from pool.drain()
+    if pool.skipped:
+        yield Notice(
+            f"{len(pool.skipped)} of {len(pool)} pool volumes were skipped "
+            "as unreadable."
+        )
+    return fin

@@ -7,11 +7,17 @@
   ``2(N-1)`` views as negatives.
 * **Inpainting**: random blocks are blanked and reconstructed (L1 on them)
   by the whole U-Net.
+* **Masked** image modelling (SimMIM / MAE style for a 3D CNN, Wald et
+  al. 2024): the patch is cut into small cubes, most of them (60 %) are
+  set to 0 (the mean of a normalised image) and the whole U-Net
+  reconstructs the masked voxels (L1 on them only).
 
 Patches are drawn where the image has structure (local std above a share
 of the global one), so rotation has no trivial answer on flat background.
-The model is the segmentation U-Net (1 output channel for inpainting) plus
-small heads on its bottleneck; only the encoder is saved and transferred.
+The model is the segmentation U-Net (1 output channel for the
+reconstructions) plus small heads on its bottleneck.  Tasks that train
+the decoder (inpainting, masked) save the whole U-Net but its output
+block; the others the encoder only.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from torch import nn
 
 from .errors import WeaksegError
 
-TASKS = ("rotation", "contrastive", "inpainting")
+TASKS = ("rotation", "contrastive", "inpainting", "masked")
+#: tasks that train the decoder too: the whole U-Net transfers
+DECODER_TASKS = ("inpainting", "masked")
 PLANES = ((0, 1), (0, 2), (1, 2))
 #: label 0 = no turn; then (plane, quarter turns k) for k = 1, 2, 3
 ROTATIONS = [(None, 0)] + [(p, k) for p, k in product(PLANES, (1, 2, 3))]
@@ -129,6 +137,36 @@ def blank_blocks(
     return p.masked_fill(mask, 0.0), mask
 
 
+def mask_cubes(
+    p: torch.Tensor,
+    gen: torch.Generator,
+    cube: int = 4,
+    ratio: float = 0.6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked image modelling input: ``(B, 1, Z, Y, X)`` patches cut into
+    cubes of side ``cube``; each is masked (set to 0) with probability
+    ``ratio``.  Returns the masked patches and the boolean voxel mask."""
+    b, c = p.shape[:2]
+    grid = [-(-s // cube) for s in p.shape[2:]]
+    m = torch.rand((b, 1, *grid), generator=gen) < ratio
+    for axis in (2, 3, 4):
+        m = m.repeat_interleave(cube, dim=axis)
+    m = m[..., : p.shape[2], : p.shape[3], : p.shape[4]].expand(
+        b, c, *p.shape[2:]
+    )
+    return p.masked_fill(m, 0.0), m
+
+
+def masked_l1(
+    rec: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean absolute error over the masked voxels only (0 without any)."""
+    n = mask.sum()
+    if int(n) == 0:
+        return (rec * 0).sum()
+    return ((rec - target).abs() * mask).sum() / n
+
+
 class PretextModel(nn.Module):
     """A U-Net (1 output channel) with rotation and projection heads.
 
@@ -178,6 +216,19 @@ class PretextModel(nn.Module):
             k: v
             for k, v in canonical_state(self.unet).items()
             if k.startswith(prefixes)
+        }
+
+    def unet_state(self, other: nn.Module) -> dict[str, torch.Tensor]:
+        """The whole U-Net but its output block: every tensor whose shape
+        is the same in ``other``, the same network built with another
+        number of classes (the output block depends on it)."""
+        from .models import canonical_state
+
+        theirs = other.state_dict()
+        return {
+            k: v
+            for k, v in canonical_state(self.unet).items()
+            if k in theirs and tuple(theirs[k].shape) == tuple(v.shape)
         }
 
 

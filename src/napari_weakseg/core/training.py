@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from . import ddp, defaults, engine
-from .device import resolve_device
+from .device import check_training_memory, resolve_device, seeded
+from .drift import training_intensity
 from .engine import DICE, Plan, Task, last_path, optimiser_step
 from .errors import WeaksegError
 from .events import Finished, Started
@@ -57,7 +58,7 @@ class TrainConfig:
     base_filters: int = defaults.BASE_FILTERS
     norm: str = "instance"
     #: segmentation network, see :data:`~.models.NETWORKS`
-    network: str = "resunet"
+    network: str = defaults.NETWORK
     #: validations per run (``val_every`` overrides the spacing)
     validations: int = 10
     val_every: int | None = None
@@ -198,9 +199,15 @@ def _init_model(
             )
         src.class_names = config.class_names or src.class_names
         return src, tensors
-    # An encoder file holds one network's encoder: the U-Net it seeds is
-    # that network (files from before the network field: DynUNet).
-    config.network = src.network
+    # An encoder file holds one network's encoder: it seeds only that
+    # network (files from before the network field: DynUNet).
+    if src.network != config.network:
+        raise WeaksegError(
+            f"{Path(init).name} holds a pretrained {src.network} encoder but "
+            f"this training builds a {config.network}; pretrain with "
+            f"network={config.network} (weakseg pretrain --network "
+            f"{config.network})."
+        )
     return config, tensors
 
 
@@ -218,8 +225,11 @@ class UNetTask(Task):
         spacing: Sequence[float],
         device: torch.device,
         expansion: Expansion | None = None,
+        semi: Any = None,
     ) -> None:
         self.trainset, self.mconf, self.cfg = trainset, mconf, cfg
+        #: the unsupervised term (:class:`~.semi.SemiSupervised`) or None
+        self.semi = semi
         self.spacing, self.device = spacing, device
         # channels-last 3D: 1.2x faster CPU steps (bench_cpu_steps.py)
         self.layout = (
@@ -298,7 +308,14 @@ class UNetTask(Task):
         loss = self.loss_fn(self.model(x), y)
         if self.expand is not None:
             loss = loss + self.expand(self.model, self.device)
+        if self.semi is not None:
+            loss = loss + self.semi.loss(self.model, self.layout)
         return loss
+
+    def after_step(self, step: int):
+        if self.semi is not None:  # the EMA teacher follows the student
+            self.semi.update(self.model)
+            yield from self.semi.drain()
 
     def validate(self) -> list[float]:
         return validate(
@@ -323,11 +340,21 @@ def iter_train(
     init: str | Path | None = None,
     stop: threading.Event | None = None,
     expansion: Expansion | None = None,
+    names: Sequence[str] | None = None,
+    unlabelled: Any = None,
+    semi: Any = None,
 ) -> Generator[Any, None, Finished]:
     """Train on sparse labels; yield events; return :class:`Finished`.
 
+    ``names`` (file or layer names) name the images in messages.
+
     ``expansion`` adds SEC's expansion loss (:mod:`~.expansion`) over
     crops of the first image labelled present.
+
+    ``unlabelled`` (folders, files, arrays or a :class:`~.pool.
+    VolumePool`) and/or ``semi`` (a :class:`~.semi.SemiConfig`) add the
+    semi-supervised term of :mod:`~.semi` (the unannotated voxels of the
+    annotated volumes count as unlabelled too).
 
     Two phases when slices are held back for validation: first train
     without them, validating about ``validations`` times (the "best" is
@@ -348,15 +375,29 @@ def iter_train(
     )
     plan.check()
     device = ddp.device_for(resolve_device(cfg.device), ddp.world())
-    torch.manual_seed(cfg.seed)
-    trainset = prepare(images, labels, cfg.ignore_label, hold_out=cfg.hold_out)
+    trainset = prepare(
+        images, labels, cfg.ignore_label, hold_out=cfg.hold_out, names=names
+    )
     mconf = model_config_for(trainset, images[0].shape, spacing, cfg, device)
     mconf, init_tensors = _init_model(init, mconf)
-    model = build_network(mconf)
+    mconf.intensity = training_intensity(images)
+    check_training_memory(
+        mconf.patch_size, cfg.batch_size, mconf.filters[0], device
+    )
+    with seeded(cfg.seed):
+        model = build_network(mconf)
     transferred = 0
     if init_tensors is not None:
         transferred = transfer_weights(model, init_tensors, Path(init).name)
-    task = UNetTask(trainset, mconf, model, cfg, spacing, device, expansion)
+    term = None
+    if unlabelled is not None or semi is not None:
+        from .semi import semi_term
+
+        term = semi_term(unlabelled, semi, trainset, mconf, cfg, device)
+        yield from term.drain()
+    task = UNetTask(
+        trainset, mconf, model, cfg, spacing, device, expansion, term
+    )
     # Without held-back slices the final weights are the model; with them
     # the best validated ones, until a final phase puts the slices back.
     plan.keep_best = trainset.held_out
@@ -370,6 +411,7 @@ def iter_train(
         trainset.val_voxels,
         trainset.held_out,
         transferred,
+        network=mconf.network,
     )
     return (yield from engine.run(task, plan, out, started, stop))
 

@@ -80,8 +80,10 @@ def prepare(
     num_classes: int | None = None,
     normalisation: dict | None = None,
     hold_out: bool = True,
+    names: Sequence[str] | None = None,
 ) -> TrainSet:
-    """Validate inputs and build targets; one clear sentence on bad input."""
+    """Validate inputs and build targets; one clear sentence on bad input
+    (naming each image by ``names``: file or layer names)."""
     if len(images) != len(labels) or not images:
         raise WeaksegError(
             f"Give one label volume per image ({len(images)} images, "
@@ -90,7 +92,13 @@ def prepare(
     norm, targets, masks, truths = [], [], [], []
     present: set[int] = set()
     for k, (img, lbl) in enumerate(zip(images, labels)):
-        name = f"image {k + 1}" if len(images) > 1 else "image"
+        name = (
+            names[k]
+            if names
+            else f"image {k + 1}"
+            if len(images) > 1
+            else "image"
+        )
         require_3d(img, name)
         require_3d(lbl, "labels")
         if tuple(img.shape) != tuple(lbl.shape):
@@ -114,13 +122,14 @@ def prepare(
         bad = sorted(v for v in values if v < 0 or v > 254)
         if bad:
             raise WeaksegError(
-                f"Labels hold the value {bad[0]}; use 0 for background, "
+                f"The labels of {name} hold the value {bad[0]}; use 0 for "
+                "background, "
                 f"1..254 for classes and {ignore} for unlabelled voxels."
             )
         if not values and len(images) > 1:
             raise WeaksegError(
-                f"Labels {k + 1} have no labelled voxel; annotate that image "
-                "or leave it out."
+                f"The labels of {name} have no labelled voxel; annotate that "
+                "image or leave it out."
             )
         present |= values
         lbl = lbl.astype(np.uint8)

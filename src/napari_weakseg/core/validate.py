@@ -9,6 +9,9 @@ import numpy as np
 from .errors import WeaksegError
 from .geometry import Geometry
 
+#: voxels read at once when a lazy volume is checked
+SLAB_VOXELS = 1 << 24
+
 
 def require_3d(data: Any, name: str = "image") -> None:
     """Refuse anything but a single-channel 3D volume."""
@@ -26,12 +29,23 @@ def require_3d(data: Any, name: str = "image") -> None:
     )
 
 
-def require_finite(data: np.ndarray, name: str = "image") -> None:
-    """Refuse NaN or infinite voxels."""
-    if np.issubdtype(np.asarray(data).dtype, np.floating) and not np.all(
-        np.isfinite(data)
-    ):
+def require_finite(data: Any, name: str = "image") -> None:
+    """Refuse NaN or infinite voxels anywhere in ``data``: an array in
+    memory at once, a lazy one (zarr, dask, memory map) slab by slab of
+    about :data:`SLAB_VOXELS` voxels."""
+    if not np.issubdtype(np.dtype(data.dtype), np.floating):
+        return
+    if isinstance(data, np.ndarray):
         bad = int(np.count_nonzero(~np.isfinite(data)))
+    else:
+        shape = tuple(data.shape)
+        plane = int(np.prod(shape[1:], dtype=np.int64)) or 1
+        depth = max(1, SLAB_VOXELS // plane)
+        bad = 0
+        for z in range(0, shape[0], depth):
+            slab = np.asarray(data[z : z + depth])
+            bad += int(np.count_nonzero(~np.isfinite(slab)))
+    if bad:
         raise WeaksegError(
             f"'{name}' has {bad} NaN or infinite voxels; replace them "
             "before training or prediction."

@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+
+from napari_weakseg.core.io import Volume, write_volume
+from napari_weakseg.core.models import ModelConfig, build_network, save_model
+from napari_weakseg.core.phantom import make_phantom
+
+
+@pytest.fixture
+def case(tmp_path):
+    """A phantom image, its sparse labels and a small model, as files."""
+    image, truth = make_phantom((16, 24, 24))
+    sparse = np.full(truth.shape, 255, np.uint8)
+    sparse[8] = truth[8]
+    sparse[:, 12] = truth[:, 12]
+    img = write_volume(tmp_path / "img.nii.gz", Volume(image))
+    lbl = write_volume(tmp_path / "lbl.nii.gz", Volume(sparse))
+    cfg = ModelConfig(
+        network="resunet",
+        num_classes=3,
+        filters=[4, 8, 16],
+        patch_size=[16, 16, 16],
+    )
+    model = save_model(tmp_path / "old.safetensors", build_network(cfg), cfg)
+    return img, lbl, model
