@@ -289,6 +289,11 @@ def main() -> None:
     )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument(
+        "--skip-combined",
+        action="store_true",
+        help="leave out the masked + semi arm",
+    )
     args = ap.parse_args()
     import torch
 
@@ -329,7 +334,7 @@ def main() -> None:
         res["pretraining"].append(info)
         for seed in args.seeds:
             fit(f"pretrained {task}", seed, init=encs[task])
-    if "masked" in encs and args.semi:
+    if "masked" in encs and args.semi and not args.skip_combined:
         best_semi = max(
             args.semi,
             key=lambda m: np.mean(

@@ -376,7 +376,9 @@ def load_model(path: PathLike, device: str = "auto") -> tuple[Any, Any]:
     return _load(path, resolve_device(device))
 
 
-def _drift(config: Any, image: VolumeLike, vol: Volume) -> Events:
+def _drift(
+    config: Any, image: VolumeLike, vol: Volume, name: str | None = None
+) -> Events:
     """A :class:`~.core.events.Notice` when ``image`` is unlike the
     model's training data (spacing only when the image has a geometry of
     its own: a file or a Volume)."""
@@ -391,7 +393,7 @@ def _drift(config: Any, image: VolumeLike, vol: Volume) -> Events:
     found = differences(config, vol.data, spacing)
     if found:
         yield Notice(
-            f"{_label(image)} is unlike the model's training data: "
+            f"{name or _label(image)} is unlike the model's training data: "
             + "; ".join(found)
             + "; check the result."
         )
@@ -427,6 +429,7 @@ def iter_predict(
     block: int | None = None,
     stop: threading.Event | None = None,
     on_progress: Callable[[Any], None] | None = None,
+    name: str | None = None,
 ) -> Events:
     """Segment a whole volume; optionally write labels/probabilities.
 
@@ -439,7 +442,9 @@ def iter_predict(
     A larger one, or any with ``scheduler``, goes block by block (edge
     ``block`` voxels): ``.zarr``/``.ome.zarr`` outputs are streamed and
     come back as lazy arrays, one progress event per block.
-    ``scheduler``: ``"local"`` (a dask LocalCluster), the address of a
+    ``name`` names the image in messages (a layer name; default: its
+    file name).  ``scheduler``: ``"local"`` (a dask LocalCluster), the
+    address of a
     dask.distributed scheduler whose workers see the model file and the
     outputs, or a :class:`distributed.Client`.
     """
@@ -455,7 +460,7 @@ def iter_predict(
     vol = as_volume(image, lazy=True)
     require_3d(vol.data, _label(image))
     _finite(vol, _label(image))
-    yield from _drift(config, image, vol)
+    yield from _drift(config, image, vol, name)
     voxels = int(np.prod(vol.data.shape, dtype=np.float64))
     if scheduler is None and block is None and voxels <= defaults.LARGE_VOXELS:
         labels, probs = yield from inference.iter_predict(
@@ -1349,19 +1354,28 @@ def evaluate(
     *,
     ignore_label: int | None = None,
     out: PathLike | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[Any]:
     """Score label volumes against references: Dice, IoU, HD95 (in the
     spacing's units) and volume per class (MONAI's metrics).
 
     ``pred`` and ``truth`` are volumes (paths, arrays, Volumes), lists of
     them paired in order, or two folders paired by file name.  Voxels
-    whose reference is ``ignore_label`` count for neither.  With ``out``
+    whose reference is ``ignore_label`` count for neither; ``names``
+    name the cases (default: file names).  With ``out``
     (``.csv``) the table is written too.  Returns one
     :class:`~.core.evaluation.Score` per case and class.
     """
     from .core.evaluation import score, write_csv
 
     pairs = _evaluation_pairs(pred, truth)
+    if names is not None:
+        if len(names) != len(pairs):
+            raise WeaksegError(
+                f"Give one name per prediction ({len(pairs)} predictions, "
+                f"{len(names)} names)."
+            )
+        pairs = [(p, t, str(n)) for (p, t, _), n in zip(pairs, names)]
     if out is not None:
         if Path(out).suffix.lower() != ".csv":
             raise WeaksegError(f"The table {out} must end in .csv.")

@@ -243,20 +243,20 @@ def test_apply_follows_the_image_the_model_was_trained_on(
     assert apply.status.value == ""
 
     inserted = []
-    worker = apply.start_apply()
+    apply.start_apply()
     layer = viewer.layers["second prediction"]  # added at the press
     assert layer.metadata[ROLE_KEY] == ROLE_PREDICTION
     assert layer.data.shape == SHAPES["second"] and not layer.data.any()
     assert apply.prediction.value is layer
     viewer.layers.events.inserted.connect(inserted.append)
-    with qtbot.waitSignal(worker.finished, timeout=120_000):
-        pass
-    assert inserted == []  # the result filled the layer in place
+    _until_applied(qtbot, apply)
+    assert apply._session.uncertainty is not None  # a result arrived
+    assert inserted == []  # and filled the layer in place
     assert viewer.layers["second prediction"] is layer
     assert apply.status.value == "prediction in layer 'second prediction'"
     # a second run into the same layer: nothing added at all
-    with qtbot.waitSignal(apply.start_apply().finished, timeout=120_000):
-        pass
+    apply.start_apply()
+    _until_applied(qtbot, apply)
     assert inserted == [] and "second prediction [2]" not in viewer.layers
 
 
@@ -269,6 +269,13 @@ def test_apply_without_a_model_defaults_to_the_selected_image(two_pairs):
     assert _dock(ApplyWidget, viewer).image.value is pairs[last][0]
     viewer.layers.selection.active = pairs[first][0]
     assert _dock(ApplyWidget, viewer).image.value is pairs[first][0]
+
+
+def _until_applied(qtbot, apply):
+    """Until the run has ended on the GUI thread (waiting on the worker's
+    finished signal could connect after a quick run fired it)."""
+    assert not apply.apply_button.enabled
+    qtbot.waitUntil(lambda: apply.apply_button.enabled, timeout=120_000)
 
 
 def test_a_run_without_a_result_leaves_no_empty_layer(
@@ -419,3 +426,37 @@ def test_the_first_dock_says_the_engine_is_loading(
     from qtpy.QtWidgets import QApplication
 
     assert QApplication.overrideCursor() is None
+
+
+def test_apply_to_an_image_unlike_the_training_data_warns(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """The model stores its training intensities: an image 1000x brighter
+    gets one warning naming the layer and what differs."""
+    import napari_weakseg._qt.apply_widget as apply_module
+    from napari_weakseg import api
+
+    warned: list[str] = []
+    monkeypatch.setattr(apply_module, "show_warning", warned.append)
+    image, truth = make_phantom((16, 24, 24))
+    sparse = np.full(truth.shape, 255, np.uint8)
+    sparse[8] = truth[8]
+    model = tmp_path / "m.safetensors"
+    api.train(
+        image,
+        sparse,
+        model,
+        steps=1,
+        base_filters=4,
+        device="cpu",
+        patch_size=(16, 16, 16),
+    )
+    viewer = make_napari_viewer()
+    viewer.add_image(image * 1000.0, name="bright")
+    apply = _dock(ApplyWidget, viewer)
+    apply.model.value = str(model)
+    apply.start_apply()
+    _until_applied(qtbot, apply)
+    assert len(warned) == 1
+    assert warned[0].startswith("'bright' is unlike the model's training")
+    assert "its intensities span" in warned[0]

@@ -513,9 +513,8 @@ def nan_case(case, tmp_path):
         lambda im, lbl, m, t: api.boxes_to_masks(im, []),
         lambda im, lbl, m, t: api.class_activation_map(m, im),
         lambda im, lbl, m, t: api.segment_from_map(im, lbl),
-        lambda im, lbl, m, t: api.pretrain([im], t / "e.safetensors"),
     ],
-    ids=["train", "predict", "boxes", "cam", "segment_from_map", "pretrain"],
+    ids=["train", "predict", "boxes", "cam", "segment_from_map"],
 )
 def test_nan_is_refused_on_every_path(nan_case, tmp_path, call):
     img, lbl, model = nan_case
@@ -560,3 +559,17 @@ def test_every_command_that_can_stop_at_a_step_does_so_at_a_signal():
         if "stop" in inspect.signature(fn).parameters
     }
     assert stoppable == cli.COOPERATIVE
+
+
+def test_a_pool_skips_a_nan_volume_saying_why(nan_case, tmp_path):
+    """Pretraining streams a pool: a volume with NaN is skipped with its
+    reason, and a pool of nothing else is refused."""
+    img, _, _ = nan_case
+    with pytest.raises(WeaksegError) as refused:
+        api.pretrain([img], tmp_path / "e.safetensors")
+    assert str(refused.value).startswith(
+        "No volume of the pool could be read (1 skipped; the first: "
+        "nan.nrrd is skipped: "
+    )
+    assert "NaN or infinite voxels" in str(refused.value)
+    assert not (tmp_path / "e.safetensors").exists()

@@ -206,6 +206,7 @@ class ApplyWidget(Dock):
         # layers then read lazily; memory stays one block.
         outputs: dict[str, Any] = {}
         large = is_large(volume)
+        name = image.name
         if large:
             folder = home() / "predictions"
             stem = re.sub(r"[^\w.-]+", "_", image.name)
@@ -218,7 +219,12 @@ class ApplyWidget(Dock):
             from ..api import iter_predict, uncertainty
 
             labels, probs = yield from iter_predict(
-                model_path, volume, tta=tta, stop=self._stop, **outputs
+                model_path,
+                volume,
+                tta=tta,
+                stop=self._stop,
+                name=f"'{name}'",
+                **outputs,
             )
             if outputs:  # no entropy over a volume larger than memory
                 import dask.array as da
@@ -256,7 +262,7 @@ class ApplyWidget(Dock):
         from ..core.events import Notice
 
         if isinstance(event, Notice):  # e.g. unlike the training data
-            show_warning(_named(event.message, self._image.name))
+            show_warning(event.message)
             return
         # a progress bar repaints at once when its value changes: windows
         # arrive many times a second, the bar moves five times a second
@@ -383,7 +389,9 @@ class ApplyWidget(Dock):
             from ..api import evaluate
 
             yield
-            return evaluate(pred, ref, ignore_label=ignore, out=out)
+            return evaluate(
+                pred, ref, ignore_label=ignore, out=out, names=[names[0]]
+            )
 
         def show(rows: Any) -> None:
             self._show_scores(*names, rows)
@@ -447,10 +455,3 @@ def _fill(layer: Any, labels: Any) -> None:
         layer.refresh()
     else:
         layer.data = labels
-
-
-def _named(message: str, name: str) -> str:
-    """An API message about ``image`` naming the image layer instead."""
-    if message.startswith("image "):
-        return f"'{name}'" + message[len("image") :]
-    return message

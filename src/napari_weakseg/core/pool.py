@@ -189,7 +189,7 @@ class VolumePool:
         if not self.paths:
             raise WeaksegError(
                 f"No volume of the pool could be read ({len(self.skipped)} "
-                "skipped)."
+                f"skipped; the first: {self.skipped[0].reason})"
             )
         return None
 

@@ -8,6 +8,7 @@ stop flag every step and writes every checkpoint atomically.
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 from collections.abc import Generator, Sequence
@@ -208,6 +209,22 @@ def _init_model(
             f"network={config.network} (weakseg pretrain --network "
             f"{config.network})."
         )
+    # Its weights were shaped by the pooling planned for the pretraining
+    # patch: the U-Net takes that plan (the strides and kernels), which
+    # the training patch must divide into.
+    if src.strides and (
+        src.strides != config.strides
+        or src.kernel_sizes != config.kernel_sizes
+    ):
+        steps = [math.prod(s[a] for s in src.strides) for a in range(3)]
+        if any(int(p) % k for p, k in zip(config.patch_size, steps)):
+            raise WeaksegError(
+                f"{Path(init).name} was pretrained with pooling "
+                f"{steps} per axis, which the patch {config.patch_size} "
+                "does not divide into; give a patch size of multiples of it."
+            )
+        config.strides = [list(s) for s in src.strides]
+        config.kernel_sizes = [list(k) for k in src.kernel_sizes]
     return config, tensors
 
 
