@@ -1262,35 +1262,6 @@ def iter_pretrain(
 
     check_outputs({"out": (out, MODEL)}, _as_list(images))
     items = _as_list(images)
-    if items and all(isinstance(v, str | os.PathLike) for v in items):
-        from .core.pool import VolumePool
-
-        pool = VolumePool(
-            items, [patch] * 3, cache, seed=seed
-        )  # streamed: at most ``cache`` volumes in memory
-        first = next(iter(pool.cache))  # a volume read: its spacing
-        return (
-            yield from pretraining.iter_pretrain(
-                pool,
-                out,
-                pretraining.PretrainConfig(
-                    steps=steps,
-                    minutes=minutes,
-                    tasks=parse_tasks(tasks),
-                    patch=patch,
-                    batch_size=batch_size,
-                    base_filters=base_filters,
-                    network=network,
-                    device=device,
-                    seed=seed,
-                ),
-                as_volume(first).geometry.spacing,
-                stop,
-            )
-        )
-    vols = [as_volume(v) for v in items]
-    if not vols:
-        raise WeaksegError("Give at least one unlabelled volume.")
     config = pretraining.PretrainConfig(
         steps=steps,
         minutes=minutes,
@@ -1302,13 +1273,22 @@ def iter_pretrain(
         device=device,
         seed=seed,
     )
+    if items and all(isinstance(v, str | os.PathLike) for v in items):
+        from .core.pool import VolumePool
+
+        # streamed: at most ``cache`` volumes in memory
+        pool = VolumePool(items, [patch] * 3, cache, seed=seed)
+        first = next(iter(pool.cache))  # a volume read: its spacing
+        source, spacing = pool, as_volume(first).geometry.spacing
+    else:
+        vols = [as_volume(v) for v in items]
+        if not vols:
+            raise WeaksegError("Give at least one unlabelled volume.")
+        source = [np.asarray(v.data) for v in vols]
+        spacing = vols[0].geometry.spacing
     return (
         yield from pretraining.iter_pretrain(
-            [np.asarray(v.data) for v in vols],
-            out,
-            config,
-            vols[0].geometry.spacing,
-            stop,
+            source, out, config, spacing, stop
         )
     )
 

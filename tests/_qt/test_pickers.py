@@ -460,3 +460,26 @@ def test_apply_to_an_image_unlike_the_training_data_warns(
     assert len(warned) == 1
     assert warned[0].startswith("'bright' is unlike the model's training")
     assert "its intensities span" in warned[0]
+
+
+def test_the_unlabelled_pool_folder_reaches_training(
+    two_pairs, qtbot, tmp_path, monkeypatch
+):
+    import napari_weakseg.api as api
+    from napari_weakseg.core.events import Finished
+
+    seen = {}
+
+    def fake(images, labels, out, **settings):
+        seen.update(settings)
+        yield from ()
+        return Finished(0, False, float("nan"), "", "")
+
+    monkeypatch.setattr(api, "iter_train", fake)
+    viewer, pairs, _ = two_pairs
+    train = _dock(TrainWidget, viewer)
+    assert train.unlabelled.value is None  # opt-in
+    train.unlabelled.value = str(tmp_path)
+    train.start_training()
+    qtbot.waitUntil(lambda: train.start.enabled, timeout=60_000)
+    assert seen["unlabelled"] == [str(tmp_path)]

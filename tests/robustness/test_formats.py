@@ -324,9 +324,7 @@ def test_data_files_and_companion_files(tmp_path):
     for name in ("c.mha", "d.nrrd", "e.nii.gz", "missing.mhd", "f.zarr"):
         assert data_files(tmp_path / name) == [], name
     assert companion_files(tmp_path / "a.mhd") == [tmp_path / "a.zraw"]
-    assert companion_files(tmp_path / "y.b.nhdr") == [
-        tmp_path / "y.b.raw.gz"
-    ]
+    assert companion_files(tmp_path / "y.b.nhdr") == [tmp_path / "y.b.raw.gz"]
     for name in ("c.mha", "d.nrrd", "e.nii.gz", "f.zarr", "g.tif"):
         assert companion_files(tmp_path / name) == [], name
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -336,9 +334,7 @@ def test_data_files_and_companion_files(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["UP.MHD", "UP.NHDR"])
-def test_upper_case_header_pairs_are_written_under_their_name(
-    tmp_path, name
-):
+def test_upper_case_header_pairs_are_written_under_their_name(tmp_path, name):
     data = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     p = write_volume(tmp_path / name, Volume(data))
     assert sorted(tmp_path.iterdir()) == sorted([p, *companion_files(p)])

@@ -23,6 +23,9 @@ TOOLTIPS = {
     "status": "What the last task did.",
     "model": "A model file (.safetensors) written by napari-weakseg.",
     "out": "Where to write the result (.safetensors).",
+    "unlabelled": "Optional: a folder of unlabelled volumes of the same "
+    "kind, trained on at once (mean teacher). Opt-in: it has not paid on "
+    "the hippocampus benchmark yet (README).",
     # annotation
     "axis": "Slice axis the buttons and suggestions work on.",
     "new_layer": "Add an annotation layer on the image's grid (restores "

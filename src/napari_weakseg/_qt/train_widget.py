@@ -98,6 +98,9 @@ class TrainWidget(Dock):
         self.init = FileEdit(
             mode="r", label="initialise from", filter="*.safetensors"
         )
+        self.unlabelled = FileEdit(
+            mode="d", label="unlabelled pool", nullable=True, value=None
+        )
         self.warm = CheckBox(text="continue from current model", value=False)
         self.preview = CheckBox(
             text="live preview of the shown slice", value=False
@@ -124,6 +127,7 @@ class TrainWidget(Dock):
                 self.device,
                 self.augment,
                 self.init,
+                self.unlabelled,
                 self.warm,
                 self.preview,
                 self.out,
@@ -146,6 +150,11 @@ class TrainWidget(Dock):
     def _offer_encoder(self, path: Path) -> None:
         """A pretrained encoder from the Pretrain dock becomes the init."""
         self.init.value = str(path)
+
+    def _pool(self) -> list[str] | None:
+        """The unlabelled pool folder (semi-supervised), if one is set."""
+        folder = self.unlabelled.value
+        return None if folder is None else [str(folder)]
 
     def _init_path(self) -> str | None:
         if self.warm.value and self._session.model_path is not None:
@@ -189,6 +198,7 @@ class TrainWidget(Dock):
             "device": str(self.device.value),
             "augment": str(self.augment.value),
             "init": self._init_path(),
+            "unlabelled": self._pool(),
             "stop": self._stop,
         }
         out = model_file(Path(str(self.out.value)), image.name)
