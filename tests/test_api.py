@@ -115,6 +115,8 @@ def test_api_label_arrays_take_the_image_geometry(files, tmp_path):
 def test_large_volumes_stream_blocks_into_zarr(tmp_path, monkeypatch):
     """Above LARGE_VOXELS: blocks with a halo, streamed into the stores;
     the same labels as in memory; lazy zarr arrays come back."""
+    import zarr
+
     from napari_weakseg import api
     from napari_weakseg.core import defaults, tiled
 
@@ -149,7 +151,7 @@ def test_large_volumes_stream_blocks_into_zarr(tmp_path, monkeypatch):
     progress = [e for e in events if type(e).__name__ == "Progress"]
     # blocks of 16 voxels on the 4-voxel window grid: z 16+16+8, y/x whole
     assert [e.done for e in progress] == [0, 1, 2, 3]
-    assert type(labels).__module__.startswith("zarr")
+    assert isinstance(labels, zarr.Array)
     back = read_volume(out, lazy=True)
     assert back.data.shape == (40, 24, 24)
     np.testing.assert_array_equal(np.asarray(back.data), whole)
@@ -299,7 +301,7 @@ def test_batch_prediction_never_writes_over_its_inputs(
     folder = tmp_path / "in"
     folder.mkdir()
     write_volume(folder / "a.nii.gz", Volume(image))
-    with pytest.raises(api.WeaksegError, match="holds inputs of this batch"):
+    with pytest.raises(api.WeaksegError, match="would replace the input"):
         api.predict_batch(model, folder / "a.nii.gz", folder, device="cpu")
     batch = api.predict_batch(model, [folder], tmp_path / "out", device="cpu")
     assert batch.written == [str(tmp_path / "out" / "a.nii.gz")]

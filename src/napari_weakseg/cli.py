@@ -720,7 +720,7 @@ def _printer(
                 if event.held_out
                 else "this round's targets"
                 if rounds
-                else "the training labels"
+                else "training data"
             )
             meter.say(f"  {event.metric} on {where}: {event.mean_dice:.3f}")
         elif (

@@ -82,7 +82,7 @@ BOUNDS: dict[str, tuple[type, float, float, bool]] = {
     "core_fraction": (float, 0.0, 1.0, True),
     "class_index": (int, 0, 255, True),
     "count": (int, 1, 10**6, True),
-    "block": (int, 8, 2**16, True),
+    "block": (int, 1, 2**16, True),
     "patch": (int, 8, 512, True),
     "nproc_per_node": (int, 1, 1024, True),
 }
