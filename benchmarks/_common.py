@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -11,6 +12,22 @@ import numpy as np
 
 from napari_weakseg._sample_data import sample_path
 from napari_weakseg.core.io import Volume, read_volume
+
+
+def read_runs(path: Path) -> dict[str, dict]:
+    """The cached runs of a benchmark (a JSON line each), by key."""
+    if not path.exists():
+        return {}
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x]
+    return {r["key"]: r for r in rows}
+
+
+def append_run(path: Path, row: dict) -> dict:
+    """Cache one run (appended as a JSON line); returns it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    return row
 
 
 def sample_volumes() -> tuple[Volume, Volume]:

@@ -43,7 +43,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import machine  # noqa: E402
+from _common import append_run, machine, read_runs  # noqa: E402
 from _realdata import SHARED, fibsem  # noqa: E402
 
 from napari_weakseg import api  # noqa: E402
@@ -118,17 +118,11 @@ def score(model: Path, cases, num_classes: int) -> list[float]:
 
 
 def done_runs() -> dict[str, dict]:
-    if not RUNS.exists():
-        return {}
-    rows = [json.loads(line) for line in RUNS.read_text().splitlines()]
-    return {r["key"]: r for r in rows}
+    return read_runs(RUNS)
 
 
 def record(row: dict) -> dict:
-    RUNS.parent.mkdir(parents=True, exist_ok=True)
-    with RUNS.open("a") as fh:
-        fh.write(json.dumps(row) + "\n")
-    return row
+    return append_run(RUNS, row)
 
 
 def train_hippo(

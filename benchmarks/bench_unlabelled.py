@@ -37,7 +37,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import machine  # noqa: E402
+from _common import append_run, machine, read_runs  # noqa: E402
 from _realdata import SHARED  # noqa: E402
 from bench_real import hippo, score, sparse  # noqa: E402
 
@@ -64,17 +64,11 @@ def pool_files(n: int | None) -> list[Path]:
 
 
 def done() -> dict[str, dict]:
-    if not RUNS.exists():
-        return {}
-    rows = [json.loads(x) for x in RUNS.read_text().splitlines() if x]
-    return {r["key"]: r for r in rows}
+    return read_runs(RUNS)
 
 
 def record(row: dict) -> dict:
-    RUNS.parent.mkdir(parents=True, exist_ok=True)
-    with RUNS.open("a") as fh:
-        fh.write(json.dumps(row) + "\n")
-    return row
+    return append_run(RUNS, row)
 
 
 CHILD = r"""
