@@ -11,7 +11,7 @@ APT_PKGS := xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 \
 	libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-cursor0 \
 	libxkbcommon-x11-0 libgl1 libegl1 libdbus-1-3 libfontconfig1
 
-.PHONY: demo test lint bench system venv install clean
+.PHONY: demo test lint bench docs release-check system venv install clean
 
 demo: install system
 	@if [ -n "$$DISPLAY" ]; then $(PY) -m napari_weakseg._qt.demo; \
@@ -23,7 +23,18 @@ test: install system
 	$(VENV)/bin/lint-imports
 	$(PIP) install -q --no-deps -e . && $(VENV)/bin/npe2 validate napari-weakseg
 	$(PIP) install -q --no-deps --force-reinstall . && $(VENV)/bin/npe2 validate napari-weakseg
+	$(MAKE) --no-print-directory docs release-check
 	$(PY) -m pytest -q
+
+# The user documentation (docs/, mkdocs.yml); warnings fail the build.
+docs: $(STAMP)/deps
+	DISABLE_MKDOCS_2_WARNING=true NO_MKDOCS_2_WARNING=1 \
+	  $(VENV)/bin/mkdocs build --strict --quiet
+
+# sdist + wheel, twine check, the wheel in a new venv with napari:
+# npe2 validate, weakseg --help, plugin menu, sample, dock.
+release-check: $(STAMP)/deps system
+	PY=$(PY) tools/release_check.sh
 
 bench: install
 	$(PY) benchmarks/bench_sparse.py
@@ -54,4 +65,4 @@ $(STAMP)/deps: pyproject.toml $(STAMP)/venv
 	@touch $@
 
 clean:
-	rm -rf $(VENV) $(STAMP) build dist
+	rm -rf $(VENV) $(STAMP) build dist site

@@ -8,8 +8,6 @@ import platform
 import resource
 from pathlib import Path
 
-import numpy as np
-
 from napari_weakseg._sample_data import sample_path
 from napari_weakseg.core.io import Volume, read_volume
 
@@ -60,28 +58,4 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def save_plot(path, labels, series, ylabel, title) -> None:
-    """Grouped bars with error bars; ``series`` maps name -> (means, stds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = np.arange(len(labels))
-    w = 0.8 / max(1, len(series))
-    wide = max(6.0, 0.7 * len(labels) * max(1, len(series)))
-    fig, ax = plt.subplots(figsize=(min(wide, 12.0), 3.6), tight_layout=True)
-    for k, (name, (means, stds)) in enumerate(series.items()):
-        ax.bar(x + k * w, means, w, yerr=stds, label=name, capsize=3)
-    ax.set_xticks(
-        x + w * (len(series) - 1) / 2,
-        labels,
-        rotation=30,
-        ha="right",
-        fontsize=8,
-    )
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
-    print(f"plot written to {path}")
+from report import save_plot  # noqa: E402, F401  (one copy, in report)

@@ -452,47 +452,7 @@ SEG = (
 )
 
 
-def table(results: dict) -> str:
-    out = [
-        "| target | classifier / map | steps | accuracy | pointing "
-        "(chance) | energy | IoU (Otsu) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-
-    def sd(row, k):
-        n = row.get("seeds", 1)
-        return f" ± {row[k + ' sd']:.2f}" if n > 1 else ""
-
-    for name, r in results.items():
-        for c, row in r["classifiers"].items():
-            out.append(
-                f"| {name} | {c} | {r.get('steps', '')} "
-                f"| {row['accuracy']:.2f} "
-                f"| {row['pointing']:.2f}{sd(row, 'pointing')} "
-                f"({row.get('chance', float('nan')):.2f}) "
-                f"| {row['energy']:.2f}{sd(row, 'energy')} "
-                f"| {row['IoU']:.2f} |"
-            )
-    seg = [(n, r) for n, r in results.items() if "dense U-Net" in r]
-    if seg:
-        out += [
-            "",
-            "| target | dense U-Net | seeds | seed → U-Net "
-            "| seed → expand (GWRP) → constrain (CRF) "
-            "| rounds + CRF, no GWRP | map s/volume |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for n, r in seg:
-            d = r["dense U-Net"]
-            cells = [
-                f"{r[k]:.3f} ({r[k] / d:.2f}×)" if k in r else "–" for k in SEG
-            ]
-            out.append(
-                f"| {n} | {d:.3f} | {' | '.join(cells)} "
-                f"| {r['map s/volume']:.2f} |"
-            )
-    return "\n".join(out)
-
+from report import cam_table as table  # noqa: E402
 
 if __name__ == "__main__":
     main()

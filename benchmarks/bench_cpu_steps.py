@@ -164,21 +164,7 @@ def main() -> None:
     )
 
 
-def table(res: dict) -> str:
-    out = [
-        "| case | patch | variant | s/step | speed-up | first steps s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, rows in res.items():
-        base = rows["contiguous"]["s/step"]
-        for v, r in rows.items():
-            out.append(
-                f"| {name} | {'×'.join(map(str, r['patch']))} | {v} "
-                f"| {r['s/step']:.3f} | {base / r['s/step']:.2f} "
-                f"| {r['first steps s']:.1f} |"
-            )
-    return "\n".join(out)
-
+from report import cpu_steps_table as table  # noqa: E402
 
 if __name__ == "__main__":
     main()

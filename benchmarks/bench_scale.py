@@ -225,38 +225,7 @@ def main() -> None:
     plot(results, HERE / "results" / f"{name}.png")
 
 
-def table(r: dict) -> None:
-    print(f"\nmachine: {r['machine']}\n")
-    print("| volume | voxels | peak RSS (MiB) | voxels/s | seconds |")
-    print("|---|---|---|---|---|")
-    for p in r["prediction"]:
-        shape = "x".join(map(str, p["shape"]))
-        print(
-            f"| predict {shape} | {p['voxels'] / 1e6:.0f} M | "
-            f"{p['rss_mib']:.0f} | {p['voxels_per_s'] / 1e6:.2f} M | "
-            f"{p['seconds']:.0f} |"
-        )
-    t = r["training"]
-    print(
-        f"| train {t['steps']} steps from {'x'.join(map(str, t['shape']))}"
-        f" | | {t['rss_mib']:.0f} | | {t['seconds']:.0f} |"
-    )
-    small, big = r["prediction"][0], r["prediction"][-1]
-    met = "met" if big["rss_mib"] < 3 * 1024 else "missed"
-    print(
-        f"\nTarget peak RSS < 3 GB at {big['voxels'] / 1e9:.1f} G voxels: "
-        f"{met} ({big['rss_mib'] / 1024:.2f} GiB); "
-        f"{big['voxels'] / small['voxels']:.0f}x the voxels took "
-        f"{big['rss_mib'] / small['rss_mib']:.2f}x the memory."
-    )
-    one, two = r["ddp"]["1"], r["ddp"]["2"]
-    print(
-        f"\nDDP, {r['ddp_steps']} steps: 1 process "
-        f"{one['patches_per_s']:.2f} patches/s, 2 gloo processes "
-        f"{two['patches_per_s']:.2f} patches/s (x"
-        f"{two['patches_per_s'] / one['patches_per_s']:.2f}); identical "
-        f"weights on both ranks: {two['identical_weights']}"
-    )
+from report import scale_table as table  # noqa: E402
 
 
 def plot(r: dict, path: Path) -> None:

@@ -186,44 +186,7 @@ def _ms(vals) -> str:
     return f"{np.mean(vals):.3f} ± {np.std(vals):.3f}"
 
 
-def table(res: dict) -> None:
-    rows = res["runs"]
-    arms = list(dict.fromkeys(r["arm"] for r in rows if r["pool"] in (0, 137)))
-    base = [r["mean"] for r in rows if r["arm"] == "none"]
-    print(
-        f"\n**Unlabelled volumes** (`bench_unlabelled.py`; {res['machine']}; "
-        f"device {res['device']}; 1 slice per axis on 3 cases, "
-        f"{res['steps']} fine-tuning steps for every arm, seeds "
-        f"{res['seeds']}; Dice on {res['test_cases']} unseen cases):\n"
-    )
-    print("| arm | pool | head | body | mean | vs none (points) | min/run |")
-    print("|---|---|---|---|---|---|---|")
-    for arm in arms:
-        sel = [r for r in rows if r["arm"] == arm and r["pool"] in (0, 137)]
-        sel = [r for r in sel if arm == "none" or r["pool"] == 137] or sel
-        m = [r["mean"] for r in sel]
-        gain = 100 * (np.mean(m) - np.mean(base)) if base else float("nan")
-        print(
-            f"| {arm} | {sel[0]['pool']} | {_ms([r['head'] for r in sel])} | "
-            f"{_ms([r['body'] for r in sel])} | {_ms(m)} | {gain:+.1f} | "
-            f"{np.mean([r['seconds'] for r in sel]) / 60:.1f} |"
-        )
-    if res["pretraining"]:
-        print("\n| pretraining | pool | steps | minutes | val loss | RSS |")
-        print("|---|---|---|---|---|---|")
-        for p in res["pretraining"]:
-            print(
-                f"| {p['task']} | {p['pool']} | {p['steps']} | "
-                f"{p['seconds'] / 60:.1f} | {p['val_loss']:.3f} | "
-                f"{p['rss_mib']:.0f} MiB |"
-            )
-    if res["curve"]:
-        print(f"\n**Dice vs pool size** ({res['curve_arm']}):\n")
-        print("| pool volumes | mean Dice | vs none (points) |")
-        print("|---|---|---|")
-        for n, vals in sorted(res["curve"].items(), key=lambda kv: kv[0]):
-            gain = 100 * (np.mean(vals) - np.mean(base))
-            print(f"| {n} | {_ms(vals)} | {gain:+.1f} |")
+from report import unlabelled as table  # noqa: E402
 
 
 def plot(res: dict, path: Path) -> None:

@@ -1,18 +1,54 @@
-"""Render the README's benchmark tables from ``results/*.json``.
+"""Render the benchmark tables from ``results/*.json``.
 
-    .venv/bin/python benchmarks/report.py > /tmp/tables.md
+    .venv/bin/python benchmarks/report.py > /tmp/tables.md   # every table
+    .venv/bin/python benchmarks/report.py --readme   # README headline table
+    .venv/bin/python benchmarks/report.py --docs DIR # the docs' pages
+    .venv/bin/python benchmarks/report.py --plots    # redraw the plots
 
 Each section is printed only when its benchmark has written results.
+This module reads result files only: it imports no benchmark script (the
+docs build runs it), and the benchmark scripts import their table
+functions from here.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Where rendered tables point their plots; the docs pages set their own.
+IMG = "benchmarks/results/"
+
+
+def save_plot(path, labels, series, ylabel, title) -> None:
+    """Grouped bars with error bars; ``series`` maps name -> (means, stds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(labels))
+    w = 0.8 / max(1, len(series))
+    wide = max(6.0, 0.7 * len(labels) * max(1, len(series)))
+    fig, ax = plt.subplots(figsize=(min(wide, 12.0), 3.6), tight_layout=True)
+    for k, (name, (means, stds)) in enumerate(series.items()):
+        ax.bar(x + k * w, means, w, yerr=stds, label=name, capsize=3)
+    ax.set_xticks(
+        x + w * (len(series) - 1) / 2,
+        labels,
+        rotation=30,
+        ha="right",
+        fontsize=8,
+    )
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+    print(f"plot written to {path}")
 
 
 def load(name: str, folder: Path = RESULTS) -> dict | None:
@@ -35,7 +71,7 @@ def sparse(d: dict) -> None:
             f"{r['wm_mean']:.3f} ± {r['wm_std']:.3f} | "
             f"{r['of_dense']:.3f} |"
         )
-    print("\n![sparse](benchmarks/results/sparse.png)\n")
+    print(f"\n![sparse]({IMG}sparse.png)\n")
 
 
 def speed(d: dict) -> None:
@@ -61,14 +97,26 @@ def stall(d: dict) -> None:
         f"**Viewer responsiveness** (`bench_gui_stall.py`, gaps between "
         f"ticks of a 10 ms QTimer; {d['machine']}, Xvfb):\n"
     )
-    print("| phase | ticks | median ms | p99 ms | max ms |")
-    print("|---|---|---|---|---|")
+    print("| phase | what | ticks | median ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|")
     for phase, r in d["rows"].items():
         print(
-            f"| {phase} | {r['ticks']} | {r['median']:.1f} | "
-            f"{r['p99']:.1f} | {r['max']:.1f} |"
+            f"| {phase} | {STALL_PHASES.get(phase, '')} | {r['ticks']} | "
+            f"{r['median']:.1f} | {r['p99']:.1f} | {r['max']:.1f} |"
         )
-    print()
+    print(f"\n![viewer stalls]({IMG}gui_stall.png)\n")
+
+
+STALL_PHASES = {
+    "idle": "docks open, nothing running",
+    "training": "Start pressed, training, model saved",
+    "predicting": "Apply pressed to the result shown",
+    "apply": "Apply pressed to the result shown (the next three rows)",
+    "apply: press": "empty layer added, model loaded (to the 1st window)",
+    "apply: windows": "windows predicted, progress shown",
+    "apply: result": "last window to the layer filled (in place)",
+    "after": "500 ms after: the prediction drawn",
+}
 
 
 def boxes(d: dict) -> None:
@@ -96,16 +144,11 @@ def boxes(d: dict) -> None:
         f"**{d['crf_s']:.2f} s**, +{d['crf_mib']:.0f} MiB peak (target "
         "< 6 s on 2 cores; MONAI's CRF block: 177 s, SimpleCRF: 5.8 s).\n"
     )
-    print("![boxes](benchmarks/results/boxes.png)\n")
+    print(f"![boxes]({IMG}boxes.png)\n")
 
 
 def cam(d: dict) -> None:
     """Tables of ``bench_cam.py``: localisation, then segmentation."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_cam import table
-
     print(
         f"**CAM from image-level labels** (`bench_cam.py`; classifier "
         f"steps per row, mean ± sd over {d.get('seeds', 1)} seeds; U-Nets "
@@ -114,8 +157,8 @@ def cam(d: dict) -> None:
         f"share of a crop's voxels that count; held-back crops; "
         f"{d['machine']}):\n"
     )
-    print(table(d["results"]))
-    print("\n![cam](benchmarks/results/cam.png)\n")
+    print(cam_table(d["results"]))
+    print(f"\n![cam]({IMG}cam.png)\n")
 
 
 def ssl_arms(d: dict, base: dict | None) -> list[dict]:
@@ -171,11 +214,6 @@ def ssl(d: dict, base: dict | None) -> None:
 
 def replot(folder: Path = RESULTS) -> None:
     """Redraw every plot from the result files (no benchmark rerun)."""
-    import sys
-
-    sys.path.insert(0, str(RESULTS.parent))
-    from _common import save_plot
-
     d = load("boxes.json", folder)
     if d:
         res = d["results"]
@@ -275,7 +313,7 @@ def recipe(d: dict) -> None:
         not in ("weakseg default", "weakseg default, stacked file")
     ]
     if not ablation:
-        print("\n![recipe](benchmarks/results/recipe.png)\n")
+        print(f"\n![recipe]({IMG}recipe.png)\n")
         return
     print(
         "\n**Recipe ablation** (same benchmark, sparse labels): the default "
@@ -295,7 +333,7 @@ def recipe(d: dict) -> None:
                 f"| {case} | {name} | {r['mean']:.3f} ± {r['std']:.3f} "
                 f"(n={r['n']}) | {diff:+.3f} | {r['s_per_step']:.2f} |"
             )
-    print("\n![recipe](benchmarks/results/recipe.png)\n")
+    print(f"\n![recipe]({IMG}recipe.png)\n")
 
 
 def _ms(values: list[float]) -> str:
@@ -420,52 +458,523 @@ def real(d: dict) -> None:
                 b = _ms([r["boundary"] for r in rs])
                 i = _ms([r["interior"] for r in rs])
                 print(f"| {setting} | {rs[0]['steps']} | {b} | {i} |")
-    print("\n![real](benchmarks/results/real.png)\n")
+    print(f"\n![real]({IMG}real.png)\n")
 
 
 def scale(d: dict) -> None:
     """Table of ``bench_scale.py``: memory and speed past one machine."""
-    from bench_scale import table
-
     print(
         "\n**Larger than memory, DDP** (`bench_scale.py`; network: 8 base "
         "filters, patch 48³, prediction overlap 0.25)"
     )
-    table(d)
-    print("\n![scale](benchmarks/results/scale.png)\n")
+    scale_table(d)
+    print(f"\n![scale]({IMG}scale.png)\n")
 
 
 def cpu_steps(d: dict) -> None:
     """Table of ``bench_cpu_steps.py``: candidates for faster CPU steps."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_cpu_steps import table
-
     print(
         "\n**Faster CPU training steps** (`bench_cpu_steps.py`; one step "
         "of the default U-Net as a user run plans it, median over 30 steps "
         f"after 5; {d['machine']}):\n"
     )
-    print(table(d["results"]))
-    print("\n![cpu steps](benchmarks/results/cpu_steps.png)\n")
+    print(cpu_steps_table(d["results"]))
+    print(f"\n![cpu steps]({IMG}cpu_steps.png)\n")
 
 
-def readme(path: Path = RESULTS.parents[1] / "README.md") -> None:
-    """Replace the README's tables (between its benchmark markers) with
-    the ones rendered from ``results/``."""
+def cam_table(results: dict) -> str:
+    """Localisation rows, then image-level labels to segmentations."""
+    out = [
+        "| target | classifier / map | steps | accuracy | pointing "
+        "(chance) | energy | IoU (Otsu) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def sd(row, k):
+        n = row.get("seeds", 1)
+        return f" ± {row[k + ' sd']:.2f}" if n > 1 else ""
+
+    for name, r in results.items():
+        for c, row in r["classifiers"].items():
+            out.append(
+                f"| {name} | {c} | {r.get('steps', '')} "
+                f"| {row['accuracy']:.2f} "
+                f"| {row['pointing']:.2f}{sd(row, 'pointing')} "
+                f"({row.get('chance', float('nan')):.2f}) "
+                f"| {row['energy']:.2f}{sd(row, 'energy')} "
+                f"| {row['IoU']:.2f} |"
+            )
+    seg = [(n, r) for n, r in results.items() if "dense U-Net" in r]
+    if seg:
+        out += [
+            "",
+            "| target | dense U-Net | seeds | seed → U-Net "
+            "| seed → expand (GWRP) → constrain (CRF) "
+            "| rounds + CRF, no GWRP | map s/volume |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for n, r in seg:
+            d = r["dense U-Net"]
+            cells = [
+                f"{r[k]:.3f} ({r[k] / d:.2f}×)" if k in r else "–"
+                for k in CAM_SEG
+            ]
+            out.append(
+                f"| {n} | {d:.3f} | {' | '.join(cells)} "
+                f"| {r['map s/volume']:.2f} |"
+            )
+    return "\n".join(out)
+
+
+CAM_SEG = (
+    "seed Dice (labelled voxels)",
+    "seed -> U-Net",
+    "seed -> expand -> constrain",
+    "rounds + CRF, no GWRP",
+)
+
+
+def scale_table(r: dict) -> None:
+    print(f"\nmachine: {r['machine']}\n")
+    print("| volume | voxels | peak RSS (MiB) | voxels/s | seconds |")
+    print("|---|---|---|---|---|")
+    for p in r["prediction"]:
+        shape = "x".join(map(str, p["shape"]))
+        print(
+            f"| predict {shape} | {p['voxels'] / 1e6:.0f} M | "
+            f"{p['rss_mib']:.0f} | {p['voxels_per_s'] / 1e6:.2f} M | "
+            f"{p['seconds']:.0f} |"
+        )
+    t = r["training"]
+    print(
+        f"| train {t['steps']} steps from {'x'.join(map(str, t['shape']))}"
+        f" | | {t['rss_mib']:.0f} | | {t['seconds']:.0f} |"
+    )
+    small, big = r["prediction"][0], r["prediction"][-1]
+    met = "met" if big["rss_mib"] < 3 * 1024 else "missed"
+    print(
+        f"\nTarget peak RSS < 3 GB at {big['voxels'] / 1e9:.1f} G voxels: "
+        f"{met} ({big['rss_mib'] / 1024:.2f} GiB); "
+        f"{big['voxels'] / small['voxels']:.0f}x the voxels took "
+        f"{big['rss_mib'] / small['rss_mib']:.2f}x the memory."
+    )
+    one, two = r["ddp"]["1"], r["ddp"]["2"]
+    print(
+        f"\nDDP, {r['ddp_steps']} steps: 1 process "
+        f"{one['patches_per_s']:.2f} patches/s, 2 gloo processes "
+        f"{two['patches_per_s']:.2f} patches/s (x"
+        f"{two['patches_per_s'] / one['patches_per_s']:.2f}); identical "
+        f"weights on both ranks: {two['identical_weights']}"
+    )
+
+
+def cpu_steps_table(res: dict) -> str:
+    out = [
+        "| case | patch | variant | s/step | speed-up | first steps s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, rows in res.items():
+        base = rows["contiguous"]["s/step"]
+        for v, r in rows.items():
+            out.append(
+                f"| {name} | {'×'.join(map(str, r['patch']))} | {v} "
+                f"| {r['s/step']:.3f} | {base / r['s/step']:.2f} "
+                f"| {r['first steps s']:.1f} |"
+            )
+    return "\n".join(out)
+
+
+def unlabelled(res: dict) -> None:
+    """Tables of ``bench_unlabelled.py``: arms, pretraining, pool curve."""
+    ms = _ms
+    rows = res["runs"]
+    arms = list(dict.fromkeys(r["arm"] for r in rows if r["pool"] in (0, 137)))
+    base = [r["mean"] for r in rows if r["arm"] == "none"]
+    print(
+        f"\n**Unlabelled volumes** (`bench_unlabelled.py`; {res['machine']}; "
+        f"device {res['device']}; 1 slice per axis on 3 cases, "
+        f"{res['steps']} fine-tuning steps for every arm, seeds "
+        f"{res['seeds']}; Dice on {res['test_cases']} unseen cases):\n"
+    )
+    print("| arm | pool | head | body | mean | vs none (points) | min/run |")
+    print("|---|---|---|---|---|---|---|")
+    for arm in arms:
+        sel = [r for r in rows if r["arm"] == arm and r["pool"] in (0, 137)]
+        sel = [r for r in sel if arm == "none" or r["pool"] == 137] or sel
+        m = [r["mean"] for r in sel]
+        gain = 100 * (np.mean(m) - np.mean(base)) if base else float("nan")
+        print(
+            f"| {arm} | {sel[0]['pool']} | {ms([r['head'] for r in sel])} | "
+            f"{ms([r['body'] for r in sel])} | {ms(m)} | {gain:+.1f} | "
+            f"{np.mean([r['seconds'] for r in sel]) / 60:.1f} |"
+        )
+    if res["pretraining"]:
+        print("\n| pretraining | pool | steps | minutes | val loss | RSS |")
+        print("|---|---|---|---|---|---|")
+        for p in res["pretraining"]:
+            print(
+                f"| {p['task']} | {p['pool']} | {p['steps']} | "
+                f"{p['seconds'] / 60:.1f} | {p['val_loss']:.3f} | "
+                f"{p['rss_mib']:.0f} MiB |"
+            )
+    if res["curve"]:
+        print(f"\n**Dice vs pool size** ({res['curve_arm']}):\n")
+        print("| pool volumes | mean Dice | vs none (points) |")
+        print("|---|---|---|")
+        for n, vals in sorted(res["curve"].items(), key=lambda kv: int(kv[0])):
+            gain = 100 * (np.mean(vals) - np.mean(base))
+            print(f"| {n} | {ms(vals)} | {gain:+.1f} |")
+    print(f"\n![unlabelled]({IMG}unlabelled.png)\n")
+
+
+# --- headline table (README, docs home) ---------------------------------
+
+
+def _mean(rows, **match) -> float:
+    v = [
+        r["mean"]
+        for r in rows
+        if all(r.get(k) == x for k, x in match.items())
+    ]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def headline(folder: Path = RESULTS, link: str = "benchmarks/") -> str:
+    """One row per weak-label type, each from its result file; ``link``
+    is where the benchmark pages are, seen from the page it goes on."""
+    out = [
+        "| annotation | data | result | benchmark |",
+        "|---|---|---|---|",
+    ]
+    d = load("real.json", folder)
+    if d:
+        rows = [r for r in d["hippocampus"] if not r["init"]]
+        rows = [r for r in rows if " corrected " not in r["key"]]
+        steps = max(r["steps"] for r in rows)
+        one = _mean(rows, setting="1/axis", steps=steps)
+        five = _mean(rows, setting="5%", steps=steps)
+        dense = _mean(rows, setting="dense", steps=steps)
+        out.append(
+            f"| one slice per axis per volume | hippocampus MRI, 3 cases "
+            f"→ 5 unseen | Dice {one:.3f} = **{one / dense:.2f} × dense**"
+            f" (5 % of slices: {five / dense:.2f} ×) | [real data]"
+            f"({link}real.md) |"
+        )
+        fib = d.get("fibsem", [])
+        if fib:
+            s, dd = (
+                np.mean([r["boundary"] for r in fib if r["setting"] == k])
+                for k in ("sparse", "dense")
+            )
+            out.append(
+                f"| 5 % of slices | FIB-SEM boundaries, unseen block | "
+                f"boundary Dice {s:.3f} = **{s / dd:.2f} × dense** | "
+                f"[real data]({link}real.md) |"
+            )
+    d = load("sparse.json", folder)
+    if d:
+        r = d["rows"][0]
+        out.append(
+            f"| {r['setting']} of slices ({100 * r['labelled_voxels']:.1f} "
+            f"% of voxels) | MNI152 grey/white matter | "
+            f"**{r['of_dense']:.2f} × dense** | [sparse slices]"
+            f"({link}sparse.md) |"
+        )
+    d = load("boxes.json", folder)
+    if d:
+        res = d["results"].get("MNI152 lateral ventricles (2 boxes)")
+        if res:
+            v = res["GrabCut init + rounds"]
+            ref = res["dense labels (reference)"]
+            out.append(
+                f"| one box per object | MNI152 lateral ventricles | Dice "
+                f"{v:.3f} = **{100 * v / ref:.0f} % of dense** | [boxes]"
+                f"({link}boxes.md) |"
+            )
+    d = load("cam.json", folder)
+    if d:
+        r = d["results"].get("MNI lateral ventricles")
+        if r:
+            c = r["classifiers"]["topk cam"]
+            seg = r["seed -> expand -> constrain"] / r["dense U-Net"]
+            out.append(
+                f"| image-level labels of crops | MNI152 lateral ventricles"
+                f" | pointing **{c['pointing']:.2f}**, energy "
+                f"{c['energy']:.2f}; segmentation **{seg:.2f} × dense** | "
+                f"[CAM]({link}cam.md) |"
+            )
+    d = load("recipe.json", folder)
+    if d:
+        get = {(r["case"], r["setting"], r["arm"]): r for r in d["rows"]}
+        ours = get.get(("hippocampus", "sparse", "weakseg default"))
+        ref = get.get(("hippocampus", "sparse", "MONAI reference"))
+        if ours and ref:
+            out.append(
+                f"| 5 % of slices, same steps | hippocampus MRI vs a plain "
+                f"MONAI loop | {ours['mean']:.3f} vs {ref['mean']:.3f} "
+                f"(**{ours['mean'] - ref['mean']:+.3f}**) | [recipe]"
+                f"({link}recipe.md) |"
+            )
+    d = load("scale.json", folder)
+    if d:
+        big = d["prediction"][-1]
+        out.append(
+            f"| (prediction) | {big['voxels'] / 1e6:.0f} M-voxel OME-Zarr, "
+            f"block by block | peak RSS **{big['rss_mib'] / 1024:.2f} GiB** "
+            f"| [scale]({link}scale.md) |"
+        )
+    return "\n".join(out)
+
+
+# --- docs pages ------------------------------------------------------------
+
+# slug, title, [(results file, renderer, script, command, data)], intro
+RUN = "OMP_NUM_THREADS=2 .venv/bin/python benchmarks/"
+HIPPO = "`../shared/data` beside the checkout: hippocampus MRI (Medical "
+HIPPO += "Segmentation Decathlon task 4 crops), FIB-SEM boundaries"
+MNI = "the shipped MNI152 sample (`sample_data/`)"
+PAGES = [
+    ("sparse", "Sparse slices vs dense (MNI152)", [
+        ("sparse.json", sparse, "bench_sparse.py",
+         f"{RUN}bench_sparse.py", MNI),
+    ]),
+    ("real", "Real data: hippocampus and FIB-SEM", [
+        ("real.json", real, "bench_real.py", f"{RUN}bench_real.py", HIPPO),
+    ]),
+    ("recipe", "Training recipe vs a plain MONAI loop", [
+        ("recipe.json", recipe, "bench_recipe.py",
+         f"{RUN}bench_recipe.py", f"{HIPPO}; {MNI}"),
+    ]),
+    ("boxes", "Boxes to masks", [
+        ("boxes.json", boxes, "bench_boxes.py", f"{RUN}bench_boxes.py",
+         f"a synthetic blob phantom; {MNI}"),
+    ]),
+    ("cam", "CAM and image-level labels", [
+        ("cam.json", cam, "bench_cam.py", f"{RUN}bench_cam.py",
+         f"{MNI}; {HIPPO}"),
+    ]),
+    ("pretraining", "Pretraining and unlabelled pools", [
+        ("unlabelled.json", unlabelled, "bench_unlabelled.py",
+         f"{RUN}bench_unlabelled.py --steps 300 --semi meanteacher "
+         "--tasks masked", "`../shared/data/hippocampus_mri` (3 labelled "
+         "cases, 34 unseen test cases, the 137-volume unlabelled pool)"),
+        ("ssl.json", None, "bench_ssl.py", f"{RUN}bench_ssl.py", MNI),
+    ]),
+    ("speed", "Speed and overhead", [
+        ("speed_cpu.json", speed, "bench_speed.py", f"{RUN}bench_speed.py",
+         MNI),
+        ("cpu_steps.json", cpu_steps, "bench_cpu_steps.py",
+         f"{RUN}bench_cpu_steps.py", f"{HIPPO}; {MNI}"),
+    ]),
+    ("viewer", "Viewer responsiveness", [
+        ("gui_stall.json", stall, "bench_gui_stall.py",
+         "xvfb-run -a .venv/bin/python benchmarks/bench_gui_stall.py "
+         "[--steps 5]", MNI),
+    ]),
+    ("scale", "Larger than memory, DDP", [
+        ("scale.json", scale, "bench_scale.py", f"{RUN}bench_scale.py",
+         "synthetic uint8 OME-Zarr volumes of 512³ and 512×1024×1024"),
+    ]),
+]
+NOTES = Path(__file__).resolve().parent / "notes"
+
+
+def commit_of(path: Path) -> str:
+    """The commit that last wrote a results file (``git log``)."""
+    try:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%h (%cs)", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return f"`{out.split()[0]}` {' '.join(out.split()[1:])}" if out else (
+        "not recorded (uncommitted file or no git checkout)"
+    )
+
+
+# Changes of the code that moved results: (commit, what changed).
+CODE_CHANGES = [
+    ("68a1365", "recipe: MONAI UNet with residual units, AdamW 3e-3"),
+    ("330216c", "sampler: a sparse slice at a random place in its patch, "
+     "margin around partly labelled volumes"),
+    ("53c2426", "CPU training steps in channels-last 3D"),
+    ("6203b62", "cross-entropy at a tenth of the Dice term"),
+]
+
+
+def _git(*args: str) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(
+            ["git", *args],
+            cwd=RESULTS,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def code_table(folder: Path = RESULTS) -> str:
+    """Which code changes each results file's commit already holds
+    (``git merge-base --is-ancestor``); empty without git history."""
+    rows = []
+    for path in sorted(folder.glob("*.json")):
+        r = _git("log", "-1", "--format=%h", "--", path.name)
+        commit = r.stdout.strip() if r and r.returncode == 0 else ""
+        if not commit:
+            continue
+        cells = []
+        for change, _ in CODE_CHANGES:
+            a = _git("merge-base", "--is-ancestor", change, commit)
+            if a is None or a.returncode not in (0, 1):
+                return ""
+            cells.append("yes" if a.returncode == 0 else "no")
+        rows.append(f"| `{path.name}` | `{commit}` | " + " | ".join(cells))
+    if not rows:
+        return ""
+    head = " | ".join(f"`{c}` {what}" for c, what in CODE_CHANGES)
+    return "\n".join(
+        [
+            "| results file | commit | " + head + " |",
+            "|---|---|" + "---|" * len(CODE_CHANGES),
+            *(r + " |" for r in rows),
+        ]
+    )
+
+
+def _render(fn, *args) -> str:
     import contextlib
     import io
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        tables()
+        fn(*args)
+    return buf.getvalue().strip()
+
+
+def docs_pages(folder: Path = RESULTS) -> dict[str, str | bytes]:
+    """Every benchmark page of the docs, keyed by its path in the docs
+    (``benchmarks/<slug>.md``), plus the plots they show."""
+    global IMG
+    old, IMG = IMG, "results/"
+    try:
+        pages: dict[str, str | bytes] = {}
+        index = [
+            "# Benchmarks\n",
+            "Every table on these pages is rendered by "
+            "`benchmarks/report.py` from the result files in "
+            "`benchmarks/results/` when the docs are built; each page "
+            "names its data, the command that wrote the file, the commit "
+            "that holds the file and the machine it ran on.\n",
+            headline(folder, link=""),
+            "",
+        ]
+        for slug, title, parts in PAGES:
+            text = [f"# {title}\n"]
+            for name, fn, script, command, data in parts:
+                d = load(name, folder)
+                if d is None:
+                    continue
+                text += [
+                    f"**Results:** `benchmarks/results/{name}` · "
+                    f"**script:** `benchmarks/{script}` · **commit of "
+                    f"the results file:** {commit_of(folder / name)}\n",
+                    f"- **data:** {data}",
+                    f"- **machine:** {d.get('machine', 'not recorded')}",
+                    f"- **command:** `{command}`\n",
+                ]
+                if name == "ssl.json":
+                    text.append(_render(ssl, d, load("sparse.json", folder)))
+                    text.append(f"\n![ssl]({IMG}ssl.png)\n")
+                else:
+                    text.append(_render(fn, d))
+                text.append("")
+            note = NOTES / f"{slug}.md"
+            if note.exists():
+                text += ["## Reading the numbers\n", note.read_text()]
+            pages[f"benchmarks/{slug}.md"] = "\n".join(text)
+            index.append(f"- [{title}]({slug}.md)")
+        known = {name for _, _, parts in PAGES for name, *_ in parts}
+        for path in sorted(folder.glob("*.json")):
+            if path.name in known:
+                continue
+            # A results file without a renderer here yet: shown as written.
+            d = json.loads(path.read_text())
+            script = f"bench_{path.stem}.py"
+            machine = d.get("machine", "not recorded")
+            pages[f"benchmarks/{path.stem}.md"] = "\n".join(
+                [
+                    f"# {path.stem}\n",
+                    f"**Results:** `benchmarks/results/{path.name}` · "
+                    f"**script:** `benchmarks/{script}` · **commit of the "
+                    f"results file:** {commit_of(path)}\n",
+                    f"- **machine:** {machine}",
+                    f"- **command:** `{RUN}{script}`\n",
+                    "`benchmarks/report.py` has no table for this file yet; "
+                    "its content as written:\n",
+                    "```json",
+                    json.dumps(d, indent=1)[:30000],
+                    "```",
+                    "",
+                ]
+                + (
+                    [f"![{path.stem}]({IMG}{path.stem}.png)\n"]
+                    if (folder / f"{path.stem}.png").exists()
+                    else []
+                )
+            )
+            index.append(f"- [{path.stem}]({path.stem}.md)")
+        note = NOTES / "index.md"
+        if note.exists():
+            index += ["", note.read_text()]
+        table = code_table(folder)
+        if table:
+            index += [
+                "",
+                "## Which code each result ran on\n",
+                "A results file is written by its benchmark and committed "
+                "with the code it ran on; *yes* means that commit already "
+                "holds the change (`git merge-base --is-ancestor`). Results "
+                "are rerun when a change can move them; the rows with *no* "
+                "were not rerun after that change.\n",
+                table,
+            ]
+        pages["benchmarks/index.md"] = "\n".join(index) + "\n"
+        for png in sorted(folder.glob("*.png")):
+            pages[f"benchmarks/results/{png.name}"] = png.read_bytes()
+        return pages
+    finally:
+        IMG = old
+
+
+def write_docs(out: Path) -> None:
+    for rel, content in docs_pages().items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    print(f"benchmark pages written under {out}")
+
+
+def readme(path: Path = RESULTS.parents[1] / "README.md") -> None:
+    """Replace the README's headline table (between its benchmark
+    markers) with the one rendered from ``results/``; its links point
+    into the docs site."""
+    site = "https://napari-weakseg.github.io/napari-weakseg/"
+    table = headline(link=f"{site}benchmarks/").replace(".md)", "/)")
     text = path.read_text()
     start = text.index("<!-- benchmarks:start")
     start = text.index("\n", start) + 1
     end = text.index("<!-- benchmarks:end -->")
-    path.write_text(text[:start] + buf.getvalue().strip() + "\n" + text[end:])
-    print(f"tables written into {path}")
+    path.write_text(text[:start] + table + "\n" + text[end:])
+    print(f"headline table written into {path}")
 
 
 def main() -> None:
@@ -476,6 +985,9 @@ def main() -> None:
         return
     if "--readme" in sys.argv:
         readme()
+        return
+    if "--docs" in sys.argv:
+        write_docs(Path(sys.argv[sys.argv.index("--docs") + 1]))
         return
     tables()
 
@@ -493,6 +1005,7 @@ def tables() -> None:
         ("real.json", real),
         ("cpu_steps.json", cpu_steps),
         ("scale.json", scale),
+        ("unlabelled.json", unlabelled),
     ]:
         d = load(name)
         if d is not None:

@@ -46,8 +46,10 @@ __all__ = [
     "boxes_to_masks",
     "cam_layers",
     "class_activation_map",
+    "class_names",
     "crf",
     "evaluate",
+    "export_model",
     "iter_boxes_to_masks",
     "iter_class_activation_map",
     "iter_predict",
@@ -60,6 +62,7 @@ __all__ = [
     "iter_segment_from_map",
     "segment_from_map",
     "load_model",
+    "model_info",
     "predict",
     "predict_batch",
     "predict_slice",
@@ -275,7 +278,7 @@ def iter_train(
     init: PathLike | None = None,
     device: str = "auto",
     seed: int = 0,
-    class_names: Sequence[str] = (),
+    class_names: Sequence[str] | str = (),
     unlabelled: PathLike | Sequence[Any] | None = None,
     semi: str | None = None,
     semi_weight: float = defaults.SEMI_WEIGHT,
@@ -301,13 +304,40 @@ def iter_train(
     labels; the unannotated voxels of the annotated volumes count as
     unlabelled too.  ``semi`` without ``unlabelled`` uses those alone.
     Unreadable pool files are yielded as skipped.
+
+    ``class_names``: the names of labels 1..K (``["head", "body"]`` or
+    ``"head,body"``; the background's name may come first), stored in
+    the model and shown wherever its classes are (default ``class 1``,
+    ``class 2``...).
     """
-    from .core import training
+    from .core import classes, recipe, training
 
     check_outputs(
         {"out": (out, MODEL)}, [*_as_list(images), *_as_list(labels), init]
     )
+    names = classes.check(class_names)  # their count: once labels are read
     ims, lbs = _pairs(images, labels)
+    made = recipe.make(
+        "train",
+        {"image": _as_list(images), "labels": _as_list(labels), "init": init},
+        {
+            "steps": steps,
+            "minutes": minutes,
+            "patience": patience,
+            "patch_size": list(patch_size) if patch_size else None,
+            "batch_size": batch_size,
+            "base_filters": base_filters,
+            "learning_rate": learning_rate,
+            "augment": augment,
+            "ignore_label": ignore_label,
+            "device": device,
+            "class_names": names,
+            "unlabelled": _pool_names(unlabelled),
+            "semi": semi,
+            "semi_weight": semi_weight if semi or unlabelled else None,
+        },
+        seed,
+    )
     config = training.TrainConfig(
         steps=steps,
         minutes=minutes,
@@ -320,7 +350,8 @@ def iter_train(
         ignore_label=ignore_label,
         device=device,
         seed=seed,
-        class_names=list(class_names),
+        class_names=names,
+        recipe=made,
     )
     return (
         yield from training.iter_train(
@@ -336,6 +367,19 @@ def iter_train(
             semi=_semi_config(semi, semi_weight, unlabelled),
         )
     )
+
+
+def _pool_names(unlabelled: Any) -> list[str] | None:
+    """The unlabelled pool as a recipe names it: paths as they are, an
+    array as ``<array>``."""
+    if unlabelled is None:
+        return None
+    many = isinstance(unlabelled, list | tuple)
+    items = unlabelled if many else [unlabelled]
+    return [
+        str(v) if isinstance(v, str | os.PathLike) else "<array>"
+        for v in items
+    ]
 
 
 def _pool_sources(unlabelled: Any) -> Any:
@@ -374,6 +418,72 @@ def load_model(path: PathLike, device: str = "auto") -> tuple[Any, Any]:
     from .core.models import load_model as _load
 
     return _load(path, resolve_device(device))
+
+
+def class_names(model: PathLike | tuple[Any, Any]) -> list[str]:
+    """The names of a model's classes, background first (``["background",
+    "head", "body"]``); files without names give ``class 1``, ``class
+    2``...  ``model``: a model file, a bioimage.io package exported by
+    napari-weakseg, or ``(module, config)``."""
+    from .core import classes
+    from .core.models import read_model_file
+
+    if isinstance(model, tuple):
+        return classes.of(model[1])
+    return classes.of(read_model_file(model)[1])
+
+
+#: formats :func:`export_model` writes
+EXPORT_FORMATS = ("bioimageio",)
+
+
+def export_model(
+    model: PathLike,
+    out: PathLike,
+    *,
+    format: str = "bioimageio",
+    sample: VolumeLike | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    authors: Sequence[str] = (),
+    license: str = "CC-BY-4.0",
+    check: bool = True,
+) -> Path:
+    """Write segmentation model ``model`` as a bioimage.io model package
+    ``out`` (``.zip``) that opens in the bioimage.io ecosystem.
+
+    The package holds TorchScript and PyTorch state-dict weights (MONAI's
+    network as the architecture), the percentile clip and z-score as the
+    spec's preprocessing, softmax as postprocessing, the class names, the
+    patch size and halo, test tensors and a README.  ``sample``: an image
+    whose middle patch becomes the test input (default: a phantom).  With
+    ``check``, ``bioimageio.core``'s model test must pass before the file
+    appears.  ``predict`` reads such a package back like a model file.
+    Needs the ``[export]`` extra (``bioimageio.core``).
+    """
+    from .core import bmz
+    from .core.outputs import PACKAGE
+
+    if format not in EXPORT_FORMATS:
+        raise WeaksegError(
+            f"Unknown export format '{format}' (known: "
+            f"{', '.join(EXPORT_FORMATS)})."
+        )
+    check_outputs({"out": (out, PACKAGE)}, [model, sample])
+    image = None
+    if sample is not None:  # only its middle patch is read
+        image = as_volume(sample, lazy=True, name="sample").data
+        require_3d(image, _label(sample, what="sample"))
+    return bmz.export(
+        model,
+        out,
+        sample=image,
+        name=name,
+        description=description,
+        authors=list(authors),
+        license=license,
+        check=check,
+    )
 
 
 def _drift(
@@ -914,7 +1024,7 @@ def iter_train_classifier(
     map localises.  Returns :class:`~.core.events.Finished` with the best
     validation accuracy.
     """
-    from .core import classifier
+    from .core import classifier, recipe
     from .core.normalise import normalise
     from .core.training import TrainConfig
 
@@ -940,6 +1050,20 @@ def iter_train_classifier(
     if not volumes:
         raise WeaksegError("Give at least one crop.")
     spacing = next(iter(volumes.values())).geometry.spacing
+    made = recipe.make(
+        "train-classifier",
+        # crops given as objects, not a file: no command names them
+        {"crops": crops_file or list(crops), "init": init},
+        {
+            "steps": steps,
+            "minutes": minutes,
+            "base_filters": base_filters,
+            "batch_size": batch_size,
+            "device": device,
+            "pooling": pooling,
+        },
+        seed,
+    )
     config = TrainConfig(
         steps=steps,
         minutes=minutes,
@@ -948,6 +1072,7 @@ def iter_train_classifier(
         device=device,
         seed=seed,
         val_every=max(1, min(50, steps)),
+        recipe=made,
     )
     return (
         yield from classifier.iter_train_classifier(
@@ -1203,6 +1328,52 @@ def cam_layers(model: PathLike) -> tuple[list[str], str, Any]:
     return names, default_layer(net), config
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """What :func:`model_info` reads from a model file."""
+
+    path: Path
+    config: Any  # core.models.ModelConfig
+    #: how it was made (see :mod:`.core.recipe`; empty for older files)
+    recipe: dict
+    #: the ``weakseg`` command that makes it again into another file
+    #: (None when its inputs were arrays, not files, or it has no recipe)
+    command: str | None
+
+    def lines(self) -> list[str]:
+        from .core import recipe
+
+        c = self.config
+        text = [
+            f"{self.path.name}: {c.kind} ({c.network}), "
+            f"{c.num_classes} classes: {', '.join(c.class_names) or '-'}",
+            f"patch {c.patch_size}, spacing {c.spacing}, filters "
+            f"{c.filters}, napari-weakseg {c.weakseg_version}",
+        ]
+        if not self.recipe:
+            return [*text, "made by: unknown (no recipe in the file)"]
+        return text + recipe.lines(self.recipe, self.path)
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def model_info(model: PathLike) -> ModelInfo:
+    """The config and recipe of a model file, and the ``weakseg``
+    command that makes it again (one sentence for a file that is no
+    napari-weakseg model)."""
+    from .core import recipe
+    from .core.models import read_model_file
+
+    path = Path(model)
+    _, config = read_model_file(path)
+    made = dict(config.recipe)
+    command = None
+    if made and not recipe.missing_files(made):
+        command = recipe.command_line(made, recipe.other_out(path))
+    return ModelInfo(path, config, made, command)
+
+
 @_checked
 def pseudo_labels(
     cam_map: VolumeLike,
@@ -1257,11 +1428,27 @@ def iter_pretrain(
     by the whole U-Net); the last two pretrain the decoder too, and the
     file then holds the whole U-Net but its output block.
     """
-    from .core import pretraining
+    from .core import pretraining, recipe
     from .core.ssl import parse_tasks
 
     check_outputs({"out": (out, MODEL)}, _as_list(images))
     items = _as_list(images)
+    made = recipe.make(
+        "pretrain",
+        {"image": items},
+        {
+            "tasks": ",".join(parse_tasks(tasks)),
+            "steps": steps,
+            "minutes": minutes,
+            "patch": patch,
+            "batch_size": batch_size,
+            "base_filters": base_filters,
+            "network": network,
+            "device": device,
+            "cache": cache,
+        },
+        seed,
+    )
     config = pretraining.PretrainConfig(
         steps=steps,
         minutes=minutes,
@@ -1272,6 +1459,7 @@ def iter_pretrain(
         network=network,
         device=device,
         seed=seed,
+        recipe=made,
     )
     if items and all(isinstance(v, str | os.PathLike) for v in items):
         from .core.pool import VolumePool
@@ -1294,6 +1482,27 @@ def iter_pretrain(
 
 
 pretrain = _blocking(iter_pretrain)
+
+
+def _class_names(given: Any) -> list[str]:
+    """Names of labels 0..K for a table: a model file's (``.safetensors``
+    or a bioimage.io ``.zip``), or given names of labels 1..K (the
+    background's may come first); none: ``[]`` (``class 1``...)."""
+    from .core import classes
+
+    if given is None:
+        return []
+    if isinstance(given, os.PathLike) or (
+        isinstance(given, str)
+        and given.lower().endswith((".safetensors", ".zip"))
+    ):
+        from .core.models import read_model_file
+
+        return classes.of(read_model_file(given)[1])
+    names = classes.check(given)
+    if names and names[0] != classes.BACKGROUND:
+        names = [classes.BACKGROUND, *names]
+    return names
 
 
 def _evaluation_pairs(pred: Any, truth: Any) -> list[tuple[Any, Any, str]]:
@@ -1335,6 +1544,7 @@ def evaluate(
     ignore_label: int | None = None,
     out: PathLike | None = None,
     names: Sequence[str] | None = None,
+    class_names: Sequence[str] | PathLike | None = None,
 ) -> list[Any]:
     """Score label volumes against references: Dice, IoU, HD95 (in the
     spacing's units) and volume per class (MONAI's metrics).
@@ -1342,12 +1552,15 @@ def evaluate(
     ``pred`` and ``truth`` are volumes (paths, arrays, Volumes), lists of
     them paired in order, or two folders paired by file name.  Voxels
     whose reference is ``ignore_label`` count for neither; ``names``
-    name the cases (default: file names).  With ``out``
+    name the cases (default: file names); ``class_names`` name labels
+    1..K in the table (a list, ``"head,body"``, or a model file whose
+    names to use; default ``class 1``...).  With ``out``
     (``.csv``) the table is written too.  Returns one
     :class:`~.core.evaluation.Score` per case and class.
     """
     from .core.evaluation import score, write_csv
 
+    labels = _class_names(class_names)
     pairs = _evaluation_pairs(pred, truth)
     if names is not None:
         if len(names) != len(pairs):
@@ -1375,6 +1588,7 @@ def evaluate(
             ref.geometry.spacing,
             ignore_label,
             case,
+            labels,
         )
     if out is not None:
         write_csv(out, rows)

@@ -71,6 +71,17 @@ def _patch(text: str) -> int:
     return value
 
 
+def class_names(text: str) -> list[str]:
+    """``head,body`` -> the names of labels 1, 2 (checked: none empty or
+    repeated)."""
+    from .core import classes
+
+    try:
+        return classes.check(classes.parse(text))
+    except WeaksegError as exc:
+        raise argparse.ArgumentTypeError(str(exc).rstrip(".")) from None
+
+
 # --- output safety ---------------------------------------------------------
 
 #: per verb: argument -> what it writes ("model" or "volume")
@@ -85,6 +96,8 @@ OUTPUTS = {
     "pretrain": {"out": "model"},
     "suggest": {},
     "evaluate": {},
+    "export": {"out": "package"},
+    "info": {},
 }
 INPUTS = (
     "image",
@@ -94,6 +107,7 @@ INPUTS = (
     "boxes",
     "crops",
     "probabilities",
+    "sample",
 )
 
 
@@ -212,6 +226,14 @@ def _train_parser(sub: Any) -> None:
     )
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument(
+        "--class-names",
+        type=class_names,
+        default=[],
+        metavar="NAMES",
+        help="comma-separated names of labels 1..K, e.g. head,body "
+        "(stored in the model; default: class 1, class 2...)",
+    )
     p.add_argument(
         "--nproc-per-node",
         type=bounded("nproc_per_node"),
@@ -489,6 +511,77 @@ def _evaluate_parser(sub: Any) -> None:
         "(unlabelled voxels of a sparse reference)",
     )
     p.add_argument("--csv", metavar="TABLE.csv")
+    p.add_argument(
+        "--class-names",
+        metavar="NAMES",
+        help="comma-separated names of labels 1..K for the table, or a "
+        "model file (.safetensors or bioimage.io .zip) whose names to use "
+        "(default: class 1, class 2...)",
+    )
+
+
+def _export_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a model as a bioimage.io model package",
+        description="Write MODEL as a bioimage.io package OUT (.zip): "
+        "TorchScript and state-dict weights, preprocessing, class names, "
+        "test tensors and a README; bioimageio.core's model test must pass "
+        "before OUT appears (pip install 'napari-weakseg[export]'). "
+        "weakseg predict --model OUT.zip reads it back.",
+    )
+    p.add_argument("model", metavar="MODEL", help="model file (.safetensors)")
+    p.add_argument("out", metavar="OUT", help="package to write (.zip)")
+    p.add_argument(
+        "--format",
+        choices=("bioimageio",),
+        default="bioimageio",
+        help="package format",
+    )
+    p.add_argument(
+        "--sample",
+        metavar="IMG",
+        help="image whose middle patch becomes the test input (default: a "
+        "phantom)",
+    )
+    p.add_argument(
+        "--name", help="the model's name (default: from the file name)"
+    )
+    p.add_argument(
+        "--description",
+        help="one sentence on what it segments (default: from the classes)",
+    )
+    p.add_argument(
+        "--author",
+        dest="authors",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an author's name; repeat for several (default: none)",
+    )
+    p.add_argument(
+        "--license",
+        default="CC-BY-4.0",
+        help="SPDX license of the weights",
+    )
+    p.add_argument(
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="skip bioimageio.core's model test",
+    )
+
+
+def _info_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "info",
+        help="what a model file holds and how it was made",
+        description="Print a model's classes and settings, the inputs it "
+        "was trained on (file names and SHA-256) and the weakseg command "
+        "that, run again with another --out, trains the same weights on "
+        "the same machine.",
+    )
+    p.add_argument("model", metavar="MODEL", help="model file (.safetensors)")
 
 
 def _suggest_parser(sub: Any) -> None:
@@ -554,6 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     _pretrain_parser(sub)
     _suggest_parser(sub)
     _evaluate_parser(sub)
+    _export_parser(sub)
+    _info_parser(sub)
     for p in sub.choices.values():
         p.add_argument(
             "--quiet", action="store_true", help="no progress output"
@@ -576,7 +671,8 @@ HELP = {
     "image": "image volume (a file, a .zarr store or a DICOM folder)",
     "labels": "label volume",
     "out": "file to write",
-    "model": "model file (.safetensors) to use",
+    "model": "model file (.safetensors, or a bioimage.io .zip that weakseg "
+    "exported) to use",
     "init": "model or pretrained encoder (.safetensors) to start from",
     "ignore_label": "label value of unlabelled voxels",
     "steps": "training budget in optimiser steps",
@@ -816,13 +912,21 @@ def is_batch(args: argparse.Namespace) -> bool:
     return len(args.image) > 1 or is_collection(args.image[0])
 
 
+def _legend(model: str) -> str:
+    """What the label values of a model's predictions mean."""
+    from . import api
+
+    names = api.class_names(model)
+    return "labels: " + ", ".join(f"{k} {n}" for k, n in enumerate(names))
+
+
 def _cmd_predict(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
 
     show = _printer(Meter(args.quiet))
     if not is_batch(args):
         call(api.predict, args, image=args.image[0], callback=show, stop=stop)
-        print(f"wrote {args.out}")
+        print(f"wrote {args.out} ({_legend(args.model)})")
         return
     batch = call(
         api.predict_batch,
@@ -834,7 +938,10 @@ def _cmd_predict(args: argparse.Namespace, stop: threading.Event) -> None:
         stop=stop,
     )
     total = len(batch.written) + len(batch.skipped)
-    print(f"wrote {len(batch.written)} of {total} volumes to {args.out}")
+    print(
+        f"wrote {len(batch.written)} of {total} volumes to {args.out} "
+        f"({_legend(args.model)})"
+    )
     if batch.skipped:
         raise WeaksegError(
             f"skipped {len(batch.skipped)} of {total} inputs (see above)."
@@ -925,7 +1032,11 @@ def _cmd_evaluate(args: argparse.Namespace, stop: threading.Event) -> None:
     pred = args.pred if len(args.pred) > 1 else args.pred[0]
     truth = args.truth if len(args.truth) > 1 else args.truth[0]
     rows = api.evaluate(
-        pred, truth, ignore_label=args.ignore_label, out=args.csv
+        pred,
+        truth,
+        ignore_label=args.ignore_label,
+        out=args.csv,
+        class_names=args.class_names,
     )
     if not rows:
         raise WeaksegError(
@@ -937,7 +1048,28 @@ def _cmd_evaluate(args: argparse.Namespace, stop: threading.Event) -> None:
         print(f"wrote {args.csv}")
 
 
+def _cmd_info(args: argparse.Namespace, stop: threading.Event) -> None:
+    from . import api
+
+    print(api.model_info(args.model))
+
+
+def _cmd_export(args: argparse.Namespace, stop: threading.Event) -> None:
+    from . import api
+
+    if not args.quiet:
+        print(
+            f"exporting {args.model}"
+            + (" and testing the package" if args.check else ""),
+            flush=True,
+        )
+    call(api.export_model, args)
+    print(f"wrote {args.out}")
+
+
 COMMANDS = {
+    "export": _cmd_export,
+    "info": _cmd_info,
     "evaluate": _cmd_evaluate,
     "pretrain": _cmd_pretrain,
     "train-classifier": _cmd_train_classifier,

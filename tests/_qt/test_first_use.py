@@ -214,7 +214,13 @@ def test_shortcuts_are_bound_and_listed(sample_viewer):
     apply = dock(sample_viewer, "Apply and correct")
     bound = annotate.shortcuts + train.shortcuts + apply.shortcuts
     assert sorted(bound) == sorted(k for k, *_ in SHORTCUTS)
-    keymap = {str(k) for k in sample_viewer.keymap}
+    # napari actions of the viewer: listed in Preferences > Shortcuts
+    from napari.components import ViewerModel
+    from napari.utils.action_manager import action_manager
+
+    listed = action_manager._get_provider_actions(ViewerModel)
+    assert {f"napari-weakseg:{m}" for _, _, m, _ in SHORTCUTS} <= set(listed)
+    keymap = {str(k) for k in ViewerModel.class_keymap}
     assert {"Shift+D", "Shift+T", "Shift+K"} <= keymap
     text = annotate.show_shortcuts()
     assert "Shift+D: mark the shown slice done (Ctrl+Z undoes it)" in text
@@ -224,7 +230,7 @@ def test_shortcuts_are_bound_and_listed(sample_viewer):
     before = done_of(ann)[0]
     from napari.utils.key_bindings import KeyBinding
 
-    action = sample_viewer.keymap[KeyBinding.from_str("Shift+D")]
+    action = ViewerModel.class_keymap[KeyBinding.from_str("Shift+D")]
     action(sample_viewer)
     assert done_of(ann)[0] == sorted({*before, 20})
 

@@ -148,7 +148,7 @@ def test_start_refuses_a_mismatched_pair_in_one_sentence(two_pairs, said):
     train = _dock(TrainWidget, viewer)
     with train.following():  # bypass the follow: a forced mismatch
         train.image.value, train.annotations.value = phantom, second_ann
-    train.start.native.click()  # Start
+    train.start_button.native.click()  # Start
     assert train.worker is None
     # a layer naming no image, on another grid
     stray = viewer.add_labels(np.ones(SHAPES["second"], np.uint8))
@@ -156,7 +156,7 @@ def test_start_refuses_a_mismatched_pair_in_one_sentence(two_pairs, said):
     train.reset_choices()
     assert train.annotations.value is not stray  # never a default
     train.image.value, train.annotations.value = phantom, stray
-    train.start.native.click()  # Start
+    train.start_button.native.click()  # Start
     assert train.worker is None
     assert said == [
         "'second annotations' belongs to 'second', not 'phantom'; pick its "
@@ -181,7 +181,7 @@ def test_boxes_and_accept_refuse_layers_of_another_image(two_pairs, said):
     assert layer.metadata[IMAGE_KEY] == "phantom"
     with boxes.following():
         boxes.image.value = second
-    boxes.start.native.click()
+    boxes.start_button.native.click()
     assert boxes.worker is None
 
     apply = _dock(ApplyWidget, viewer)
@@ -481,5 +481,5 @@ def test_the_unlabelled_pool_folder_reaches_training(
     assert train.unlabelled.value is None  # opt-in
     train.unlabelled.value = str(tmp_path)
     train.start_training()
-    qtbot.waitUntil(lambda: train.start.enabled, timeout=60_000)
+    qtbot.waitUntil(lambda: train.start_button.enabled, timeout=60_000)
     assert seen["unlabelled"] == [str(tmp_path)]

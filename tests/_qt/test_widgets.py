@@ -64,7 +64,7 @@ def test_annotate_train_stop_apply(make_napari_viewer, qtbot, tmp_path):
         train_w.start_training().finished, timeout=120_000
     ) as _:
         train_w.worker.yielded.connect(stop_after_three)
-    assert steps[-1] < 200 and train_w.start.enabled
+    assert steps[-1] < 200 and train_w.start_button.enabled
     assert (tmp_path / "m.safetensors").exists()
 
     apply_w = ApplyWidget(viewer)

@@ -551,6 +551,8 @@ def test_every_command_that_can_stop_at_a_step_does_so_at_a_signal():
         "crf": api.crf,
         "suggest": api.suggest_slice,
         "evaluate": api.evaluate,
+        "export": api.export_model,
+        "info": api.model_info,
     }
     assert set(api_of) == set(cli.COMMANDS)
     stoppable = {

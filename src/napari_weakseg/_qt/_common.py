@@ -16,6 +16,7 @@ from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
 from ..core.errors import Cancelled, WeaksegError
+from . import scripting
 
 #: shown in napari's status bar while the first dock loads torch/MONAI
 LOADING = "napari-weakseg: loading the engine (torch, MONAI)…"
@@ -75,8 +76,9 @@ def _say_status(viewer: Any, text: Any) -> Any:
     return before
 
 
-class Dock(Container):
-    """Base of the docks: viewer, session, stop flag, worker, pickers.
+class Dock(scripting.Scriptable, Container):
+    """Base of the docks: viewer, session, stop flag, worker, pickers;
+    named fields, ``run``/``start`` and scripts (:mod:`.scripting`).
 
     The pickers follow each other: picking an image re-picks the layers
     of the other pickers for it (its annotation layer, or none), and
@@ -121,6 +123,7 @@ class Dock(Container):
             options=options,
             **kw,
         )
+        scripting.as_layer_picker(widget)  # takes a layer or its name
         self._roles.append((widget, role))
         widget.changed.connect(lambda _: self._picked(widget, role))
         if role == "image":
@@ -135,6 +138,13 @@ class Dock(Container):
         """Add controls, with their tooltips from :mod:`.tooltips`."""
         from .tooltips import apply_tooltips
 
+        widgets = list(widgets)
+        self._name_controls(widgets)
+        button = self._script_menu()  # Copy as script, after Stop
+        if button is not None:
+            stop = getattr(self, "stop_button", None)
+            at = widgets.index(stop) + 1 if stop in widgets else len(widgets)
+            widgets.insert(at, button)
         super().extend(widgets)
         apply_tooltips(self)
 
@@ -352,8 +362,12 @@ def unique_name(viewer: Any, base: str) -> str:
 
 
 def report_error(exc: BaseException) -> None:
-    """One sentence in a notification for bad input; Stop is no error."""
-    if isinstance(exc, Cancelled):
+    """One sentence in a notification for bad input; Stop is no error.
+    While a script starts a dock (:meth:`.scripting.Scriptable.start`)
+    the error is collected and raised there instead."""
+    if scripting.CAPTURED is not None:
+        scripting.CAPTURED.append(exc)
+    elif isinstance(exc, Cancelled):
         show_info("Stopped.")
     elif isinstance(exc, WeaksegError):
         show_error(str(exc))
@@ -381,5 +395,8 @@ def start_worker(
     worker.returned.connect(on_return)
     worker.errored.connect(report_error)
     worker.finished.connect(on_finish)
-    worker.start()
+    if scripting.DEFERRED is not None:  # a script starts it (see there)
+        scripting.DEFERRED.append(worker)
+    else:
+        worker.start()
     return worker

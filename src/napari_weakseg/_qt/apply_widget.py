@@ -40,8 +40,10 @@ from .layers import (
     edit_slice,
     geometry_of,
     is_large,
+    note_produced,
     pair_mismatch,
     rank,
+    style_classes,
     upsert_layer,
     volume_of,
 )
@@ -55,7 +57,7 @@ class ApplyWidget(Dock):
         super().__init__(viewer)
         self.image = self.layer_picker()
         self.model = FileEdit(
-            mode="r", label="model file", filter="*.safetensors"
+            mode="r", label="model file", filter="*.safetensors *.zip"
         )
         self.tta = CheckBox(text="flip test-time augmentation", value=False)
         self.show_probabilities = CheckBox(
@@ -81,6 +83,7 @@ class ApplyWidget(Dock):
         )
         self.compare = PushButton(text="Compare")
         self.scores = TextEdit(value="", label="scores")
+        self.scores.gui_only = True  # a result, not a setting
         self.table_file = FileEdit(
             mode="w", label="table file", filter="*.csv"
         )
@@ -216,8 +219,9 @@ class ApplyWidget(Dock):
         self._stop.clear()
 
         def job() -> Any:
-            from ..api import iter_predict, uncertainty
+            from ..api import class_names, iter_predict, uncertainty
 
+            names = class_names(model_path)
             labels, probs = yield from iter_predict(
                 model_path,
                 volume,
@@ -230,9 +234,9 @@ class ApplyWidget(Dock):
                 import dask.array as da
 
                 lazy = None if probs is None else da.from_zarr(probs)
-                return labels, lazy, None
+                return labels, lazy, None, names
             # per-voxel entropy drives the slice suggestions; off the GUI
-            return labels, probs, uncertainty(probs)
+            return labels, probs, uncertainty(probs), names
 
         self.apply_button.enabled, self.stop_button.enabled = False, True
         self._image = image
@@ -274,7 +278,12 @@ class ApplyWidget(Dock):
         self.progress.value = event.done
 
     def _on_done(self, result: Any) -> None:
-        labels, probs, self._session.uncertainty = result
+        labels, probs, self._session.uncertainty, *rest = result
+        names = list(rest[0]) if rest and rest[0] else None
+        if names is None and probs is not None:
+            from ..core.classes import default
+
+            names = default(int(probs.shape[0]))
         image, layer = self._image, self._layer
         name = f"{image.name} prediction"
         if layer is not None and layer in self._viewer.layers:
@@ -282,10 +291,16 @@ class ApplyWidget(Dock):
         else:  # a large volume (zarr stores), or the layer was deleted
             layer = self._output_layer(name, labels, image)
         self._made = False  # it holds a result now: it stays
+        note_produced(layer)
+        if names:
+            style_classes(layer, names)
         shown = probs is not None and self.show_probabilities.value
         for c in range(1, probs.shape[0] if shown else 1):
             self._output_layer(
-                f"{image.name} p(class {c})", probs[c], image, "image"
+                f"{image.name} p({names[c] if names else f'class {c}'})",
+                probs[c],
+                image,
+                "image",
             )
         self.reset_choices()
         self.prediction.value = layer
@@ -384,13 +399,20 @@ class ApplyWidget(Dock):
             return None
         pred, ref, ignore = inputs
         names = self.prediction.value.name, self.reference.value.name
+        # a prediction layer names its classes (see style_classes)
+        labels = self.prediction.value.metadata.get("weakseg_class_names")
 
         def job() -> Any:
             from ..api import evaluate
 
             yield
             return evaluate(
-                pred, ref, ignore_label=ignore, out=out, names=[names[0]]
+                pred,
+                ref,
+                ignore_label=ignore,
+                out=out,
+                names=[names[0]],
+                class_names=labels,
             )
 
         def show(rows: Any) -> None:

@@ -78,7 +78,7 @@ class BoxesWidget(Dock):
             step=0.05,
             label="reset below × initial size",
         )
-        self.start = PushButton(text="Start")
+        self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(value=0, max=1, label="round")
         self.status = Label(value="")
@@ -100,7 +100,7 @@ class BoxesWidget(Dock):
                 self.wrong,
                 self.off_core,
                 self.min_fill,
-                self.start,
+                self.start_button,
                 self.stop_button,
                 self.progress,
                 self.status,
@@ -110,7 +110,7 @@ class BoxesWidget(Dock):
         self.box_class.changed.connect(self._set_default_class)
         self.load.changed.connect(self.load_boxes)
         self.save.changed.connect(self.save_boxes)
-        self.start.changed.connect(self.start_run)
+        self.start_button.changed.connect(self.start_run)
         self.stop_button.changed.connect(lambda: self._stop.set())
 
     def _layer_geometry(self) -> dict[str, Any]:
@@ -213,7 +213,7 @@ class BoxesWidget(Dock):
             return (yield from iter_boxes_to_masks(volume, boxes, **settings))
 
         self.progress.max = rounds
-        self.start.enabled, self.stop_button.enabled = False, True
+        self.start_button.enabled, self.stop_button.enabled = False, True
         self.worker = start_worker(
             job, self._on_event, self._on_done, self._done
         )
@@ -241,4 +241,4 @@ class BoxesWidget(Dock):
         self._show(f"{self._image.name} box masks", labels)
 
     def _done(self) -> None:
-        self.start.enabled, self.stop_button.enabled = True, False
+        self.start_button.enabled, self.stop_button.enabled = True, False

@@ -38,7 +38,10 @@ class CamWidget(Dock):
         self.model = FileEdit(
             mode="r", label="model file", filter="*.safetensors"
         )
-        self.layer = ComboBox(choices=[], label="target layer")
+        # the blocks of the model file (kept when napari refreshes the
+        # dropdowns, as it does whenever a layer is added)
+        self._blocks: list[str] = []
+        self.layer = ComboBox(choices=self._block_names, label="target layer")
         self.class_index = SpinBox(value=1, min=0, max=254, label="class")
         self.method = ComboBox(
             choices=["gradcam", "gradcam++", "cam"], label="method"
@@ -82,6 +85,9 @@ class CamWidget(Dock):
         if self._session.model_path is not None:
             self.model.value = str(self._session.model_path)
 
+    def _block_names(self, *_: Any) -> list[str]:
+        return self._blocks
+
     def load_layers(self, *_: Any) -> list[str]:
         """Fill the layer dropdown from the model file."""
         from ..api import cam_layers
@@ -91,7 +97,8 @@ class CamWidget(Dock):
         except WeaksegError as exc:
             report_error(exc)
             return []
-        self.layer.choices = names
+        self._blocks = list(names)
+        self.layer.reset_choices()
         self.layer.value = default
         self.class_index.max = config.num_classes - 1
         if config.pooling == "topk":  # its map is what it pools: CAM

@@ -138,6 +138,17 @@ def transform_of(like: Any) -> dict[str, Any]:
     return kw | ({"metadata": {METADATA_KEY: geometry}} if geometry else {})
 
 
+#: lists that every layer :func:`upsert_layer` fills is appended to (a
+#: dock's scripted run records what it produced, see :mod:`.scripting`)
+RECORDERS: list[list[Any]] = []
+
+
+def note_produced(layer: Any) -> None:
+    """Record ``layer`` as a result of the scripted run in progress."""
+    for produced in RECORDERS:
+        produced.append(layer)
+
+
 def upsert_layer(
     viewer: Any,
     name: str,
@@ -157,6 +168,7 @@ def upsert_layer(
     for layer in viewer.layers:
         if layer.metadata.get(OUTPUT_KEY) == name:
             layer.data = data
+            note_produced(layer)
             return layer
     add = viewer.add_labels if kind == "labels" else viewer.add_image
     placed = transform_of(like)
@@ -192,6 +204,55 @@ def annotation_colormap(hide_brush: bool = False) -> Any:
     colours.update({k + 1: tuple(c) for k, c in enumerate(cycle)})
     colours[d.BACKGROUND_BRUSH] = (0, 0, 0, 0) if hide_brush else BRUSH_COLOUR
     return DirectLabelColormap(color_dict=colours)
+
+
+#: feature columns that may name a Labels layer's classes (``index``
+#: holds the label value), the first present wins
+NAME_COLUMNS = ("class", "name", "label_name", "class_name")
+
+
+def label_names(layer: Any) -> list[str]:
+    """Names of labels 1..K that a Labels layer carries in its
+    ``features`` (an ``index`` column and a :data:`NAME_COLUMNS` one),
+    in label order; ``[]`` when it carries none or they leave a gap."""
+    features = getattr(layer, "features", None)
+    if features is None or "index" not in features:
+        return []
+    column = next((c for c in NAME_COLUMNS if c in features), None)
+    if column is None:
+        return []
+    named = {
+        int(i): str(n)
+        for i, n in zip(features["index"], features[column])
+        if int(i) > 0 and int(i) != d.BACKGROUND_BRUSH and str(n).strip()
+    }
+    if not named or sorted(named) != list(range(1, max(named) + 1)):
+        return []
+    return [named[k] for k in range(1, max(named) + 1)]
+
+
+def class_colormap(count: int) -> Any:
+    """Background transparent, classes 1..count-1 in the annotation
+    layer's colours (a class looks the same painted and predicted)."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colours = dict(annotation_colormap().color_dict)
+    keep = {None, *range(count)}
+    return DirectLabelColormap(
+        color_dict={k: v for k, v in colours.items() if k in keep}
+    )
+
+
+def style_classes(layer: Any, names: list[str]) -> None:
+    """Name a prediction layer's classes (the status bar shows ``class:
+    head`` under the cursor) and colour them."""
+    import pandas as pd
+
+    layer.features = pd.DataFrame(
+        {"index": list(range(len(names))), "class": list(names)}
+    )
+    layer.colormap = class_colormap(len(names))
+    layer.metadata["weakseg_class_names"] = list(names)
 
 
 def style_annotation(layer: Any) -> None:

@@ -56,7 +56,7 @@ class PretrainWidget(Dock):
             filter="*.safetensors",
             value=str(home() / "models" / "encoder.safetensors"),
         )
-        self.start = PushButton(text="Start")
+        self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(value=0, max=1, label="progress")
         self.status = Label(value="")
@@ -72,7 +72,7 @@ class PretrainWidget(Dock):
                 self.patch,
                 self.base_filters,
                 self.out,
-                self.start,
+                self.start_button,
                 self.stop_button,
                 self.progress,
                 self.status,
@@ -80,7 +80,7 @@ class PretrainWidget(Dock):
         )
         self.plot = LossPlot("rotation acc. / top-1")
         self.native.layout().addWidget(self.plot)
-        self.start.changed.connect(self.start_pretraining)
+        self.start_button.changed.connect(self.start_pretraining)
         self.stop_button.changed.connect(lambda: self._stop.set())
 
     def _image_names(self, *_: Any) -> list[str]:
@@ -133,7 +133,7 @@ class PretrainWidget(Dock):
 
             return (yield from iter_pretrain(volumes, out, **settings))
 
-        self.start.enabled, self.stop_button.enabled = False, True
+        self.start_button.enabled, self.stop_button.enabled = False, True
         self.worker = start_worker(
             job, self._on_event, self._on_done, self._done
         )
@@ -170,5 +170,5 @@ class PretrainWidget(Dock):
         self.status.value = f"encoder: {result.best_path}"
 
     def _done(self) -> None:
-        self.start.enabled, self.stop_button.enabled = True, False
+        self.start_button.enabled, self.stop_button.enabled = True, False
         self.plot.redraw(force=True)

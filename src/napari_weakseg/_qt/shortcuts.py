@@ -1,12 +1,15 @@
 """Keyboard shortcuts: one table, bound by each dock for its own actions.
 
-Keys napari already uses (Shift+A, Shift+L, Shift+P, Shift+V...) are
-avoided; the README's table and the Annotate dock's *Shortcuts* button are
-made from :data:`SHORTCUTS`.
+Each is a napari action (``napari-weakseg:<method>``, see
+:func:`register_actions`), so napari's Preferences > Shortcuts lists it
+and can rebind it.  Keys napari already uses (Shift+A, Shift+L, Shift+P,
+Shift+V...) are avoided; the README's table and the Annotate dock's
+*Shortcuts* button are made from :data:`SHORTCUTS`.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 #: (key, dock class, method, what it does)
@@ -45,16 +48,64 @@ SHORTCUTS = (
 )
 
 
+#: each viewer's docks that own shortcuts: class name -> weak reference
+_DOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def action_name(method: str) -> str:
+    """The napari action of a shortcut (``napari-weakseg:<method>``)."""
+    return f"napari-weakseg:{method}"
+
+
+def register_actions() -> list[str]:
+    """Register every shortcut as a napari action of the viewer (once):
+    they are listed, and can be rebound, in napari's Preferences >
+    Shortcuts under the viewer's key bindings; a key the user rebound
+    there is kept."""
+    from napari.components import ViewerModel
+    from napari.utils.action_manager import action_manager
+
+    names = []
+    for key, owner, method, what in SHORTCUTS:
+        name = action_name(method)
+        if name not in action_manager._actions:
+            action_manager.register_action(
+                name, _runner(owner, method), f"WeakSeg: {what}", ViewerModel
+            )
+            if not action_manager._shortcuts.get(name):
+                action_manager.bind_shortcut(name, key)
+        names.append(name)
+    return names
+
+
+def _runner(owner: str, method: str) -> Any:
+    from napari.components import ViewerModel
+
+    def run(viewer: ViewerModel) -> None:
+        ref = _DOCKS.get(viewer, {}).get(owner)
+        dock = ref() if ref is not None else None
+        if dock is None:
+            from napari.utils.notifications import show_info
+
+            from .scripting import TITLES
+
+            show_info(
+                f"Open the WeakSeg {TITLES.get(owner, owner)} dock first."
+            )
+            return
+        getattr(dock, method)()
+
+    run.__name__ = method
+    return run
+
+
 def bind_shortcuts(viewer: Any, dock: Any) -> list[str]:
-    """Bind the keys of ``dock``'s class on ``viewer``; returns them."""
-    bound = []
-    for key, owner, method, _ in SHORTCUTS:
-        if type(dock).__name__ != owner:
-            continue
-        action = getattr(dock, method)
-        viewer.bind_key(key, lambda _v, a=action: a() and None, overwrite=True)
-        bound.append(key)
-    return bound
+    """Make the shortcuts of ``dock``'s class act on ``dock`` in
+    ``viewer`` (see :func:`register_actions`); returns their keys."""
+    register_actions()
+    owner = type(dock).__name__
+    _DOCKS.setdefault(viewer, {})[owner] = weakref.ref(dock)
+    return [key for key, o, _, _ in SHORTCUTS if o == owner]
 
 
 def help_text() -> str:

@@ -48,6 +48,10 @@ TOOLTIPS = {
     "jitter (best with few slices of such classes); full: mirroring, 90° "
     "turns, intensity and noise.",
     "init": "Start from a model or a pretrained encoder file.",
+    "class_names": "Names of labels 1, 2... separated by commas (head, "
+    "body), stored in the model and shown on its predictions; empty: the "
+    "annotation layer's own label names if it has any, else class 1, "
+    "class 2...",
     "patience": "Automatic budget: end when validation has not improved "
     "for this many steps (0: off; steps stay the ceiling).",
     "every_image": "Train on every image that has an annotation layer with "
@@ -58,7 +62,7 @@ TOOLTIPS = {
     "time>.safetensors', each run writes a new file in that folder named "
     "after the image and the time; a file you choose is used (and "
     "overwritten) by every run.",
-    "TrainWidget.start": "Train in the background; the viewer stays "
+    "TrainWidget.start_button": "Train in the background; the viewer stays "
     "usable. Shift+T starts or stops.",
     # apply
     "tta": "Average predictions over flips (slower, a bit smoother).",
@@ -96,7 +100,7 @@ TOOLTIPS = {
     "off_core": "Remove components that miss their box's core.",
     "min_fill": "Reset an object whose mask is smaller than this share "
     "of its initial target.",
-    "BoxesWidget.start": "Run the rounds in the background.",
+    "BoxesWidget.start_button": "Run the rounds in the background.",
     # cam
     "layer": "The network block the map is taken from.",
     "class_index": "The class the map explains.",
@@ -112,7 +116,7 @@ TOOLTIPS = {
     "masked": "Masked image modelling: rebuild the many small cubes masked "
     "out of a patch.",
     "patch": "Side of the cubic patches (a multiple of 8).",
-    "PretrainWidget.start": "Pretrain in the background.",
+    "PretrainWidget.start_button": "Pretrain in the background.",
 }
 
 

@@ -14,6 +14,7 @@ from magicgui.widgets import (
     ComboBox,
     FileEdit,
     Label,
+    LineEdit,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -95,6 +96,10 @@ class TrainWidget(Dock):
             value=defaults.AUGMENT,
             label="augmentation",
         )
+        self.class_names = LineEdit(value="", label="class names")
+        self.class_names.native.setPlaceholderText(
+            "head, body (labels 1, 2...)"
+        )
         self.init = FileEdit(
             mode="r", label="initialise from", filter="*.safetensors"
         )
@@ -111,7 +116,7 @@ class TrainWidget(Dock):
             filter="*.safetensors",
             value=str(home() / "models" / AUTO_NAME),
         )
-        self.start = PushButton(text="Start")
+        self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(value=0, max=1, label="progress")
         self.status = Label(value="")
@@ -126,12 +131,13 @@ class TrainWidget(Dock):
                 self.base_filters,
                 self.device,
                 self.augment,
+                self.class_names,
                 self.init,
                 self.unlabelled,
                 self.warm,
                 self.preview,
                 self.out,
-                self.start,
+                self.start_button,
                 self.stop_button,
                 self.progress,
                 self.status,
@@ -139,7 +145,7 @@ class TrainWidget(Dock):
         )
         self.plot = LossPlot()
         self.native.layout().addWidget(self.plot)
-        self.start.changed.connect(self.start_training)
+        self.start_button.changed.connect(self.start_training)
         self.stop_button.changed.connect(self.request_stop)
         self.preview_worker: Any = None
         self._run_image: str | None = None
@@ -162,6 +168,44 @@ class TrainWidget(Dock):
         p = Path(str(self.init.value))
         return str(p) if p.is_file() else None
 
+    def api_settings(self) -> dict[str, Any]:
+        """The keywords of ``api.train`` the dock's fields stand for
+        (what a run passes, and what *Copy as script* writes)."""
+        return {
+            "steps": int(self.steps.value),
+            "patience": int(self.patience.value) or None,
+            "base_filters": int(self.base_filters.value),
+            "device": str(self.device.value),
+            "augment": str(self.augment.value),
+            "init": self._init_path(),
+            "unlabelled": self._pool(),
+            "class_names": self._class_names() or (),
+        }
+
+    def _class_names(self) -> str | None:
+        """The names of labels 1..K: the field, else those the annotation
+        layer carries in its features; None: ``class 1``, ``class 2``..."""
+        from .layers import label_names
+
+        typed = str(self.class_names.value).strip()
+        if typed:
+            return typed
+        names = label_names(self.annotations.value)
+        return ",".join(names) if names else None
+
+    def training_pairs(self) -> list[tuple[Any, Any]]:
+        """The (image, annotation) layers a run trains on: the chosen
+        pair first, then with *every image* the other annotated ones."""
+        image, ann = self.image.value, self.annotations.value
+        pairs = [(image, ann)]
+        if self.every_image.value:
+            pairs += [
+                (i, a)
+                for i, a in annotated_pairs(self._viewer.layers)
+                if a.name != ann.name
+            ]
+        return pairs
+
     def start_training(self) -> Any:
         """Start training in a worker; return it (tests wait on it).
 
@@ -178,29 +222,14 @@ class TrainWidget(Dock):
             return None
         if self.refuse_mismatch(ann, "annotation"):
             return None
-        pairs = [(image, ann)]
-        if self.every_image.value:  # the chosen pair first, then the others
-            pairs += [
-                (i, a)
-                for i, a in annotated_pairs(self._viewer.layers)
-                if a.name != ann.name
-            ]
+        pairs = self.training_pairs()
         try:
             volumes = [volume_of(i, lazy=True) for i, _ in pairs]
             sparse = [sparse_from_layer(a) for _, a in pairs]
         except Exception as exc:
             report_error(exc)
             return None
-        settings = {
-            "steps": int(self.steps.value),
-            "patience": int(self.patience.value) or None,
-            "base_filters": int(self.base_filters.value),
-            "device": str(self.device.value),
-            "augment": str(self.augment.value),
-            "init": self._init_path(),
-            "unlabelled": self._pool(),
-            "stop": self._stop,
-        }
+        settings = {**self.api_settings(), "stop": self._stop}
         out = model_file(Path(str(self.out.value)), image.name)
         self._run_image = image.name
         self._stop.clear()
@@ -234,7 +263,7 @@ class TrainWidget(Dock):
         self.status.value = "Stopping after this step..."
 
     def _set_running(self, running: bool) -> None:
-        self.start.enabled = not running
+        self.start_button.enabled = not running
         self.stop_button.enabled = running
 
     def _on_event(self, event: Any) -> None:

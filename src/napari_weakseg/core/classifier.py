@@ -310,6 +310,7 @@ def iter_train_classifier(
         mconf = _local_config(patch, spacing, present, cfg.base_filters)
     else:
         mconf = _encoder_config(patch, spacing, present, cfg)
+    mconf.recipe = dict(cfg.recipe)
     with seeded(cfg.seed):
         model = build_network(mconf)
     transferred = 0

@@ -103,6 +103,9 @@ class ModelConfig:
     intensity: dict[str, float] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     weakseg_version: str = __version__
+    #: how the file was made: settings, inputs and their SHA-256, seed
+    #: (see :mod:`~.recipe`; empty: unknown)
+    recipe: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -174,6 +177,7 @@ class ModelConfig:
             "ignore_label": type(self.ignore_label) is int
             and 0 <= self.ignore_label <= 255,
             "format_version": type(self.format_version) is int,
+            "recipe": isinstance(self.recipe, dict),
         }
         bad = [k for k, ok in rules.items() if not ok]
         if bad:
@@ -484,11 +488,16 @@ def non_finite(tensors: dict) -> str | None:
 
 
 def read_model_file(path: str | os.PathLike) -> tuple[dict, ModelConfig]:
-    """Tensors and config of a model file, with no code execution."""
+    """Tensors and config of a model file (or of a bioimage.io package
+    exported by napari-weakseg), with no code execution."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
     p = Path(path)
+    if p.suffix.lower() == ".zip":  # a bioimage.io package (see bmz)
+        from .bmz import read_package
+
+        return read_package(p)
     if not p.is_file():
         raise WeaksegError(f"No model file at {p}.")
     try:

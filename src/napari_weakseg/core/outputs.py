@@ -20,6 +20,7 @@ from .errors import WeaksegError
 MODEL = "model"
 VOLUME = "volume"
 TABLE = "table"  # any other file: a CSV
+PACKAGE = "package"  # a bioimage.io model package (.zip)
 
 
 def _resolved(paths: Iterable[Any]) -> dict[Path, Path]:
@@ -94,6 +95,8 @@ def _check_kind(p: Path, kind: str) -> None:
 
     if kind == MODEL and not p.name.endswith(".safetensors"):
         raise WeaksegError(f"The model output {p} must end in .safetensors.")
+    if kind == PACKAGE and not p.name.lower().endswith(".zip"):
+        raise WeaksegError(f"The package output {p} must end in .zip.")
     if kind == VOLUME and suffix_of(p) not in SUFFIXES:
         raise WeaksegError(
             f"The output {p} needs a volume suffix "

@@ -87,6 +87,8 @@ class PretrainConfig:
     save_every: int = 50
     device: str = "auto"
     seed: int = 0
+    #: stored in the encoder file (see :mod:`~.recipe`)
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 #: patches in the fixed validation batch of the pretext losses
@@ -284,7 +286,11 @@ def iter_pretrain(
     }
     unet_conf = ModelConfig(num_classes=1, network=cfg.network, **shared)
     enc_conf = ModelConfig(
-        kind="encoder", num_classes=0, network=cfg.network, **shared
+        kind="encoder",
+        num_classes=0,
+        network=cfg.network,
+        recipe=dict(cfg.recipe),
+        **shared,
     )
     with seeded(cfg.seed):
         model = PretextModel(build_network(unet_conf), filters[-1])

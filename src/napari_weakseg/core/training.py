@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import ddp, defaults, engine
+from . import classes, ddp, defaults, engine
 from .device import check_training_memory, resolve_device, seeded
 from .drift import training_intensity
 from .engine import DICE, Plan, Task, last_path, optimiser_step
@@ -82,6 +82,8 @@ class TrainConfig:
     ignore_label: int = defaults.IGNORE
     hold_out: bool = True
     class_names: list[str] = field(default_factory=list)
+    #: stored in the model file (see :mod:`~.recipe`)
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 def model_config_for(
@@ -96,9 +98,7 @@ def model_config_for(
     patch = cfg.patch_size or plan_patch_size(shape, spacing, budget, depth)
     kernels, strides = plan_network(patch, spacing, depth)
     filters = filter_widths(cfg.base_filters, depth)
-    names = cfg.class_names or ["background"] + [
-        f"class {c}" for c in range(1, trainset.num_classes)
-    ]
+    names = classes.full(cfg.class_names, trainset.num_classes)
     return ModelConfig(
         network=cfg.network,
         num_classes=trainset.num_classes,
@@ -198,7 +198,10 @@ def _init_model(
                 f"{Path(init).name} predicts {src.num_classes - 1} classes "
                 f"but the labels have {config.num_classes - 1}."
             )
-        src.class_names = config.class_names or src.class_names
+        # names given for this training win; else the model's own
+        if config.class_names != classes.default(config.num_classes):
+            src.class_names = config.class_names
+        src.class_names = classes.of(src)
         return src, tensors
     # An encoder file holds one network's encoder: it seeds only that
     # network (files from before the network field: DynUNet).
@@ -398,6 +401,7 @@ def iter_train(
     mconf = model_config_for(trainset, images[0].shape, spacing, cfg, device)
     mconf, init_tensors = _init_model(init, mconf)
     mconf.intensity = training_intensity(images)
+    mconf.recipe = dict(cfg.recipe)  # this run's, not an init model's
     check_training_memory(
         mconf.patch_size, cfg.batch_size, mconf.filters[0], device
     )
