@@ -7,7 +7,7 @@ from napari_weakseg import api
 from napari_weakseg.cli import main
 from napari_weakseg.core import training
 from napari_weakseg.core.errors import WeaksegError
-from napari_weakseg.core.events import Notice, Skipped, Started
+from napari_weakseg.core.events import Notice, Progress, Skipped, Started
 from napari_weakseg.core.io import Volume, write_volume
 from napari_weakseg.core.phantom import make_phantom
 from napari_weakseg.core.pool import VolumePool
@@ -43,6 +43,7 @@ def test_train_with_unlabelled_reaches_the_core(files, pool, monkeypatch):
         files[0].parent / "m.safetensors",
         patch_size=(16, 16, 16),
         unlabelled=[pool],
+        semi="meanteacher",
         callback=events.append,
         **SMALL,
     )
@@ -60,6 +61,60 @@ def test_train_with_unlabelled_reaches_the_core(files, pool, monkeypatch):
         **SMALL,
     )
     assert seen["unlabelled"] is None and seen["semi"] is None
+
+
+def test_default_pool_method_self_trains_on_pseudo_labels(
+    files, pool, monkeypatch
+):
+    """Two rounds: the labels alone, then the labels plus the teacher's
+    confident labels of every readable pool volume, from the teacher's
+    weights."""
+    img, lbl = files
+    calls = []
+    real = training.iter_train
+
+    def spy(images, labels, out, config, **kw):
+        calls.append((len(images), kw["init"]))
+        return (yield from real(images, labels, out, config, **kw))
+
+    monkeypatch.setattr(training, "iter_train", spy)
+    out = files[0].parent / "st.safetensors"
+    events = []
+    fin = api.train(
+        img,
+        lbl,
+        out,
+        patch_size=(16, 16, 16),
+        unlabelled=[pool],
+        callback=events.append,
+        **SMALL,
+    )
+    assert fin.steps == 2
+    assert calls == [(1, None), (4, out)]
+    assert sum(isinstance(e, Started) for e in events) == 2
+    progress = [(e.done, e.total) for e in events if isinstance(e, Progress)]
+    assert progress == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
+    skipped = [e for e in events if isinstance(e, Skipped)]
+    assert [e.path.endswith("broken.nii.gz") for e in skipped] == [True]
+
+
+def test_pseudo_labels_are_the_confident_prediction(files, tmp_path):
+    from napari_weakseg.core.device import resolve_device
+    from napari_weakseg.core.models import load_model
+    from napari_weakseg.core.selftrain import pseudo_label
+
+    img, lbl = files
+    model = tmp_path / "t.safetensors"
+    api.train(img, lbl, model, patch_size=(16, 16, 16), **SMALL)
+    image = np.asarray(api.read_volume(img).data)
+    labels, probs = api.predict(model, image, device="cpu")
+    net, mconf = load_model(model, "cpu")
+    out, share = pseudo_label(
+        net, mconf, image, resolve_device("cpu"), 0.6, 255
+    )
+    keep = probs.max(0) >= 0.6
+    np.testing.assert_array_equal(out, np.where(keep, labels, 255))
+    assert share == pytest.approx(keep.mean())
 
 
 def test_pretrain_streams_a_folder_and_counts_skipped(pool, tmp_path):

@@ -177,16 +177,24 @@ The *Copy as script* button of a dock (and `dock.as_script("python")`,
 `dock.as_script("cli")`, `dock.as_script("python", "train.py")`) writes
 the equivalent of its settings as `api` calls or a `weakseg` command.
 Layers opened from a file are named by that file; a layer with no file
-is saved beside the output and named in the script.
+is saved beside the output and named in the script.  Run on the same
+machine, the script and the command give what the dock gave: the same
+weights (Train, Pretrain, and the Boxes dock's rounds model), the same
+labels (Apply, Boxes) and the same map (CAM's *Compute map*; *Segment
+from map* has no script yet).
 
 ## How a model was made
 
-Every model or encoder file that training, classifier training or
-pretraining writes keeps its recipe: settings, input files and their
-SHA-256, package version and seed.  `weakseg info MODEL` (or
-`api.model_info(MODEL)`) prints it with a `weakseg train ...` line that,
-run again with another `--out`, trains the same weights on the same
-machine.  A model trained in the Train dock on layers records their
+Every model or encoder file that training, classifier training,
+pretraining, boxes to masks (`--model-out`) or CAM to segmentation
+(`--model-out`) writes keeps its recipe: settings, input files and
+their SHA-256, package version and seed.  `weakseg info MODEL` (or
+`api.model_info(MODEL)`) prints it with the `weakseg` line (`weakseg
+train ...`, `weakseg box2mask ...`) that, run again into another file,
+makes the same weights on the same machine (`box2mask` and `cam2seg`
+write their labels beside the model).  A model of
+`api.segment_from_map` names no command (none runs it).  A model
+trained in the Train dock on layers records their
 SHA-256 but names no command (its inputs were in memory); the dock's
 *Copy as script* saves them as files and gives the command.
 

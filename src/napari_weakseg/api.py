@@ -299,10 +299,14 @@ def iter_train(
 
     ``unlabelled``: folders, glob patterns, files or arrays of unlabelled
     volumes of the same kind; they are streamed (a few in memory at a
-    time) into a semi-supervised term (``semi``: ``"meanteacher"``, the
-    default, or ``"pseudo"``; weight ``semi_weight``) next to the sparse
-    labels; the unannotated voxels of the annotated volumes count as
-    unlabelled too.  ``semi`` without ``unlabelled`` uses those alone.
+    time) into semi-supervised training (``semi``): ``"selftrain"``, the
+    default, trains twice for ``steps`` -- first on the labels, then,
+    from those weights, on the labels plus the first model's confident
+    pseudo-labels of every unlabelled volume (:mod:`~.core.selftrain`);
+    ``"meanteacher"`` or ``"pseudo"`` add an online term of weight
+    ``semi_weight`` to one run.  The unannotated voxels of the annotated
+    volumes count as unlabelled too.  ``semi`` without ``unlabelled``
+    uses those alone.
     Unreadable pool files are yielded as skipped.
 
     ``class_names``: the names of labels 1..K (``["head", "body"]`` or
@@ -353,18 +357,36 @@ def iter_train(
         class_names=names,
         recipe=made,
     )
+    semi_cfg = _semi_config(semi, semi_weight, unlabelled)
+    common = {
+        "spacing": ims[0].geometry.spacing,
+        "init": init,
+        "stop": stop,
+        "names": [_label(v, k) for k, v in enumerate(_as_list(images), 1)],
+    }
+    data = (
+        [v.data for v in ims],  # stores larger than memory stay
+        [v.data for v in lbs],  # on disk (read patch by patch)
+        out,
+        config,
+    )
+    if semi_cfg is not None and semi_cfg.method == "selftrain":
+        from .core.selftrain import iter_self_train
+
+        return (
+            yield from iter_self_train(
+                *data,
+                unlabelled=_pool_sources(unlabelled),
+                threshold=semi_cfg.threshold,
+                **common,
+            )
+        )
     return (
         yield from training.iter_train(
-            [v.data for v in ims],  # stores larger than memory stay
-            [v.data for v in lbs],  # on disk (read patch by patch)
-            out,
-            config,
-            spacing=ims[0].geometry.spacing,
-            init=init,
-            stop=stop,
-            names=[_label(v, k) for k, v in enumerate(_as_list(images), 1)],
+            *data,
             unlabelled=_pool_sources(unlabelled),
-            semi=_semi_config(semi, semi_weight, unlabelled),
+            semi=semi_cfg,
+            **common,
         )
     )
 
@@ -898,7 +920,7 @@ def iter_boxes_to_masks(
     final label volume.
     """
 
-    from .core import box2mask
+    from .core import box2mask, recipe
     from .core.boxes import read_boxes
 
     check_outputs(
@@ -908,14 +930,38 @@ def iter_boxes_to_masks(
     vol = as_volume(image)
     require_3d(vol.data, _label(image))
     _finite(vol, _label(image))
-    if isinstance(boxes, str | os.PathLike):
-        boxes = read_boxes(boxes)
+    boxes_file = boxes if isinstance(boxes, str | os.PathLike) else None
+    if boxes_file is not None:
+        boxes = read_boxes(boxes_file)
     rules = box2mask.Rules(outside_boxes, wrong_class, off_core, min_fill, crf)
+    made = recipe.make(
+        "box2mask",
+        {
+            "image": image,
+            "boxes": boxes_file or _listed(boxes),
+            "init": init,
+        },
+        {
+            "rounds": rounds,
+            "steps_per_round": steps_per_round,
+            "initial": initial,
+            "crf": crf,
+            "outside_boxes": outside_boxes,
+            "wrong_class": wrong_class,
+            "off_core": off_core,
+            "min_fill": min_fill,
+            "core_fraction": core_fraction,
+            "base_filters": base_filters,
+            "device": device,
+        },
+        seed,
+    )
     config = box2mask.round_config(
         steps=steps_per_round,
         base_filters=base_filters,
         device=device,
         seed=seed,
+        recipe=made,
     )
     return (
         yield from _recursive(
@@ -937,6 +983,12 @@ def iter_boxes_to_masks(
             model_out,
         )
     )
+
+
+def _listed(rows: Any) -> np.ndarray:
+    """Boxes or crops given as objects, as one array a recipe can hash
+    (their text: no command can name them)."""
+    return np.frombuffer(repr(list(rows)).encode(), np.uint8)
 
 
 def _recursive(
@@ -1114,6 +1166,70 @@ def iter_segment_from_map(
     all name one image.  Yields training events and each round's labels
     (:class:`~.core.events.Round`); returns the label volume.
     """
+    from .core import recipe
+
+    made = recipe.make(
+        "segment-from-map",
+        {"image": image, "map": cam_map, "crops": _crops_input(crops)},
+        {
+            "class_index": class_index,
+            "rounds": rounds,
+            "steps_per_round": steps_per_round,
+            "crf": crf,
+            "expand": expand,
+            "base_filters": base_filters,
+            "device": device,
+        },
+        seed,
+    )
+    return (
+        yield from _segment_from_map(
+            image,
+            cam_map,
+            out=out,
+            crops=crops,
+            class_index=class_index,
+            rounds=rounds,
+            steps_per_round=steps_per_round,
+            crf=crf,
+            expand=expand,
+            model_out=model_out,
+            base_filters=base_filters,
+            device=device,
+            seed=seed,
+            stop=stop,
+            made=made,
+        )
+    )
+
+
+def _crops_input(crops: Any) -> Any:
+    """Crops as a recipe's input: the file, or the objects' text."""
+    if crops is None or isinstance(crops, str | os.PathLike):
+        return crops
+    return _listed(crops)
+
+
+def _segment_from_map(
+    image: VolumeLike,
+    cam_map: VolumeLike,
+    *,
+    out: PathLike | None,
+    crops: PathLike | Sequence[Any] | None,
+    class_index: int,
+    rounds: int,
+    steps_per_round: int,
+    crf: bool,
+    expand: bool,
+    model_out: PathLike | None,
+    base_filters: int,
+    device: str,
+    seed: int,
+    stop: threading.Event | None,
+    made: dict,
+) -> Events:
+    """:func:`iter_segment_from_map`, its U-Net keeping the recipe
+    ``made``."""
     from .core import box2mask, cam2seg
 
     check_outputs(
@@ -1136,6 +1252,7 @@ def iter_segment_from_map(
         base_filters=base_filters,
         device=device,
         seed=seed,
+        recipe=made,
     )
     return (
         yield from _recursive(
@@ -1219,9 +1336,26 @@ def iter_cam_to_segmentation(
     the map's progress, training events and each round's labels; returns
     the label volume.
     """
+    from .core import recipe
+
     check_outputs(
         {"out": (out, VOLUME), "model_out": (model_out, MODEL)},
         [model, image, crops],
+    )
+    made = recipe.make(
+        "cam2seg",
+        {"model": model, "image": image, "crops": _crops_input(crops)},
+        {
+            "class_index": class_index,
+            "method": method,
+            "rounds": rounds,
+            "steps_per_round": steps_per_round,
+            "crf": crf,
+            "expand": expand,
+            "base_filters": base_filters,
+            "device": device,
+        },
+        seed,
     )
     vol = as_volume(image)
     rows = _crops_of(crops, image)  # a bad crops file fails before the map
@@ -1234,7 +1368,7 @@ def iter_cam_to_segmentation(
         stop=stop,
     )
     return (
-        yield from iter_segment_from_map(
+        yield from _segment_from_map(
             vol,
             Volume(m, vol.geometry),
             out=out,
@@ -1249,6 +1383,7 @@ def iter_cam_to_segmentation(
             device=device,
             seed=seed,
             stop=stop,
+            made=made,
         )
     )
 
@@ -1369,7 +1504,7 @@ def model_info(model: PathLike) -> ModelInfo:
     _, config = read_model_file(path)
     made = dict(config.recipe)
     command = None
-    if made and not recipe.missing_files(made):
+    if recipe.runnable(made):
         command = recipe.command_line(made, recipe.other_out(path))
     return ModelInfo(path, config, made, command)
 

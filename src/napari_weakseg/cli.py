@@ -170,9 +170,11 @@ def _train_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--semi",
-        choices=("meanteacher", "pseudo"),
+        choices=defaults.SEMI_METHODS,
         default=None,
-        help="semi-supervised method (default with --unlabelled: "
+        help="semi-supervised method: selftrain = two rounds, the second "
+        "on the first's confident pseudo-labels (twice the time); "
+        "meanteacher / pseudo = an online term (default with --unlabelled: "
         f"{defaults.SEMI_METHOD})",
     )
     p.add_argument(
@@ -333,6 +335,13 @@ def _box_parsers(sub: Any) -> None:
         default=0.5,
         help="reset an object whose mask holds less than this fraction of "
         "its initial target's object voxels (0: off)",
+    )
+    p.add_argument(
+        "--core-fraction",
+        type=bounded("core_fraction"),
+        default=0.2,
+        help="each object must touch its box's core: the ellipsoid "
+        "centred in the box holding this fraction of its volume",
     )
     p.add_argument(
         "--base-filters", type=FILTERS, default=defaults.BASE_FILTERS

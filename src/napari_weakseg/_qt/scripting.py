@@ -377,6 +377,8 @@ def _boxes_call(dock: Any) -> Call:
     notes.append(f"boxes of layer '{dock.shapes.value.name}' in {table}")
     kwargs = {
         "out": folder / f"{_safe(image.name)} box masks.nii.gz",
+        # the dock keeps the last round's model there too
+        "model_out": home() / "models" / "box2mask.safetensors",
         "rounds": int(dock.rounds.value),
         "steps_per_round": int(dock.steps.value),
         "initial": str(dock.initial.value),

@@ -24,8 +24,9 @@ TOOLTIPS = {
     "model": "A model file (.safetensors) written by napari-weakseg.",
     "out": "Where to write the result (.safetensors).",
     "unlabelled": "Optional: a folder of unlabelled volumes of the same "
-    "kind, trained on at once (mean teacher). Opt-in: it has not paid on "
-    "the hippocampus benchmark yet (README).",
+    "kind. Training then runs twice: on your labels, then on your labels "
+    "plus the first model's confident labels of those volumes "
+    "(self-training; twice the time).",
     # annotation
     "axis": "Slice axis the buttons and suggestions work on.",
     "new_layer": "Add an annotation layer on the image's grid (restores "

@@ -17,7 +17,7 @@ from __future__ import annotations
 import glob
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,11 @@ class VolumePool:
         return len(self.arrays) or len(self.paths)
 
     def _prepare(self, img: np.ndarray, name: str) -> np.ndarray:
+        img = self._check(img, name)
+        return np.ascontiguousarray(pad_to(normalise(img), self.size))
+
+    def _check(self, img: np.ndarray, name: str) -> np.ndarray:
+        """``img`` as a float32 3D volume, or one sentence why not."""
         if img.ndim == 4 and img.shape[0] == 1:
             img = img[0]
         if img.ndim == 4:
@@ -158,9 +163,22 @@ class VolumePool:
         img = np.asarray(img, np.float32)
         if not np.isfinite(img).all() or float(img.std()) < 1e-6:
             raise _Unusable("it is flat or holds NaN or infinite voxels")
-        return np.ascontiguousarray(pad_to(normalise(img), self.size))
+        return img
 
-    def _read(self, path: Path) -> np.ndarray | None:
+    def raw(self) -> Iterator[np.ndarray]:
+        """Every usable volume once, as read (float32, not normalised nor
+        padded); unreadable files are skipped as :meth:`volume` skips
+        them (see :meth:`drain`)."""
+        if self.arrays:
+            raise WeaksegError(
+                "A pool given as arrays holds normalised copies only."
+            )
+        for path in list(self.paths):
+            img = self._read(path, prepare=self._check)
+            if img is not None:
+                yield img
+
+    def _read(self, path: Path, prepare=None) -> np.ndarray | None:
         from .io import read_volume
 
         try:
@@ -176,7 +194,7 @@ class VolumePool:
             return self._skip(path, f"{type(e).__name__}: {e}")
         self.reads += 1
         try:
-            return self._prepare(data, path.name)
+            return (prepare or self._prepare)(data, path.name)
         except _Unusable as e:
             return self._skip(path, str(e))
 

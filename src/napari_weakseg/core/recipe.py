@@ -20,7 +20,25 @@ from typing import Any
 import numpy as np
 
 #: CLI flags of the settings whose flag is not ``--<name-with-dashes>``
-FLAGS: dict[str, str] = {}
+FLAGS: dict[str, str] = {"class_index": "--class"}
+
+#: switches on by default: the flag that turns each off (given when the
+#: setting is False, nothing when True)
+NEGATED: dict[str, str] = {
+    "crf": "--no-crf",
+    "outside_boxes": "--no-outside-rule",
+    "wrong_class": "--no-class-rule",
+    "off_core": "--no-core-rule",
+    "expand": "--no-expand",
+}
+
+#: commands whose model is ``--model-out`` and whose ``--out`` is a
+#: label volume (the command again writes it beside the model)
+LABELS_OUT = ("box2mask", "cam2seg")
+
+#: recipes of API functions that no ``weakseg`` command runs: the
+#: function that made them
+API_ONLY: dict[str, str] = {"segment-from-map": "api.segment_from_map"}
 
 #: settings with several values after one flag (nargs), not repeated
 SPREAD = ("patch_size",)
@@ -123,20 +141,32 @@ def missing_files(recipe: Mapping[str, Any]) -> list[str]:
 
 
 def command_line(recipe: Mapping[str, Any], out: str | os.PathLike) -> str:
-    """The ``weakseg`` command that runs the recipe again into ``out``."""
+    """The ``weakseg`` command that runs the recipe again into ``out``
+    (the model; a command of :data:`LABELS_OUT` writes its labels beside
+    it)."""
     words = ["weakseg", str(recipe["command"])]
     for name, value in recipe.get("inputs", {}).items():
         flag = FLAGS.get(name, "--" + name.replace("_", "-"))
         for item in value if isinstance(value, list) else [value]:
             words += [flag, item.get("file") or f"<{name} array>"]
-    words += ["--out", str(out)]
+    if recipe["command"] in LABELS_OUT:
+        model = Path(out)
+        labels = model.with_name(
+            model.name.removesuffix(".safetensors") + " labels.nii.gz"
+        )
+        words += ["--out", str(labels), "--model-out", str(model)]
+    else:
+        words += ["--out", str(out)]
     settings = dict(recipe.get("settings", {}))
     settings.setdefault("seed", recipe.get("seed", 0))
     for name, value in settings.items():
         if value is None or value == [] or value == "":
             continue
         flag = FLAGS.get(name, "--" + name.replace("_", "-"))
-        if isinstance(value, bool):
+        if isinstance(value, bool) and name in NEGATED:
+            if not value:
+                words.append(NEGATED[name])
+        elif isinstance(value, bool):
             if value:
                 words.append(flag)
         elif name in SPREAD and isinstance(value, list):
@@ -149,6 +179,15 @@ def command_line(recipe: Mapping[str, Any], out: str | os.PathLike) -> str:
         else:
             words += [flag, str(value)]
     return shlex.join(words)
+
+
+def runnable(recipe: Mapping[str, Any]) -> bool:
+    """Whether a ``weakseg`` command makes the recipe again: its command
+    is one, and every input was a file."""
+    return bool(recipe) and (
+        str(recipe.get("command")) not in API_ONLY
+        and not missing_files(recipe)
+    )
 
 
 def check_inputs(recipe: Mapping[str, Any]) -> list[str]:
@@ -179,7 +218,10 @@ def lines(recipe: Mapping[str, Any], out: str | os.PathLike) -> list[str]:
     for name, value in recipe.get("settings", {}).items():
         text.append(f"  {name}: {value}")
     arrays = missing_files(recipe)
-    if arrays:
+    made_by = API_ONLY.get(str(recipe.get("command")))
+    if made_by:
+        text.append(f"again: no command ({made_by} made it; call it again)")
+    elif arrays:
         text.append(
             "again: no command (its "
             + ", ".join(sorted(set(arrays)))
@@ -202,6 +244,7 @@ __all__: Sequence[str] = [
     "describe",
     "lines",
     "make",
+    "runnable",
     "sha256_array",
     "sha256_file",
 ]

@@ -33,7 +33,10 @@ from . import defaults
 from .errors import WeaksegError
 from .pool import VolumePool, pad_to
 
-METHODS = ("meanteacher", "pseudo")
+#: online terms of this module; ``selftrain`` (:mod:`~.selftrain`) runs
+#: two rounds instead
+ONLINE = ("meanteacher", "pseudo")
+METHODS = defaults.SEMI_METHODS
 
 
 @dataclass
@@ -110,6 +113,11 @@ class SemiSupervised:
         seed: int = 0,
     ) -> None:
         cfg.check()
+        if cfg.method not in ONLINE:
+            raise WeaksegError(
+                f"'{cfg.method}' is not a term of one training run; "
+                "run it through selftrain.iter_self_train."
+            )
         self.cfg, self.pool, self.steps = cfg, pool, max(1, int(steps))
         self.patch = [int(p) for p in patch]
         self.device = device
