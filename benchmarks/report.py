@@ -53,7 +53,7 @@ def save_plot(path, labels, series, ylabel, title) -> None:
 
 def load(name: str, folder: Path = RESULTS) -> dict | None:
     p = folder / name
-    return json.loads(p.read_text()) if p.exists() else None
+    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
 
 
 def sparse(d: dict) -> None:
@@ -638,9 +638,7 @@ def unlabelled(res: dict) -> None:
 
 def _mean(rows, **match) -> float:
     v = [
-        r["mean"]
-        for r in rows
-        if all(r.get(k) == x for k, x in match.items())
+        r["mean"] for r in rows if all(r.get(k) == x for k, x in match.items())
     ]
     return float(np.mean(v)) if v else float("nan")
 
@@ -740,49 +738,130 @@ HIPPO = "`../shared/data` beside the checkout: hippocampus MRI (Medical "
 HIPPO += "Segmentation Decathlon task 4 crops), FIB-SEM boundaries"
 MNI = "the shipped MNI152 sample (`sample_data/`)"
 PAGES = [
-    ("sparse", "Sparse slices vs dense (MNI152)", [
-        ("sparse.json", sparse, "bench_sparse.py",
-         f"{RUN}bench_sparse.py", MNI),
-    ]),
-    ("real", "Real data: hippocampus and FIB-SEM", [
-        ("real.json", real, "bench_real.py", f"{RUN}bench_real.py", HIPPO),
-    ]),
-    ("recipe", "Training recipe vs a plain MONAI loop", [
-        ("recipe.json", recipe, "bench_recipe.py",
-         f"{RUN}bench_recipe.py", f"{HIPPO}; {MNI}"),
-    ]),
-    ("boxes", "Boxes to masks", [
-        ("boxes.json", boxes, "bench_boxes.py", f"{RUN}bench_boxes.py",
-         f"a synthetic blob phantom; {MNI}"),
-    ]),
-    ("cam", "CAM and image-level labels", [
-        ("cam.json", cam, "bench_cam.py", f"{RUN}bench_cam.py",
-         f"{MNI}; {HIPPO}"),
-    ]),
-    ("pretraining", "Pretraining and unlabelled pools", [
-        ("unlabelled.json", unlabelled, "bench_unlabelled.py",
-         f"{RUN}bench_unlabelled.py --steps 300 --semi selftrain "
-         "meanteacher --tasks masked --skip-combined --curve 20 60 "
-         "--curve-arm 'semi selftrain' --curve-seeds 0 --double-baseline",
-         "`../shared/data/hippocampus_mri` (3 labelled "
-         "cases, 34 unseen test cases, the 137-volume unlabelled pool)"),
-        ("ssl.json", None, "bench_ssl.py", f"{RUN}bench_ssl.py", MNI),
-    ]),
-    ("speed", "Speed and overhead", [
-        ("speed_cpu.json", speed, "bench_speed.py", f"{RUN}bench_speed.py",
-         MNI),
-        ("cpu_steps.json", cpu_steps, "bench_cpu_steps.py",
-         f"{RUN}bench_cpu_steps.py", f"{HIPPO}; {MNI}"),
-    ]),
-    ("viewer", "Viewer responsiveness", [
-        ("gui_stall.json", stall, "bench_gui_stall.py",
-         "xvfb-run -a .venv/bin/python benchmarks/bench_gui_stall.py "
-         "[--steps 5]", MNI),
-    ]),
-    ("scale", "Larger than memory, DDP", [
-        ("scale.json", scale, "bench_scale.py", f"{RUN}bench_scale.py",
-         "synthetic uint8 OME-Zarr volumes of 512³ and 512×1024×1024"),
-    ]),
+    (
+        "sparse",
+        "Sparse slices vs dense (MNI152)",
+        [
+            (
+                "sparse.json",
+                sparse,
+                "bench_sparse.py",
+                f"{RUN}bench_sparse.py",
+                MNI,
+            ),
+        ],
+    ),
+    (
+        "real",
+        "Real data: hippocampus and FIB-SEM",
+        [
+            ("real.json", real, "bench_real.py", f"{RUN}bench_real.py", HIPPO),
+        ],
+    ),
+    (
+        "recipe",
+        "Training recipe vs a plain MONAI loop",
+        [
+            (
+                "recipe.json",
+                recipe,
+                "bench_recipe.py",
+                f"{RUN}bench_recipe.py",
+                f"{HIPPO}; {MNI}",
+            ),
+        ],
+    ),
+    (
+        "boxes",
+        "Boxes to masks",
+        [
+            (
+                "boxes.json",
+                boxes,
+                "bench_boxes.py",
+                f"{RUN}bench_boxes.py",
+                f"a synthetic blob phantom; {MNI}",
+            ),
+        ],
+    ),
+    (
+        "cam",
+        "CAM and image-level labels",
+        [
+            (
+                "cam.json",
+                cam,
+                "bench_cam.py",
+                f"{RUN}bench_cam.py",
+                f"{MNI}; {HIPPO}",
+            ),
+        ],
+    ),
+    (
+        "pretraining",
+        "Pretraining and unlabelled pools",
+        [
+            (
+                "unlabelled.json",
+                unlabelled,
+                "bench_unlabelled.py",
+                f"{RUN}bench_unlabelled.py --steps 300 --semi selftrain "
+                "meanteacher --tasks masked --skip-combined --curve 20 60 "
+                "--curve-arm 'semi selftrain' --curve-seeds 0 "
+                "--double-baseline",
+                "`../shared/data/hippocampus_mri` (3 labelled "
+                "cases, 34 unseen test cases, the 137-volume unlabelled pool)",
+            ),
+            ("ssl.json", None, "bench_ssl.py", f"{RUN}bench_ssl.py", MNI),
+        ],
+    ),
+    (
+        "speed",
+        "Speed and overhead",
+        [
+            (
+                "speed_cpu.json",
+                speed,
+                "bench_speed.py",
+                f"{RUN}bench_speed.py",
+                MNI,
+            ),
+            (
+                "cpu_steps.json",
+                cpu_steps,
+                "bench_cpu_steps.py",
+                f"{RUN}bench_cpu_steps.py",
+                f"{HIPPO}; {MNI}",
+            ),
+        ],
+    ),
+    (
+        "viewer",
+        "Viewer responsiveness",
+        [
+            (
+                "gui_stall.json",
+                stall,
+                "bench_gui_stall.py",
+                "xvfb-run -a .venv/bin/python benchmarks/bench_gui_stall.py "
+                "[--steps 5]",
+                MNI,
+            ),
+        ],
+    ),
+    (
+        "scale",
+        "Larger than memory, DDP",
+        [
+            (
+                "scale.json",
+                scale,
+                "bench_scale.py",
+                f"{RUN}bench_scale.py",
+                "synthetic uint8 OME-Zarr volumes of 512³ and 512×1024×1024",
+            ),
+        ],
+    ),
 ]
 NOTES = Path(__file__).resolve().parent / "notes"
 
@@ -799,16 +878,21 @@ def commit_of(path: Path) -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         out = ""
-    return f"`{out.split()[0]}` {' '.join(out.split()[1:])}" if out else (
-        "not recorded (uncommitted file or no git checkout)"
+    return (
+        f"`{out.split()[0]}` {' '.join(out.split()[1:])}"
+        if out
+        else ("not recorded (uncommitted file or no git checkout)")
     )
 
 
 # Changes of the code that moved results: (commit, what changed).
 CODE_CHANGES = [
     ("68a1365", "recipe: MONAI UNet with residual units, AdamW 3e-3"),
-    ("330216c", "sampler: a sparse slice at a random place in its patch, "
-     "margin around partly labelled volumes"),
+    (
+        "330216c",
+        "sampler: a sparse slice at a random place in its patch, "
+        "margin around partly labelled volumes",
+    ),
     ("53c2426", "CPU training steps in channels-last 3D"),
     ("6203b62", "cross-entropy at a tenth of the Dice term"),
 ]
@@ -904,7 +988,10 @@ def docs_pages(folder: Path = RESULTS) -> dict[str, str | bytes]:
                 text.append("")
             note = NOTES / f"{slug}.md"
             if note.exists():
-                text += ["## Reading the numbers\n", note.read_text()]
+                text += [
+                    "## Reading the numbers\n",
+                    note.read_text(encoding="utf-8"),
+                ]
             pages[f"benchmarks/{slug}.md"] = "\n".join(text)
             index.append(f"- [{title}]({slug}.md)")
         known = {name for _, _, parts in PAGES for name, *_ in parts}
@@ -912,7 +999,7 @@ def docs_pages(folder: Path = RESULTS) -> dict[str, str | bytes]:
             if path.name in known:
                 continue
             # A results file without a renderer here yet: shown as written.
-            d = json.loads(path.read_text())
+            d = json.loads(path.read_text(encoding="utf-8"))
             script = f"bench_{path.stem}.py"
             machine = d.get("machine", "not recorded")
             pages[f"benchmarks/{path.stem}.md"] = "\n".join(
@@ -939,7 +1026,7 @@ def docs_pages(folder: Path = RESULTS) -> dict[str, str | bytes]:
             index.append(f"- [{path.stem}]({path.stem}.md)")
         note = NOTES / "index.md"
         if note.exists():
-            index += ["", note.read_text()]
+            index += ["", note.read_text(encoding="utf-8")]
         table = code_table(folder)
         if table:
             index += [
@@ -967,7 +1054,7 @@ def write_docs(out: Path) -> None:
         if isinstance(content, bytes):
             path.write_bytes(content)
         else:
-            path.write_text(content)
+            path.write_text(content, encoding="utf-8")
     print(f"benchmark pages written under {out}")
 
 
@@ -977,11 +1064,11 @@ def readme(path: Path = RESULTS.parents[1] / "README.md") -> None:
     into the docs site."""
     site = "https://napari-weakseg.github.io/napari-weakseg/"
     table = headline(link=f"{site}benchmarks/").replace(".md)", "/)")
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     start = text.index("<!-- benchmarks:start")
     start = text.index("\n", start) + 1
     end = text.index("<!-- benchmarks:end -->")
-    path.write_text(text[:start] + table + "\n" + text[end:])
+    path.write_text(text[:start] + table + "\n" + text[end:], encoding="utf-8")
     print(f"headline table written into {path}")
 
 

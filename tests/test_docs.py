@@ -22,7 +22,9 @@ def _report():
 
 
 def test_report_imports_no_benchmark_module():
-    tree = ast.parse((ROOT / "benchmarks" / "report.py").read_text())
+    tree = ast.parse(
+        (ROOT / "benchmarks" / "report.py").read_text(encoding="utf-8")
+    )
     local = {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -53,7 +55,7 @@ def test_every_result_file_has_a_docs_page():
 
 
 def test_readme_is_short_and_states_facts():
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 250
     words = r"\b(session|issue|previously|we fixed)\b|#\d+"
     assert not re.search(words, text, re.IGNORECASE)
@@ -61,7 +63,7 @@ def test_readme_is_short_and_states_facts():
 
 
 def test_version_lives_in_one_place():
-    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert "version" in meta["project"]["dynamic"]
     assert meta["tool"]["hatch"]["version"]["path"] == (
         "src/napari_weakseg/__init__.py"

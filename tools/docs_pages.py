@@ -65,13 +65,13 @@ report = load_report()
 with mkdocs_gen_files.open("cli.md", "w") as f:
     f.write(cli_page())
 # The home page's headline table, rendered from the results files.
-home = (ROOT / "docs" / "index.md").read_text()
+home = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
 with mkdocs_gen_files.open("index.md", "w") as f:
     f.write(home.replace("<!-- headline -->", report.headline()))
 for rel, content in report.docs_pages().items():
     mode = "wb" if isinstance(content, bytes) else "w"
     with mkdocs_gen_files.open(rel, mode) as f:
         f.write(content)
-text = (ROOT / "CHANGELOG.md").read_text()
+text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
 with mkdocs_gen_files.open("changelog.md", "w") as f:
     f.write(text)

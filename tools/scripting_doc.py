@@ -214,7 +214,9 @@ def _docks() -> list[tuple[str, str, str]]:
     import yaml
 
     manifest = yaml.safe_load(
-        (ROOT / "src" / "napari_weakseg" / "napari.yaml").read_text()
+        (ROOT / "src" / "napari_weakseg" / "napari.yaml").read_text(
+            encoding="utf-8"
+        )
     )
     commands = {
         c["id"]: c["python_name"]
@@ -292,7 +294,12 @@ def _cell(text: str) -> str:
 def _examples() -> str:
     lines = []
     for path in sorted((ROOT / "examples").glob("[!_]*.py")):
-        doc = path.read_text().split('"""')[1].strip().split("\n\n")[0]
+        doc = (
+            path.read_text(encoding="utf-8")
+            .split('"""')[1]
+            .strip()
+            .split("\n\n")[0]
+        )
         lines.append(f"- `{path.name}`: {' '.join(doc.split())}")
     return "\n".join(lines)
 
@@ -367,11 +374,11 @@ def main() -> int:
     args = parser.parse_args()
     text = render()
     if args.check:
-        if PAGE.read_text() != text:
+        if PAGE.read_text(encoding="utf-8") != text:
             print(f"{PAGE} is out of date: run tools/scripting_doc.py")
             return 1
         return 0
-    PAGE.write_text(text)
+    PAGE.write_text(text, encoding="utf-8")
     print(f"wrote {PAGE}")
     return 0
 

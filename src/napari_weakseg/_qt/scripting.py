@@ -684,7 +684,13 @@ class Scriptable(CopyScript):
     @property
     def running(self) -> bool:
         worker = getattr(self, "worker", None)
-        return bool(worker is not None and worker.is_running)
+        if worker is not None and worker.is_running:
+            return True
+        # a worker started by start() counts from start(), before its
+        # thread reports running, until it has finished
+        out = getattr(self, "_outcome", None)
+        started = getattr(self, "_started_worker", None)
+        return started is not None and out is not None and not out.done
 
     def start(self, job: str | None = None, **settings: Any) -> Any:
         """Apply ``settings``, start the dock's job (``job``: one of
@@ -708,6 +714,7 @@ class Scriptable(CopyScript):
         self.update(**settings)
         self.reset_choices()  # type: ignore[attr-defined]
         self._outcome = _Outcome()
+        self._started_worker = None
         from . import layers as layer_module
 
         self._produced: list[Any] = []
@@ -733,6 +740,7 @@ class Scriptable(CopyScript):
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
+        self._started_worker = worker
         worker.start()
         return worker
 
