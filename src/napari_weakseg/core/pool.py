@@ -145,7 +145,8 @@ class VolumePool:
         img = self._check(img, name)
         return np.ascontiguousarray(pad_to(normalise(img), self.size))
 
-    def _check(self, img: np.ndarray, name: str) -> np.ndarray:
+    @staticmethod
+    def _check(img: np.ndarray, name: str) -> np.ndarray:
         """``img`` as a float32 3D volume, or one sentence why not."""
         if img.ndim == 4 and img.shape[0] == 1:
             img = img[0]

@@ -44,9 +44,8 @@ def pool_volumes(unlabelled: Any, patch: Sequence[int]):
     if unlabelled is None:
         return 0, iter(()), None
     if _arrays(unlabelled):
-        checker = VolumePool.prepared([])
         vols = [
-            checker._check(np.asarray(a), str(k))
+            VolumePool._check(np.asarray(a), str(k))
             for k, a in enumerate(unlabelled, 1)
         ]
         return len(vols), iter(vols), None
