@@ -570,8 +570,11 @@ def _read_pred(folder: Path, cid: str, cases) -> np.ndarray:
 
 
 def run_ours(cases, arm, steps, seed, args) -> dict:
-    key = f"{cases.name} {arm} ours {steps} s{seed}" + (
-        " quick" if args.quick else ""
+    semi = getattr(args, "semi", None)
+    key = (
+        f"{cases.name} {arm} ours {steps} s{seed}"
+        + (f" {semi}" if semi else "")
+        + (" quick" if args.quick else "")
     )
     if key in read_runs(RUNS):
         return read_runs(RUNS)[key]
@@ -591,8 +594,10 @@ def run_ours(cases, arm, steps, seed, args) -> dict:
             steps=steps,
             device="cpu",
             seed=seed,
+            semi=semi,
             **kw,
         )
+    rounds = 2 if semi == "selftrain" else 1  # teacher + student
     _, config = api.load_model(out, "cpu")
     batch = defaults.BATCH_SIZE  # api.train's default, used here
     with Clock() as pr:
@@ -603,18 +608,22 @@ def run_ours(cases, arm, steps, seed, args) -> dict:
     dice = cases.dice(preds)
     row = {
         "key": key,
-        "system": "ours",
+        "system": "ours" if rounds == 1 else f"ours, {semi}",
         "case": cases.name,
         "arm": arm,
-        "budget": f"{fin.steps} steps",
+        "budget": f"{fin.steps} steps"
+        if rounds == 1
+        else f"{fin.steps}+{fin.steps} steps, {semi}",
         "seed": seed,
         **dice,
         "mean": float(np.mean(list(dice.values()))),
-        "train_voxels": int(fin.steps * batch * np.prod(config.patch_size)),
+        "train_voxels": int(
+            rounds * fin.steps * batch * np.prod(config.patch_size)
+        ),
         "labelled_voxels": labelled_voxels(labels),
         "batch": batch,
         "patch": list(config.patch_size),
-        "iterations": fin.steps,
+        "iterations": rounds * fin.steps,
         "threads": torch.get_num_threads(),
         "preprocess_cpu_s": 0.0,
         "preprocess_wall_s": 0.0,
@@ -756,7 +765,11 @@ def plot(res: dict, path: Path) -> None:
     )
     for ax, case in zip(axes[0], cases):
         for arm, ls in (("dense", "-"), ("sparse", "--")):
-            for system, colour in (("nnU-Net", "C3"), ("ours", "C0")):
+            for system, colour in (
+                ("nnU-Net", "C3"),
+                ("ours", "C0"),
+                ("ours, selftrain", "C2"),
+            ):
                 pts = sorted(
                     (
                         s
@@ -775,7 +788,7 @@ def plot(res: dict, path: Path) -> None:
                     yerr=[s["mean_std"] for s in pts],
                     color=colour,
                     ls=ls,
-                    marker="o" if system == "ours" else "s",
+                    marker="s" if system == "nnU-Net" else "o",
                     capsize=3,
                     label=f"{system}, {arm}",
                 )
@@ -838,6 +851,13 @@ def main() -> None:
     ap.add_argument("--trainers", nargs="+", default=["nnUNetTrainer_1epoch"])
     ap.add_argument("--steps", type=int, nargs="+", default=[300, 600])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument(
+        "--semi",
+        choices=("selftrain",),
+        default=None,
+        help="ours: self-train on the unannotated voxels (teacher + student, "
+        "each --steps)",
+    )
     ap.add_argument(
         "--threads",
         type=int,
