@@ -137,7 +137,7 @@ def pretrain(
 
 
 def fine_tune(arm, seed, args, train, test, init=None, semi=None, n=None):
-    pool_n = len(pool_files(n)) if (semi or init) else 0
+    pool_n = len(pool_files(n)) if (semi or init) and n != 0 else 0
     key = (
         f"{arm} pool{pool_n} {args.steps} s{seed} "
         f"f{args.filters} w{args.semi_weight}"
@@ -158,7 +158,7 @@ def fine_tune(arm, seed, args, train, test, init=None, semi=None, n=None):
         device=args.device,
         seed=seed,
         init=init,
-        unlabelled=[str(f) for f in pool_files(n)] if semi else None,
+        unlabelled=[str(f) for f in pool_files(n)] if semi and n != 0 else None,
         semi=semi,
         semi_weight=args.semi_weight,
     )
@@ -258,6 +258,11 @@ def main() -> None:
         help="tables and plot from the cached runs only (runs not made "
         "yet are left out)",
     )
+    ap.add_argument(
+        "--skip-own",
+        action="store_true",
+        help="leave out self-training without the pool (own voxels only)",
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument(
@@ -307,6 +312,11 @@ def main() -> None:
     for method in args.semi:
         for seed in args.seeds:
             fit(f"semi {method}", seed, semi=method)
+    if "selftrain" in args.semi and not args.skip_own:
+        # the same two rounds with no pool: the annotated volumes' own
+        # unannotated voxels are all it pseudo-labels
+        for seed in args.seeds:
+            fit("selftrain, own voxels only", seed, semi="selftrain", n=0)
     encs = {}
     for task in args.tasks:
         arm = f"pretrained {task}"
@@ -339,7 +349,7 @@ def main() -> None:
     # through pretraining, rerun with fewer pool volumes
     means = {}
     for r in res["runs"]:
-        if not r["arm"].startswith("none"):
+        if not r["arm"].startswith("none") and r["pool"]:
             means.setdefault(r["arm"], []).append(r["mean"])
     best = args.curve_arm or max(means, key=lambda a: np.mean(means[a]))
     res["curve_arm"] = best
