@@ -9,7 +9,7 @@ import resource
 from pathlib import Path
 
 from napari_weakseg._sample_data import sample_path
-from napari_weakseg.core.io import Volume, read_volume
+from napari_weakseg.core.data.volumes import Volume, read_volume
 
 
 def read_runs(path: Path) -> dict[str, dict]:

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from napari_weakseg._sample_data import sample_path
-from napari_weakseg.core.annotation import evenly_spaced_slices
-from napari_weakseg.core.geometry import Geometry
-from napari_weakseg.core.io import Volume, read_volume, write_volume
-from napari_weakseg.core.normalise import normalise
+from napari_weakseg.core.data.geometry import Geometry
+from napari_weakseg.core.data.normalise import normalise
+from napari_weakseg.core.data.sparse import evenly_spaced_slices
+from napari_weakseg.core.data.volumes import Volume, read_volume, write_volume
 
 IGNORE = 255
 SHARED = Path(

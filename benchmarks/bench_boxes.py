@@ -33,9 +33,9 @@ from _common import machine, sample_volumes  # noqa: E402
 from report import replot  # noqa: E402
 
 from napari_weakseg import api  # noqa: E402
-from napari_weakseg.core.boxes import Box  # noqa: E402
-from napari_weakseg.core.metrics import dice_per_class  # noqa: E402
-from napari_weakseg.core.phantom import boxes_of, make_blobs  # noqa: E402
+from napari_weakseg.core.base.metrics import dice_per_class  # noqa: E402
+from napari_weakseg.core.data.boxes import Box  # noqa: E402
+from napari_weakseg.core.data.phantom import boxes_of, make_blobs  # noqa: E402
 
 ABLATIONS = {
     "no outside rule": {"outside_boxes": False},
@@ -47,7 +47,7 @@ ABLATIONS = {
 
 CRF_SNIPPET = """
 import resource, time, numpy as np
-from napari_weakseg.core.crf import crf_refine
+from napari_weakseg.core.methods.crf import crf_refine
 rng = np.random.default_rng(0)
 img = rng.random((120, 150, 100)).astype(np.float32)
 p = rng.random((2, 120, 150, 100)).astype(np.float32); p /= p.sum(0)

@@ -56,24 +56,24 @@ from _common import machine, sample_volumes, save_plot  # noqa: E402
 from _realdata import SHARED  # noqa: E402
 from bench_boxes import mni_ventricles  # noqa: E402
 
-from napari_weakseg.core.cam import cam, grad_cam, map_volume  # noqa: E402
-from napari_weakseg.core.cam2seg import (  # noqa: E402
+from napari_weakseg.core.base.events import run  # noqa: E402
+from napari_weakseg.core.base.metrics import dice_per_class  # noqa: E402
+from napari_weakseg.core.data.normalise import normalise  # noqa: E402
+from napari_weakseg.core.data.volumes import read_volume  # noqa: E402
+from napari_weakseg.core.methods.cam import cam, grad_cam, map_volume  # noqa: E402
+from napari_weakseg.core.methods.cam2seg import (  # noqa: E402
     absent_mask,
     iter_cam_to_masks,
     seeds,
 )
-from napari_weakseg.core.classifier import (  # noqa: E402
+from napari_weakseg.core.methods.classifier import (  # noqa: E402
     crop_margin,
     cut,
     iter_train_classifier,
 )
-from napari_weakseg.core.events import run  # noqa: E402
-from napari_weakseg.core.inference import iter_predict  # noqa: E402
-from napari_weakseg.core.io import read_volume  # noqa: E402
-from napari_weakseg.core.metrics import dice_per_class  # noqa: E402
-from napari_weakseg.core.models import load_model  # noqa: E402
-from napari_weakseg.core.normalise import normalise  # noqa: E402
-from napari_weakseg.core.training import TrainConfig, iter_train  # noqa: E402
+from napari_weakseg.core.nn.models import load_model  # noqa: E402
+from napari_weakseg.core.predict.sliding import iter_predict  # noqa: E402
+from napari_weakseg.core.train.unet import TrainConfig, iter_train  # noqa: E402
 
 
 @dataclass

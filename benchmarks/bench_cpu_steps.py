@@ -38,15 +38,15 @@ sys.path.insert(0, str(HERE))
 from _common import machine, sample_volumes, save_plot  # noqa: E402
 from bench_real import TRAIN, hippo, sparse  # noqa: E402
 
-from napari_weakseg.core.engine import optimiser_step  # noqa: E402
-from napari_weakseg.core.losses import MaskedDiceCELoss  # noqa: E402
-from napari_weakseg.core.models import build_network  # noqa: E402
-from napari_weakseg.core.sampling import PatchSampler  # noqa: E402
-from napari_weakseg.core.training import (  # noqa: E402
+from napari_weakseg.core.nn.losses import MaskedDiceCELoss  # noqa: E402
+from napari_weakseg.core.nn.models import build_network  # noqa: E402
+from napari_weakseg.core.train.engine import optimiser_step  # noqa: E402
+from napari_weakseg.core.train.sampling import PatchSampler  # noqa: E402
+from napari_weakseg.core.train.trainset import prepare  # noqa: E402
+from napari_weakseg.core.train.unet import (  # noqa: E402
     TrainConfig,
     model_config_for,
 )
-from napari_weakseg.core.trainset import prepare  # noqa: E402
 
 VARIANTS = (
     "contiguous",

@@ -82,8 +82,8 @@ from bench_real import hippo, sparse  # noqa: E402
 from bench_unlabelled import test_ids  # noqa: E402
 
 from napari_weakseg import api  # noqa: E402
-from napari_weakseg.core import defaults  # noqa: E402
-from napari_weakseg.core.metrics import dice_per_class  # noqa: E402
+from napari_weakseg.core.base import defaults  # noqa: E402
+from napari_weakseg.core.base.metrics import dice_per_class  # noqa: E402
 
 RESULTS = HERE / "results"
 RUNS = RESULTS / "peer_runs.jsonl"

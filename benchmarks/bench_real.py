@@ -47,9 +47,9 @@ from _common import append_run, machine, read_runs  # noqa: E402
 from _realdata import SHARED, fibsem  # noqa: E402
 
 from napari_weakseg import api  # noqa: E402
-from napari_weakseg.core.annotation import evenly_spaced_slices  # noqa: E402
-from napari_weakseg.core.events import Pretext  # noqa: E402
-from napari_weakseg.core.metrics import dice_per_class  # noqa: E402
+from napari_weakseg.core.base.events import Pretext  # noqa: E402
+from napari_weakseg.core.base.metrics import dice_per_class  # noqa: E402
+from napari_weakseg.core.data.sparse import evenly_spaced_slices  # noqa: E402
 
 IGNORE = 255
 TRAIN = ("001", "003", "004")

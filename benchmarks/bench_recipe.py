@@ -80,7 +80,7 @@ def _threads(jobs: int) -> int:
 
 
 def _score(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, k: int):
-    from napari_weakseg.core.metrics import dice_per_class
+    from napari_weakseg.core.base.metrics import dice_per_class
 
     return dice_per_class(pred, truth, k, mask)
 
@@ -96,8 +96,8 @@ def run_weakseg(
     import torch
 
     from napari_weakseg import api
-    from napari_weakseg.core.events import run
-    from napari_weakseg.core.training import TrainConfig, iter_train
+    from napari_weakseg.core.base.events import run
+    from napari_weakseg.core.train.unet import TrainConfig, iter_train
 
     torch.set_num_threads(threads)
     image = np.asarray(api.read_volume(paths["image"]).data)

@@ -59,9 +59,9 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "rss_mib": hwm()}))
 DDP_CHILD = """
 import json, os, sys, time
 import numpy as np, torch
-import napari_weakseg.core.engine as engine
+import napari_weakseg.core.train.engine as engine
 from napari_weakseg import api
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.data.phantom import make_phantom
 
 out, steps = sys.argv[1], int(sys.argv[2])
 step = engine.optimiser_step
@@ -100,8 +100,8 @@ def child(what: str, args: dict) -> dict:
 
 def synthetic_store(path: Path, shape: tuple[int, int, int]) -> None:
     """Smooth blobs plus noise, written slab by slab (never whole)."""
-    from napari_weakseg.core import ngff
-    from napari_weakseg.core.geometry import Geometry
+    from napari_weakseg.core.data import ngff
+    from napari_weakseg.core.data.geometry import Geometry
 
     base = ngff.create(path, shape, np.uint8, Geometry(), chunks=(64,) * 3)
     rng = np.random.default_rng(0)
@@ -124,7 +124,7 @@ def label_store(path: Path, image: Path) -> None:
     """Sparse labels: 3 slices per axis, class = bright voxels."""
     import zarr
 
-    from napari_weakseg.core.io import read_volume
+    from napari_weakseg.core.data.volumes import read_volume
 
     img = read_volume(image, lazy=True).data
     lbl = zarr.open(
@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     from napari_weakseg import api
-    from napari_weakseg.core.phantom import make_phantom
+    from napari_weakseg.core.data.phantom import make_phantom
 
     big = (256, 512, 512) if args.quick else (512, 1024, 1024)
     small = (big[0], big[1] // 2, big[2] // 2)

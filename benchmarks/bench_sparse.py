@@ -31,8 +31,8 @@ from _common import machine, sample_volumes  # noqa: E402
 from report import replot  # noqa: E402
 
 from napari_weakseg import api  # noqa: E402
-from napari_weakseg.core.annotation import evenly_spaced_slices  # noqa: E402
-from napari_weakseg.core.metrics import dice_per_class  # noqa: E402
+from napari_weakseg.core.base.metrics import dice_per_class  # noqa: E402
+from napari_weakseg.core.data.sparse import evenly_spaced_slices  # noqa: E402
 
 
 def sparse_labels(truth: np.ndarray, fraction: float) -> np.ndarray:

@@ -24,14 +24,14 @@ sys.path.insert(0, str(HERE))
 
 from _common import machine, peak_rss_mib, sample_volumes, save_plot  # noqa: E402
 
-from napari_weakseg.core.device import resolve_device  # noqa: E402
-from napari_weakseg.core.events import Step, run  # noqa: E402
-from napari_weakseg.core.inference import iter_predict  # noqa: E402
-from napari_weakseg.core.losses import MaskedDiceCELoss  # noqa: E402
-from napari_weakseg.core.models import load_model  # noqa: E402
-from napari_weakseg.core.normalise import normalise  # noqa: E402
-from napari_weakseg.core.sampling import PatchSampler  # noqa: E402
-from napari_weakseg.core.training import TrainConfig, iter_train  # noqa: E402
+from napari_weakseg.core.base.device import resolve_device  # noqa: E402
+from napari_weakseg.core.base.events import Step, run  # noqa: E402
+from napari_weakseg.core.data.normalise import normalise  # noqa: E402
+from napari_weakseg.core.nn.losses import MaskedDiceCELoss  # noqa: E402
+from napari_weakseg.core.nn.models import load_model  # noqa: E402
+from napari_weakseg.core.predict.sliding import iter_predict  # noqa: E402
+from napari_weakseg.core.train.sampling import PatchSampler  # noqa: E402
+from napari_weakseg.core.train.unet import TrainConfig, iter_train  # noqa: E402
 
 
 def plain_training(model, sampler, steps, device, num_classes) -> float:

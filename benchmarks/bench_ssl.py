@@ -28,7 +28,7 @@ from _common import machine, sample_volumes  # noqa: E402
 from bench_sparse import run_one, sparse_labels  # noqa: E402
 
 from napari_weakseg import api  # noqa: E402
-from napari_weakseg.core.events import Pretext  # noqa: E402
+from napari_weakseg.core.base.events import Pretext  # noqa: E402
 
 
 def pretrain(image, out: Path, args) -> dict:

@@ -74,7 +74,7 @@ def record(row: dict) -> dict:
 CHILD = r"""
 import json, resource, sys, time
 from napari_weakseg import api
-from napari_weakseg.core.events import Pretext, Skipped
+from napari_weakseg.core.base.events import Pretext, Skipped
 a = json.loads(sys.argv[1])
 last, skipped = {}, []
 t0 = time.perf_counter()
@@ -158,7 +158,9 @@ def fine_tune(arm, seed, args, train, test, init=None, semi=None, n=None):
         device=args.device,
         seed=seed,
         init=init,
-        unlabelled=[str(f) for f in pool_files(n)] if semi and n != 0 else None,
+        unlabelled=[str(f) for f in pool_files(n)]
+        if semi and n != 0
+        else None,
         semi=semi,
         semi_weight=args.semi_weight,
     )

@@ -7,7 +7,7 @@ Apply dock is run once per image layer, by name.
 import napari
 from _shared import annotate, dock, finish, start
 
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.data.phantom import make_phantom
 
 viewer, args = start(__doc__)
 viewer.open_sample("napari-weakseg", "phantom")

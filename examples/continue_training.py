@@ -11,8 +11,8 @@ from _shared import annotate, dock, finish, start
 
 from napari_weakseg import api
 from napari_weakseg._qt.layers import sparse_from_layer, volume_of
-from napari_weakseg.core.annotation import from_sparse_labels
-from napari_weakseg.core.defaults import DONE_KEY, IMAGE_KEY, ROLE_KEY
+from napari_weakseg.core.base.defaults import DONE_KEY, IMAGE_KEY, ROLE_KEY
+from napari_weakseg.core.data.sparse import from_sparse_labels
 
 viewer, args = start(__doc__)
 viewer.open_sample("napari-weakseg", "phantom")

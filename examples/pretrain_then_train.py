@@ -8,7 +8,7 @@ starts from that encoder on one sparsely annotated phantom.
 from _shared import annotate, dock, finish, start
 
 from napari_weakseg import api
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.data.phantom import make_phantom
 
 viewer, args = start(__doc__)
 pool = args.out / "unlabelled"

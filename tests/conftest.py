@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from napari_weakseg.core.geometry import Geometry
-from napari_weakseg.core.io import Volume, write_volume
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.data.geometry import Geometry
+from napari_weakseg.core.data.phantom import make_phantom
+from napari_weakseg.core.data.volumes import Volume, write_volume
 
 
 @pytest.fixture(autouse=True)

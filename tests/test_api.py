@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_weakseg import api
-from napari_weakseg.core.events import (
+from napari_weakseg.core.base.events import (
     Finished,
     Progress,
     Saved,
@@ -16,8 +16,8 @@ from napari_weakseg.core.events import (
     Step,
     Validation,
 )
-from napari_weakseg.core.io import Volume, read_volume, write_volume
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.data.phantom import make_phantom
+from napari_weakseg.core.data.volumes import Volume, read_volume, write_volume
 
 
 def _sparse(truth):
@@ -118,7 +118,8 @@ def test_large_volumes_stream_blocks_into_zarr(tmp_path, monkeypatch):
     import zarr
 
     from napari_weakseg import api
-    from napari_weakseg.core import defaults, tiled
+    from napari_weakseg.core.base import defaults
+    from napari_weakseg.core.predict import tiled
 
     image, truth = make_phantom((40, 24, 24))
     model = tmp_path / "m.safetensors"
@@ -275,7 +276,7 @@ def test_cam_generator_reports_windows_and_checks_the_class(
 
 
 def test_patience_is_an_automatic_budget(tmp_path):
-    from napari_weakseg.core.events import Plateau
+    from napari_weakseg.core.base.events import Plateau
 
     image, truth = make_phantom((16, 24, 24))
     events = []
@@ -327,7 +328,7 @@ def test_one_pair_without_labels_among_several_is_one_sentence(tmp_path):
 
 
 def test_segment_from_map_needs_the_crops_of_one_image():
-    from napari_weakseg.core.classifier import Crop
+    from napari_weakseg.core.methods.classifier import Crop
 
     img = np.zeros((8, 8, 8), np.float32)
     crops = [Crop("a.nii.gz", None, 0), Crop("b.nii.gz", None, 1)]
@@ -336,7 +337,7 @@ def test_segment_from_map_needs_the_crops_of_one_image():
 
 
 def test_crops_that_name_no_row_for_the_image_are_one_sentence(tmp_path):
-    from napari_weakseg.core.classifier import Crop
+    from napari_weakseg.core.methods.classifier import Crop
 
     img = tmp_path / "a.nii.gz"
     write_volume(img, Volume(np.zeros((8, 8, 8), np.float32)))
@@ -353,8 +354,8 @@ def test_crops_that_name_no_row_for_the_image_are_one_sentence(tmp_path):
 def test_segment_from_map_expands_over_the_crops_of_its_class(
     monkeypatch, expand
 ):
-    from napari_weakseg.core import cam2seg
-    from napari_weakseg.core.classifier import Crop
+    from napari_weakseg.core.methods import cam2seg
+    from napari_weakseg.core.methods.classifier import Crop
 
     seen = {}
 
@@ -383,8 +384,8 @@ def test_segment_from_map_expands_over_the_crops_of_its_class(
 def test_classifier_crops_carry_the_classifiers_context(
     tmp_path, monkeypatch, pooling
 ):
-    from napari_weakseg.core import classifier
-    from napari_weakseg.core.normalise import normalise
+    from napari_weakseg.core.data.normalise import normalise
+    from napari_weakseg.core.methods import classifier
 
     img = np.random.default_rng(0).random((20, 20, 20), np.float32)
     path = tmp_path / "img.nii.gz"
@@ -416,8 +417,9 @@ def test_classifier_crops_carry_the_classifiers_context(
 def test_boxes_to_masks_trains_its_rounds_with_the_rounds_settings(
     monkeypatch,
 ):
-    from napari_weakseg.core import box2mask, defaults
-    from napari_weakseg.core.boxes import Box
+    from napari_weakseg.core.base import defaults
+    from napari_weakseg.core.data.boxes import Box
+    from napari_weakseg.core.methods import box2mask
 
     seen = {}
 
@@ -437,7 +439,7 @@ def test_boxes_to_masks_trains_its_rounds_with_the_rounds_settings(
 def test_init_from_another_networks_encoder_is_one_sentence(files, tmp_path):
     """The documented pretrain -> init flow silently trained the encoder's
     network (a DynUNet) instead of the U-Net that training builds."""
-    from napari_weakseg.core.errors import WeaksegError
+    from napari_weakseg.core.base.errors import WeaksegError
 
     img, lbl = files
     small = {"steps": 2, "base_filters": 4, "device": "cpu"}
@@ -473,8 +475,8 @@ def test_init_from_another_networks_encoder_is_one_sentence(files, tmp_path):
 
 
 def test_an_image_unlike_the_training_data_gets_a_notice(files, tmp_path):
-    from napari_weakseg.core.events import Notice
-    from napari_weakseg.core.io import Volume, read_volume
+    from napari_weakseg.core.base.events import Notice
+    from napari_weakseg.core.data.volumes import Volume, read_volume
 
     img, lbl = files
     model = tmp_path / "m.safetensors"
@@ -499,7 +501,7 @@ def test_an_image_unlike_the_training_data_gets_a_notice(files, tmp_path):
     (text,) = notices(far)
     assert text.startswith("image is unlike the model's training data: ")
     assert "its intensities span" in text
-    from napari_weakseg.core.geometry import Geometry
+    from napari_weakseg.core.data.geometry import Geometry
 
     g = vol.geometry
     coarse = Volume(

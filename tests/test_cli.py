@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from napari_weakseg.cli import main
-from napari_weakseg.core.io import Volume, read_volume, write_volume
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.data.phantom import make_phantom
+from napari_weakseg.core.data.volumes import Volume, read_volume, write_volume
 
 
 def test_train_predict_round_trip_keeps_geometry(
@@ -151,8 +151,8 @@ def test_console_script_is_installed():
 
 
 def test_box2mask_and_crf_commands(tmp_path, capsys, oblique):
-    from napari_weakseg.core.boxes import Box, write_boxes
-    from napari_weakseg.core.phantom import boxes_of, make_blobs
+    from napari_weakseg.core.data.boxes import Box, write_boxes
+    from napari_weakseg.core.data.phantom import boxes_of, make_blobs
 
     image, truth = make_blobs((12, 24, 24))
     img = write_volume(tmp_path / "img.nii.gz", Volume(image, oblique))
@@ -239,7 +239,7 @@ def test_box2mask_refuses_bad_boxes(tmp_path, capsys):
 
 @pytest.fixture
 def crops_csv(tmp_path):
-    from napari_weakseg.core.phantom import make_blobs
+    from napari_weakseg.core.data.phantom import make_blobs
 
     image, truth = make_blobs((12, 24, 24))
     write_volume(tmp_path / "img.nii.gz", Volume(image))
@@ -423,7 +423,7 @@ def test_pretrain_then_init_reports_transferred_tensors(tmp_path, capsys):
         )
         == 0
     )
-    from napari_weakseg.core.models import read_model_file
+    from napari_weakseg.core.nn.models import read_model_file
 
     n = len(read_model_file(enc)[0])
     expected = f"initialised {n} tensors from enc.safetensors"
@@ -530,7 +530,7 @@ def test_predict_block_by_block_into_zarr(files, tmp_path, capsys):
     assert main([*predict, "--out", str(out), "--block", "4"]) == 2
     err = capsys.readouterr().err
     assert "Blocks of 4 voxels are smaller than the model's patch (8)" in err
-    from napari_weakseg.core import tiled
+    from napari_weakseg.core.predict import tiled
 
     tiled.CONNECT_TIMEOUT, saved = "1s", tiled.CONNECT_TIMEOUT
     try:
@@ -628,7 +628,7 @@ def test_every_option_of_every_command_has_help_and_a_default():
 
 def test_pretrain_and_train_share_flag_names_and_network():
     from napari_weakseg.cli import build_parser
-    from napari_weakseg.core import defaults
+    from napari_weakseg.core.base import defaults
 
     parser = build_parser()
     args = parser.parse_args(

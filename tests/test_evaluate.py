@@ -11,9 +11,9 @@ import pytest
 
 from napari_weakseg import api
 from napari_weakseg.cli import main
-from napari_weakseg.core.errors import WeaksegError
-from napari_weakseg.core.geometry import Geometry
-from napari_weakseg.core.io import Volume, write_volume
+from napari_weakseg.core.base.errors import WeaksegError
+from napari_weakseg.core.data.geometry import Geometry
+from napari_weakseg.core.data.volumes import Volume, write_volume
 
 
 def cubes():

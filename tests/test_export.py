@@ -11,9 +11,9 @@ import torch
 
 from napari_weakseg import api
 from napari_weakseg.cli import main
-from napari_weakseg.core import classes
-from napari_weakseg.core.models import ModelConfig, save_tensors
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.base import classes
+from napari_weakseg.core.data.phantom import make_phantom
+from napari_weakseg.core.nn.models import ModelConfig, save_tensors
 
 NAMES = ["background", "head", "body"]
 

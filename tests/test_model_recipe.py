@@ -8,7 +8,7 @@ import pytest
 from safetensors.torch import load_file
 
 from napari_weakseg import api, cli
-from napari_weakseg.core import recipe
+from napari_weakseg.core.base import recipe
 
 
 @pytest.mark.slow

@@ -5,12 +5,12 @@ import pytest
 
 from napari_weakseg import api
 from napari_weakseg.cli import main
-from napari_weakseg.core import training
-from napari_weakseg.core.errors import WeaksegError
-from napari_weakseg.core.events import Notice, Progress, Skipped, Started
-from napari_weakseg.core.io import Volume, write_volume
-from napari_weakseg.core.phantom import make_phantom
-from napari_weakseg.core.pool import VolumePool
+from napari_weakseg.core.base.errors import WeaksegError
+from napari_weakseg.core.base.events import Notice, Progress, Skipped, Started
+from napari_weakseg.core.data.phantom import make_phantom
+from napari_weakseg.core.data.pool import VolumePool
+from napari_weakseg.core.data.volumes import Volume, write_volume
+from napari_weakseg.core.train import unet as training
 
 SMALL = {"steps": 2, "base_filters": 4, "device": "cpu"}
 
@@ -99,9 +99,9 @@ def test_default_pool_method_self_trains_on_pseudo_labels(
 
 
 def test_pseudo_labels_are_the_confident_prediction(files, tmp_path):
-    from napari_weakseg.core.device import resolve_device
-    from napari_weakseg.core.models import load_model
-    from napari_weakseg.core.selftrain import pseudo_label
+    from napari_weakseg.core.base.device import resolve_device
+    from napari_weakseg.core.methods.selftrain import pseudo_label
+    from napari_weakseg.core.nn.models import load_model
 
     img, lbl = files
     model = tmp_path / "t.safetensors"
@@ -135,8 +135,11 @@ def test_pretrain_streams_a_folder_and_counts_skipped(pool, tmp_path):
 
 
 def test_pool_cache_is_bounded_during_pretraining(pool, tmp_path):
-    from napari_weakseg.core.events import run
-    from napari_weakseg.core.pretraining import PretrainConfig, iter_pretrain
+    from napari_weakseg.core.base.events import run
+    from napari_weakseg.core.methods.pretraining import (
+        PretrainConfig,
+        iter_pretrain,
+    )
 
     vp = VolumePool([pool], (16, 16, 16), cache=1, swap_every=1)
     cfg = PretrainConfig(

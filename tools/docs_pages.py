@@ -29,9 +29,7 @@ def cli_page() -> str:
 
     parser = cli.build_parser()
     sub = next(
-        a
-        for a in parser._actions
-        if isinstance(a, argparse._SubParsersAction)
+        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
     )
     helps = {a.dest: a.help for a in sub._choices_actions}
     out = [

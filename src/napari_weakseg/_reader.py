@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .core.errors import WeaksegError
-from .core.io import can_read, read_volume
+from .core.base.errors import WeaksegError
+from .core.data.volumes import can_read, read_volume
 
 LABEL_HINTS = ("label", "seg", "mask", "annot", "tissue", "truth")
 LayerData = tuple[Any, dict[str, Any], str]
@@ -69,7 +69,7 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
         kwargs["name"] = name
         data = vol.data
         if int(vol.metadata.get("ome_zarr_levels", 1)) > 1:
-            from .core.ngff import read_levels
+            from .core.data.ngff import read_levels
 
             data = read_levels(p)[0]  # a pyramid: napari shows it lazily
             kwargs["multiscale"] = True

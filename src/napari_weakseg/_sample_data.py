@@ -9,16 +9,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .core.annotation import from_sparse_labels
-from .core.defaults import (
+from .core.base.defaults import (
     DONE_KEY,
     IMAGE_KEY,
     ROLE_ANNOTATION,
     ROLE_KEY,
     ROLE_REFERENCE,
 )
-from .core.io import read_volume
-from .core.phantom import make_phantom
+from .core.data.phantom import make_phantom
+from .core.data.sparse import from_sparse_labels
+from .core.data.volumes import read_volume
 
 LayerData = tuple[Any, dict[str, Any], str]
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from .core.geometry import Geometry
-from .core.io import Volume, write_volume
+from .core.data.geometry import Geometry
+from .core.data.volumes import Volume, write_volume
 
 
 def _write(path: str, data: Any, meta: dict[str, Any]) -> list[str]:

@@ -30,12 +30,18 @@ from typing import Any
 
 import numpy as np
 
-from .core import defaults, settings
-from .core.errors import WeaksegError
-from .core.events import Progress, run
-from .core.io import Volume, read_volume, write_volume
-from .core.outputs import MODEL, TABLE, VOLUME, batch_targets, check_outputs
-from .core.validate import require_3d, require_finite, require_same_grid
+from .core.base import defaults, settings
+from .core.base.errors import WeaksegError
+from .core.base.events import Progress, run
+from .core.data.outputs import (
+    MODEL,
+    TABLE,
+    VOLUME,
+    batch_targets,
+    check_outputs,
+)
+from .core.data.validate import require_3d, require_finite, require_same_grid
+from .core.data.volumes import Volume, read_volume, write_volume
 
 PathLike = str | os.PathLike
 VolumeLike = PathLike | np.ndarray | Volume
@@ -314,7 +320,8 @@ def iter_train(
     the model and shown wherever its classes are (default ``class 1``,
     ``class 2``...).
     """
-    from .core import classes, recipe, training
+    from .core.base import classes, recipe
+    from .core.train import unet as training
 
     check_outputs(
         {"out": (out, MODEL)}, [*_as_list(images), *_as_list(labels), init]
@@ -371,7 +378,7 @@ def iter_train(
         config,
     )
     if semi_cfg is not None and semi_cfg.method == "selftrain":
-        from .core.selftrain import iter_self_train
+        from .core.methods.selftrain import iter_self_train
 
         return (
             yield from iter_self_train(
@@ -424,7 +431,7 @@ def _semi_config(method: str | None, weight: float, unlabelled: Any) -> Any:
     """The semi-supervised settings, or None when there is no term."""
     if method is None and _pool_sources(unlabelled) is None:
         return None
-    from .core.semi import SemiConfig
+    from .core.train.semi import SemiConfig
 
     cfg = SemiConfig(method=method or defaults.SEMI_METHOD, weight=weight)
     cfg.check()
@@ -436,8 +443,8 @@ train = _blocking(iter_train)
 
 def load_model(path: PathLike, device: str = "auto") -> tuple[Any, Any]:
     """``(torch module, ModelConfig)`` from a model file; never runs code."""
-    from .core.device import resolve_device
-    from .core.models import load_model as _load
+    from .core.base.device import resolve_device
+    from .core.nn.models import load_model as _load
 
     return _load(path, resolve_device(device))
 
@@ -447,8 +454,8 @@ def class_names(model: PathLike | tuple[Any, Any]) -> list[str]:
     "head", "body"]``); files without names give ``class 1``, ``class
     2``...  ``model``: a model file, a bioimage.io package exported by
     napari-weakseg, or ``(module, config)``."""
-    from .core import classes
-    from .core.models import read_model_file
+    from .core.base import classes
+    from .core.nn.models import read_model_file
 
     if isinstance(model, tuple):
         return classes.of(model[1])
@@ -483,8 +490,8 @@ def export_model(
     appears.  ``predict`` reads such a package back like a model file.
     Needs the ``[export]`` extra (``bioimageio.core``).
     """
-    from .core import bmz
-    from .core.outputs import PACKAGE
+    from .core.data.outputs import PACKAGE
+    from .core.nn import bmz
 
     if format not in EXPORT_FORMATS:
         raise WeaksegError(
@@ -514,8 +521,8 @@ def _drift(
     """A :class:`~.core.events.Notice` when ``image`` is unlike the
     model's training data (spacing only when the image has a geometry of
     its own: a file or a Volume)."""
-    from .core.drift import differences
-    from .core.events import Notice
+    from .core.base.events import Notice
+    from .core.data.drift import differences
 
     spacing = (
         vol.geometry.spacing
@@ -580,8 +587,9 @@ def iter_predict(
     dask.distributed scheduler whose workers see the model file and the
     outputs, or a :class:`distributed.Client`.
     """
-    from .core import inference, tiled
-    from .core.device import resolve_device
+    from .core.base.device import resolve_device
+    from .core.predict import sliding as inference
+    from .core.predict import tiled
 
     check_outputs(
         {"out": (out, VOLUME), "probabilities": (probabilities, VOLUME)},
@@ -653,7 +661,7 @@ class Batch:
 def batch_inputs(images: PathLike | Sequence[PathLike]) -> list[Path]:
     """The volumes a batch covers: the files given, and the volumes inside
     any folder given (sorted), in order, each once."""
-    from .core.io import is_collection, volume_files
+    from .core.data.volumes import is_collection, volume_files
 
     paths: list[Path] = []
     for item in _as_list(images):
@@ -688,8 +696,8 @@ def iter_predict_batch(
     and the batch goes on; returns a :class:`Batch`.  One dask cluster
     (``scheduler``, see :func:`iter_predict`) serves the whole batch.
     """
-    from .core import tiled
-    from .core.device import resolve_device
+    from .core.base.device import resolve_device
+    from .core.predict import tiled
 
     inputs = batch_inputs(images)
     outs = [Path(out_dir)] + (
@@ -740,8 +748,8 @@ def _iter_batch(
     stop: threading.Event | None,
     on_progress: Callable[[Any], None] | None,
 ) -> Events:
-    from .core.errors import Cancelled
-    from .core.events import Skipped
+    from .core.base.errors import Cancelled
+    from .core.base.events import Skipped
 
     out_dir = outs[0]
     written: list[str] = []
@@ -790,8 +798,8 @@ def predict_slice(
 ) -> tuple[tuple, np.ndarray]:
     """``(slices, labels)`` of one slice: a slab one patch deep around
     slice ``index`` of ``axis`` (a live preview, not a whole volume)."""
-    from .core.inference import predict_slice as _slice
-    from .core.normalise import apply_normalisation, intensity_stats
+    from .core.data.normalise import apply_normalisation, intensity_stats
+    from .core.predict.sliding import predict_slice as _slice
 
     net, config = _segmentation_model(model, device)
     data = np.asarray(as_volume(image).data)
@@ -809,7 +817,7 @@ def predict_slice(
 def uncertainty(probabilities: VolumeLike) -> np.ndarray:
     """Per-voxel entropy of class probabilities ``(C, Z, Y, X)``: what
     :func:`suggest_slice` ranks slices by."""
-    from .core.metrics import entropy
+    from .core.base.metrics import entropy
 
     probs = np.asarray(as_volume(probabilities).data)
     if probs.ndim != 4:
@@ -823,7 +831,7 @@ def uncertainty(probabilities: VolumeLike) -> np.ndarray:
 def _require_sparse_labels(data: np.ndarray, name: str) -> None:
     """Refuse what is no label volume (an image given by mistake): whole
     numbers, at most :data:`MAX_CLASSES` distinct values."""
-    from .core.validate import require_integer_labels
+    from .core.data.validate import require_integer_labels
 
     require_integer_labels(data, name)
     values = np.unique(data)
@@ -855,7 +863,7 @@ def suggest_slice(
     :func:`predict`) the unannotated slices of highest mean entropy come
     first; without, slices farthest from every done slice.
     """
-    from .core.annotation import AXES, from_sparse_labels, suggest_next_slice
+    from .core.data.sparse import AXES, from_sparse_labels, suggest_next_slice
 
     sparse = np.asarray(as_volume(labels, name="labels").data)
     require_3d(sparse, _label(labels, what="labels"))
@@ -920,8 +928,9 @@ def iter_boxes_to_masks(
     final label volume.
     """
 
-    from .core import box2mask, recipe
-    from .core.boxes import read_boxes
+    from .core.base import recipe
+    from .core.data.boxes import read_boxes
+    from .core.methods import box2mask
 
     check_outputs(
         {"out": (out, VOLUME), "model_out": (model_out, MODEL)},
@@ -1024,8 +1033,8 @@ def crf(
 
     Returns (and optionally writes) the refined label volume.
     """
-    from .core.crf import crf_refine
-    from .core.device import resolve_device
+    from .core.base.device import resolve_device
+    from .core.methods.crf import crf_refine
 
     check_outputs({"out": (out, VOLUME)}, [image, probabilities])
     vol = as_volume(image)
@@ -1076,9 +1085,10 @@ def iter_train_classifier(
     map localises.  Returns :class:`~.core.events.Finished` with the best
     validation accuracy.
     """
-    from .core import classifier, recipe
-    from .core.normalise import normalise
-    from .core.training import TrainConfig
+    from .core.base import recipe
+    from .core.data.normalise import normalise
+    from .core.methods import classifier
+    from .core.train.unet import TrainConfig
 
     crops_file = crops if isinstance(crops, str | os.PathLike) else None
     if crops_file is not None:
@@ -1166,7 +1176,7 @@ def iter_segment_from_map(
     all name one image.  Yields training events and each round's labels
     (:class:`~.core.events.Round`); returns the label volume.
     """
-    from .core import recipe
+    from .core.base import recipe
 
     made = recipe.make(
         "segment-from-map",
@@ -1230,7 +1240,7 @@ def _segment_from_map(
 ) -> Events:
     """:func:`iter_segment_from_map`, its U-Net keeping the recipe
     ``made``."""
-    from .core import box2mask, cam2seg
+    from .core.methods import box2mask, cam2seg
 
     check_outputs(
         {"out": (out, VOLUME), "model_out": (model_out, MODEL)},
@@ -1284,7 +1294,7 @@ def _crops_of(
 ) -> list[Any]:
     """The crops (CSV or :class:`~.core.classifier.Crop` list) of
     ``image``: those naming its file, or all when they name one image."""
-    from .core.classifier import read_crops
+    from .core.methods.classifier import read_crops
 
     if crops is None:
         return []
@@ -1336,7 +1346,7 @@ def iter_cam_to_segmentation(
     the map's progress, training events and each round's labels; returns
     the label volume.
     """
-    from .core import recipe
+    from .core.base import recipe
 
     check_outputs(
         {"out": (out, VOLUME), "model_out": (model_out, MODEL)},
@@ -1410,9 +1420,9 @@ def iter_class_activation_map(
     pass up to 192^3 voxels).  Yields :class:`~.core.events.Progress` per
     window; returns the map, which has the image's geometry.
     """
-    from .core.cam import iter_map_volume
-    from .core.device import resolve_device
-    from .core.normalise import normalise
+    from .core.base.device import resolve_device
+    from .core.data.normalise import normalise
+    from .core.methods.cam import iter_map_volume
 
     check_outputs({"out": (out, VOLUME)}, [model, image])
     dev = resolve_device(device)
@@ -1452,7 +1462,7 @@ def cam_layers(model: PathLike) -> tuple[list[str], str, Any]:
     """``(layer names, default layer, ModelConfig)``: the blocks of a
     model a CAM can read, the one it reads by default, and the model's
     settings (its classes)."""
-    from .core.cam import default_layer, list_layers
+    from .core.methods.cam import default_layer, list_layers
 
     net, config = load_model(model, "cpu")
     names = list_layers(net)
@@ -1476,7 +1486,7 @@ class ModelInfo:
     command: str | None
 
     def lines(self) -> list[str]:
-        from .core import recipe
+        from .core.base import recipe
 
         c = self.config
         text = [
@@ -1497,8 +1507,8 @@ def model_info(model: PathLike) -> ModelInfo:
     """The config and recipe of a model file, and the ``weakseg``
     command that makes it again (one sentence for a file that is no
     napari-weakseg model)."""
-    from .core import recipe
-    from .core.models import read_model_file
+    from .core.base import recipe
+    from .core.nn.models import read_model_file
 
     path = Path(model)
     _, config = read_model_file(path)
@@ -1521,7 +1531,7 @@ def pseudo_labels(
     """Seeds from a CAM as sparse labels: confident object voxels are
     ``class_index``, confident background 0, the rest ``ignore_label``
     (train on them to expand the seeds)."""
-    from .core.cam import pseudo_labels as _seeds
+    from .core.methods.cam import pseudo_labels as _seeds
 
     m = np.asarray(as_volume(cam_map).data)
     require_3d(m, "map")
@@ -1563,8 +1573,9 @@ def iter_pretrain(
     by the whole U-Net); the last two pretrain the decoder too, and the
     file then holds the whole U-Net but its output block.
     """
-    from .core import pretraining, recipe
-    from .core.ssl import parse_tasks
+    from .core.base import recipe
+    from .core.methods import pretraining
+    from .core.methods.ssl import parse_tasks
 
     check_outputs({"out": (out, MODEL)}, _as_list(images))
     items = _as_list(images)
@@ -1597,7 +1608,7 @@ def iter_pretrain(
         recipe=made,
     )
     if items and all(isinstance(v, str | os.PathLike) for v in items):
-        from .core.pool import VolumePool
+        from .core.data.pool import VolumePool
 
         # streamed: at most ``cache`` volumes in memory
         pool = VolumePool(items, [patch] * 3, cache, seed=seed)
@@ -1623,7 +1634,7 @@ def _class_names(given: Any) -> list[str]:
     """Names of labels 0..K for a table: a model file's (``.safetensors``
     or a bioimage.io ``.zip``), or given names of labels 1..K (the
     background's may come first); none: ``[]`` (``class 1``...)."""
-    from .core import classes
+    from .core.base import classes
 
     if given is None:
         return []
@@ -1631,7 +1642,7 @@ def _class_names(given: Any) -> list[str]:
         isinstance(given, str)
         and given.lower().endswith((".safetensors", ".zip"))
     ):
-        from .core.models import read_model_file
+        from .core.nn.models import read_model_file
 
         return classes.of(read_model_file(given)[1])
     names = classes.check(given)
@@ -1643,7 +1654,7 @@ def _class_names(given: Any) -> list[str]:
 def _evaluation_pairs(pred: Any, truth: Any) -> list[tuple[Any, Any, str]]:
     """(prediction, reference, case name): two folders pair their volumes
     by file name; otherwise the lists pair in order."""
-    from .core.io import is_collection, volume_files
+    from .core.data.volumes import is_collection, volume_files
 
     def one(x: Any) -> bool:
         return isinstance(x, str | os.PathLike) and is_collection(x)
@@ -1693,7 +1704,7 @@ def evaluate(
     (``.csv``) the table is written too.  Returns one
     :class:`~.core.evaluation.Score` per case and class.
     """
-    from .core.evaluation import score, write_csv
+    from .core.predict.evaluation import score, write_csv
 
     labels = _class_names(class_names)
     pairs = _evaluation_pairs(pred, truth)

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .core import defaults
-from .core.errors import Cancelled, WeaksegError
+from .core.base import defaults
+from .core.base.errors import Cancelled, WeaksegError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -30,7 +30,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 def bounded(name: str) -> Callable[[str], Any]:
     """An argparse type for setting ``name``: its range is the API's
     (:data:`~.core.defaults.BOUNDS`), checked by the same code."""
-    from .core.settings import problem
+    from .core.base.settings import problem
 
     kind = defaults.BOUNDS[name][0]
 
@@ -57,7 +57,7 @@ MINUTES = bounded("minutes")
 
 
 def _patch(text: str) -> int:
-    from .core.settings import check_patch
+    from .core.base.settings import check_patch
 
     try:
         value = int(text)
@@ -74,7 +74,7 @@ def _patch(text: str) -> int:
 def class_names(text: str) -> list[str]:
     """``head,body`` -> the names of labels 1, 2 (checked: none empty or
     repeated)."""
-    from .core import classes
+    from .core.base import classes
 
     try:
         return classes.check(classes.parse(text))
@@ -115,7 +115,7 @@ def check_outputs(args: argparse.Namespace) -> None:
     """Refuse outputs that would destroy something before any work runs
     (the API's rules, :mod:`~.core.outputs`; a batch's folders are
     checked by the API, output by output)."""
-    from .core.outputs import check_outputs as check
+    from .core.data.outputs import check_outputs as check
 
     if args.command == "predict" and is_batch(args):
         return
@@ -781,7 +781,7 @@ def _printer(
     file that is never announced); rounds validate on their own
     targets."""
     rounds = rounds_model != ""
-    from .core.events import (
+    from .core.base.events import (
         Finished,
         Notice,
         Plateau,
@@ -916,7 +916,7 @@ def _launch(processes: int, argv: Sequence[str]) -> None:
 
 def is_batch(args: argparse.Namespace) -> bool:
     """``predict`` over several images or a folder of volumes."""
-    from .core.io import is_collection
+    from .core.data.volumes import is_collection
 
     return len(args.image) > 1 or is_collection(args.image[0])
 
@@ -1011,7 +1011,7 @@ def _cmd_suggest(args: argparse.Namespace, stop: threading.Event) -> None:
 
 def _cmd_pretrain(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
-    from .core.events import Notice, Pretext, Skipped
+    from .core.base.events import Notice, Pretext, Skipped
 
     meter = Meter(args.quiet)
 
@@ -1036,7 +1036,7 @@ def _cmd_pretrain(args: argparse.Namespace, stop: threading.Event) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace, stop: threading.Event) -> None:
     from . import api
-    from .core.evaluation import table
+    from .core.predict.evaluation import table
 
     pred = args.pred if len(args.pred) > 1 else args.pred[0]
     truth = args.truth if len(args.truth) > 1 else args.truth[0]

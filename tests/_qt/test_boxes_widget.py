@@ -4,8 +4,8 @@ import numpy as np
 
 from napari_weakseg._qt.boxes_widget import BoxesWidget
 from napari_weakseg._qt.layers import shapes_to_boxes
-from napari_weakseg.core.boxes import Box, read_boxes
-from napari_weakseg.core.phantom import boxes_of, make_blobs
+from napari_weakseg.core.data.boxes import Box, read_boxes
+from napari_weakseg.core.data.phantom import boxes_of, make_blobs
 
 
 def test_rectangles_on_a_slice_become_boxes_with_depth(make_napari_viewer):
@@ -31,7 +31,7 @@ def test_load_save_and_run_one_round(make_napari_viewer, qtbot, tmp_path):
     img, truth = make_blobs((12, 24, 24))
     image = viewer.add_image(img, name="blobs")
     boxes = [Box(*b) for b in boxes_of(truth)]
-    from napari_weakseg.core.boxes import write_boxes
+    from napari_weakseg.core.data.boxes import write_boxes
 
     write_boxes(tmp_path / "in.csv", boxes)
     widget = BoxesWidget(viewer)

@@ -3,7 +3,11 @@
 import numpy as np
 
 from napari_weakseg._qt.cam_widget import CamWidget
-from napari_weakseg.core.models import ModelConfig, build_network, save_model
+from napari_weakseg.core.nn.models import (
+    ModelConfig,
+    build_network,
+    save_model,
+)
 
 
 def test_map_overlay_lines_up_and_becomes_seeds(
@@ -66,7 +70,7 @@ def test_segment_from_map_adds_a_new_labels_layer(
     import functools
 
     from napari_weakseg import api
-    from napari_weakseg.core.phantom import make_phantom
+    from napari_weakseg.core.data.phantom import make_phantom
 
     short = functools.partial(api.iter_segment_from_map, steps_per_round=2)
     monkeypatch.setattr(api, "iter_segment_from_map", short)

@@ -7,7 +7,7 @@ from napari_weakseg import api
 from napari_weakseg._qt.apply_widget import ApplyWidget
 from napari_weakseg._qt.layers import annotation_colormap, label_names
 from napari_weakseg._qt.train_widget import TrainWidget
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.data.phantom import make_phantom
 
 
 def _model(folder, image, truth, names):

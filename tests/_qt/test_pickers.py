@@ -25,8 +25,7 @@ from napari_weakseg._qt.train_widget import (
     TrainWidget,
     model_file,
 )
-from napari_weakseg.core.annotation import from_sparse_labels
-from napari_weakseg.core.defaults import (
+from napari_weakseg.core.base.defaults import (
     DONE_KEY,
     IMAGE_KEY,
     ROLE_ANNOTATION,
@@ -34,7 +33,8 @@ from napari_weakseg.core.defaults import (
     ROLE_PREDICTION,
     ROLE_REFERENCE,
 )
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.data.phantom import make_phantom
+from napari_weakseg.core.data.sparse import from_sparse_labels
 
 SHAPES = {"phantom": (16, 24, 24), "second": (12, 20, 28)}
 
@@ -466,7 +466,7 @@ def test_the_unlabelled_pool_folder_reaches_training(
     two_pairs, qtbot, tmp_path, monkeypatch
 ):
     import napari_weakseg.api as api
-    from napari_weakseg.core.events import Finished
+    from napari_weakseg.core.base.events import Finished
 
     seen = {}
 

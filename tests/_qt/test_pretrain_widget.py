@@ -2,10 +2,10 @@
 
 from napari_weakseg._qt.pretrain_widget import PretrainWidget
 from napari_weakseg._qt.train_widget import TrainWidget
-from napari_weakseg.core import defaults
-from napari_weakseg.core.io import Volume, write_volume
-from napari_weakseg.core.models import read_model_file
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.base import defaults
+from napari_weakseg.core.data.phantom import make_phantom
+from napari_weakseg.core.data.volumes import Volume, write_volume
+from napari_weakseg.core.nn.models import read_model_file
 
 
 def test_pretrain_then_train_dock_offers_the_encoder(

@@ -16,9 +16,9 @@ from napari_weakseg._qt.apply_widget import ApplyWidget
 from napari_weakseg._qt.boxes_widget import BoxesWidget
 from napari_weakseg._qt.cam_widget import CamWidget
 from napari_weakseg._qt.pretrain_widget import PretrainWidget
-from napari_weakseg.core.geometry import Geometry
-from napari_weakseg.core.io import Volume, read_volume, write_volume
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.data.geometry import Geometry
+from napari_weakseg.core.data.phantom import make_phantom
+from napari_weakseg.core.data.volumes import Volume, read_volume, write_volume
 
 SHAPE = (16, 24, 24)
 

@@ -18,10 +18,10 @@ from napari_weakseg._qt.cam_widget import CamWidget
 from napari_weakseg._qt.pretrain_widget import PretrainWidget
 from napari_weakseg._qt.scripting import LayerPicker
 from napari_weakseg._qt.train_widget import TrainWidget
-from napari_weakseg.core.annotation import from_sparse_labels
-from napari_weakseg.core.defaults import DONE_KEY
-from napari_weakseg.core.errors import WeaksegError
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.base.defaults import DONE_KEY
+from napari_weakseg.core.base.errors import WeaksegError
+from napari_weakseg.core.data.phantom import make_phantom
+from napari_weakseg.core.data.sparse import from_sparse_labels
 
 DOCKS = (
     AnnotationWidget,

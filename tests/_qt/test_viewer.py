@@ -45,7 +45,7 @@ def test_sample_data_docks_and_screenshot(make_napari_viewer):
 def test_reader_opens_volume_with_geometry(
     make_napari_viewer, tmp_path, oblique
 ):
-    from napari_weakseg.core.io import Volume, write_volume
+    from napari_weakseg.core.data.volumes import Volume, write_volume
 
     write_volume(
         tmp_path / "ct.nii.gz", Volume(np.ones((4, 5, 6), np.float32), oblique)
@@ -65,7 +65,11 @@ def test_reader_opens_volume_with_geometry(
 
 
 def test_writer_round_trips_geometry(make_napari_viewer, tmp_path, oblique):
-    from napari_weakseg.core.io import Volume, read_volume, write_volume
+    from napari_weakseg.core.data.volumes import (
+        Volume,
+        read_volume,
+        write_volume,
+    )
 
     write_volume(
         tmp_path / "a.nrrd",
@@ -96,8 +100,8 @@ def test_direction_flipped_copy_overlays_the_original(
 ):
     """Same voxels stored with another direction land on the same world
     coordinates (the reader carries the direction as napari's affine)."""
-    from napari_weakseg.core.geometry import Geometry
-    from napari_weakseg.core.io import Volume, write_volume
+    from napari_weakseg.core.data.geometry import Geometry
+    from napari_weakseg.core.data.volumes import Volume, write_volume
 
     rng = np.random.default_rng(0)
     data = rng.integers(0, 200, (6, 7, 8)).astype(np.uint8)
@@ -142,8 +146,8 @@ def test_direction_flipped_copy_overlays_the_original(
 def test_an_ome_zarr_pyramid_opens_lazily_in_the_viewer(
     make_napari_viewer, tmp_path
 ):
-    from napari_weakseg.core.geometry import Geometry
-    from napari_weakseg.core.io import Volume, write_volume
+    from napari_weakseg.core.data.geometry import Geometry
+    from napari_weakseg.core.data.volumes import Volume, write_volume
 
     image = np.random.default_rng(0).random((16, 32, 32)).astype(np.float32)
     geo = Geometry((2.0, 1.0, 1.0), (5.0, -3.0, 0.0))

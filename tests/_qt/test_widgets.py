@@ -6,8 +6,8 @@ from napari_weakseg._qt.annotation_widget import AnnotationWidget
 from napari_weakseg._qt.apply_widget import ApplyWidget
 from napari_weakseg._qt.layers import done_of, sparse_from_layer
 from napari_weakseg._qt.train_widget import TrainWidget
-from napari_weakseg.core.events import Step
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.base.events import Step
+from napari_weakseg.core.data.phantom import make_phantom
 
 
 def _viewer_with_phantom(make_napari_viewer):
@@ -193,7 +193,7 @@ def test_a_paint_stroke_is_autosaved_without_a_button(
 
 
 def test_train_on_every_annotated_image(make_napari_viewer, qtbot, tmp_path):
-    from napari_weakseg.core.events import Started
+    from napari_weakseg.core.base.events import Started
 
     viewer, image, truth = _viewer_with_phantom(make_napari_viewer)
     second = viewer.add_image(
@@ -232,8 +232,8 @@ def test_apply_on_a_large_lazy_image_streams_to_zarr(
     """Above LARGE_VOXELS the dock predicts block by block into stores
     under WEAKSEG_HOME and the layers read them lazily."""
     from napari_weakseg import api
-    from napari_weakseg.core import defaults
-    from napari_weakseg.core.io import Volume, write_volume
+    from napari_weakseg.core.base import defaults
+    from napari_weakseg.core.data.volumes import Volume, write_volume
 
     image, truth = make_phantom((40, 24, 24))
     sparse = np.full(truth.shape, 255, np.uint8)
@@ -274,9 +274,9 @@ def test_annotating_a_large_image_paints_into_a_store_on_disk(
     a new layer reopens it, and training reads it lazily."""
     import zarr
 
-    from napari_weakseg.core import defaults
-    from napari_weakseg.core.io import Volume, write_volume
-    from napari_weakseg.core.lazy import SparseLabels
+    from napari_weakseg.core.base import defaults
+    from napari_weakseg.core.data.lazy import SparseLabels
+    from napari_weakseg.core.data.volumes import Volume, write_volume
 
     monkeypatch.setattr(defaults, "LARGE_VOXELS", 1000)
     image, truth = make_phantom((16, 24, 24))
@@ -310,7 +310,7 @@ def test_annotating_a_large_image_paints_into_a_store_on_disk(
     assert done_of(again) == {0: [8], 1: [12], 2: []}
     np.testing.assert_array_equal(np.asarray(again.data), np.asarray(on_disk))
 
-    from napari_weakseg.core.trainset import prepare
+    from napari_weakseg.core.train.trainset import prepare
 
     trainset = prepare([big.data], [sparse_from_layer(again)])
     assert isinstance(trainset.targets[0], SparseLabels)

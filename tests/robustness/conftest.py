@@ -1,9 +1,13 @@
 import numpy as np
 import pytest
 
-from napari_weakseg.core.io import Volume, write_volume
-from napari_weakseg.core.models import ModelConfig, build_network, save_model
-from napari_weakseg.core.phantom import make_phantom
+from napari_weakseg.core.data.phantom import make_phantom
+from napari_weakseg.core.data.volumes import Volume, write_volume
+from napari_weakseg.core.nn.models import (
+    ModelConfig,
+    build_network,
+    save_model,
+)
 
 
 @pytest.fixture

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 from test_crafted_files import one_sentence, weakseg
 
-from napari_weakseg.core.io import Volume, write_volume
-from napari_weakseg.core.models import ModelConfig, build_network, save_model
+from napari_weakseg.core.data.volumes import Volume, write_volume
+from napari_weakseg.core.nn.models import (
+    ModelConfig,
+    build_network,
+    save_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +92,7 @@ def test_cam_on_an_image_smaller_than_the_patch(folder, tmp_path):
         tmp_path / "m.nii.gz",
     )
     assert done.returncode == 0, done.stderr
-    from napari_weakseg.core.io import read_volume
+    from napari_weakseg.core.data.volumes import read_volume
 
     assert read_volume(tmp_path / "m.nii.gz").shape == (2, 2, 2)
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from corpus import corpus, good, nan_image
 
-from napari_weakseg.core.errors import WeaksegError
-from napari_weakseg.core.io import read_volume
+from napari_weakseg.core.base.errors import WeaksegError
+from napari_weakseg.core.data.volumes import read_volume
 
 MEMORY = 3 * 1024**3
 
@@ -115,7 +115,7 @@ def test_cli_refuses_before_training(files, name, tmp_path):
 def test_nan_is_kept_by_the_reader_and_refused_by_use(tmp_path):
     path = nan_image(tmp_path)
     assert np.isnan(read_volume(path).data).sum() == 1
-    from napari_weakseg.core.normalise import apply_normalisation
+    from napari_weakseg.core.data.normalise import apply_normalisation
 
     with pytest.raises(WeaksegError, match="NaN or infinite"):
         apply_normalisation(
@@ -128,7 +128,7 @@ def test_nan_is_kept_by_the_reader_and_refused_by_use(tmp_path):
 def test_cli_train_refuses_nan_image(tmp_path):
     path = nan_image(tmp_path)
     labels = tmp_path / "l.nii.gz"
-    from napari_weakseg.core.io import Volume, write_volume
+    from napari_weakseg.core.data.volumes import Volume, write_volume
 
     lab = np.full((10, 12, 14), 255, np.uint8)
     lab[5] = 0

@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 from corpus import run_main
 
-from napari_weakseg.core.annotation import AnnotationStore
-from napari_weakseg.core.io import Volume, write_volume
-from napari_weakseg.core.models import ModelConfig, build_network, save_model
+from napari_weakseg.core.data.sparse import AnnotationStore
+from napari_weakseg.core.data.volumes import Volume, write_volume
+from napari_weakseg.core.nn.models import (
+    ModelConfig,
+    build_network,
+    save_model,
+)
 
 
 def test_predict_into_an_existing_folder_keeps_it(case, tmp_path, capsys):
@@ -263,7 +267,7 @@ def test_a_damaged_autosave_falls_back_to_the_previous(tmp_path):
 
 
 def test_a_folder_named_like_a_zarr_store_is_not_replaced(tmp_path):
-    from napari_weakseg.core.errors import WeaksegError
+    from napari_weakseg.core.base.errors import WeaksegError
 
     folder = tmp_path / "results.zarr"
     folder.mkdir()
@@ -274,6 +278,6 @@ def test_a_folder_named_like_a_zarr_store_is_not_replaced(tmp_path):
     store = tmp_path / "store.zarr"  # a real store is replaced whole
     write_volume(store, Volume(np.zeros((4, 4, 4), np.uint8)))
     write_volume(store, Volume(np.ones((4, 4, 4), np.uint8)))
-    from napari_weakseg.core.io import read_volume
+    from napari_weakseg.core.data.volumes import read_volume
 
     assert int(read_volume(store).data.max()) == 1

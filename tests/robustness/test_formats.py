@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from napari_weakseg.core.errors import WeaksegError
-from napari_weakseg.core.geometry import Geometry
-from napari_weakseg.core.io import (
+from napari_weakseg.core.base.errors import WeaksegError
+from napari_weakseg.core.data.geometry import Geometry
+from napari_weakseg.core.data.volumes import (
     Volume,
     companion_files,
     data_files,

@@ -11,9 +11,13 @@ from corpus import good
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from napari_weakseg.core.errors import WeaksegError
-from napari_weakseg.core.io import read_volume
-from napari_weakseg.core.models import CONFIG_KEY, ModelConfig, read_model_file
+from napari_weakseg.core.base.errors import WeaksegError
+from napari_weakseg.core.data.volumes import read_volume
+from napari_weakseg.core.nn.models import (
+    CONFIG_KEY,
+    ModelConfig,
+    read_model_file,
+)
 
 FUZZ = settings(
     max_examples=60,

@@ -22,10 +22,10 @@ import torch
 from corpus import run_main
 
 from napari_weakseg import api, cli
-from napari_weakseg.core.errors import WeaksegError
-from napari_weakseg.core.events import run
-from napari_weakseg.core.io import Volume, read_volume, write_volume
-from napari_weakseg.core.models import (
+from napari_weakseg.core.base.errors import WeaksegError
+from napari_weakseg.core.base.events import run
+from napari_weakseg.core.data.volumes import Volume, read_volume, write_volume
+from napari_weakseg.core.nn.models import (
     CONFIG_KEY,
     ModelConfig,
     build_network,
@@ -178,7 +178,7 @@ def test_an_infinite_learning_rate_is_refused_by_the_api(case, tmp_path):
 def test_training_that_diverges_keeps_the_previous_model(case, tmp_path):
     """The core has no range check: a huge rate turns the weights NaN
     after the first step; the run stops and writes no NaN weights."""
-    from napari_weakseg.core import training
+    from napari_weakseg.core.train import unet as training
 
     img, lbl, model = case
     out = tmp_path / "model.safetensors"
@@ -323,7 +323,7 @@ def test_a_torch_tensor_is_one_volume(case, tmp_path):
     ],
 )
 def test_model_file_fields_are_all_checked(tmp_path, field, value):
-    from napari_weakseg.core.models import save_tensors
+    from napari_weakseg.core.nn.models import save_tensors
 
     cfg = ModelConfig(network="resunet", filters=[4, 8, 16])
     tensors = canonical_state(build_network(cfg))
@@ -415,8 +415,8 @@ def test_sigterm_stops_like_ctrl_c(case, tmp_path, command, signum, status):
 
 _SAVER = """
 import os, sys, torch
-from napari_weakseg.core import models
-from napari_weakseg.core.models import ModelConfig
+from napari_weakseg.core.nn import models
+from napari_weakseg.core.nn.models import ModelConfig
 real = os.replace
 def hang(src, dst):  # killed here: the temporary is complete, not renamed
     print("written", flush=True)
@@ -443,8 +443,8 @@ def test_kill_9_during_a_save_leaves_one_named_temporary(tmp_path):
     # nothing comes from the safetensors library itself
     left = [p.name for p in tmp_path.iterdir()]
     assert len(left) == 1 and left[0].startswith(".model.safetensors."), left
-    from napari_weakseg.core.files import temporaries_of
-    from napari_weakseg.core.models import save_tensors
+    from napari_weakseg.core.base.files import temporaries_of
+    from napari_weakseg.core.nn.models import save_tensors
 
     save_tensors(target, {"w": torch.ones(3)}, ModelConfig())
     assert temporaries_of(target) == []

@@ -15,7 +15,7 @@ from magicgui.widgets import Container, create_widget
 from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
-from ..core.errors import Cancelled, WeaksegError
+from ..core.base.errors import Cancelled, WeaksegError
 from . import scripting
 
 #: shown in napari's status bar while the first dock loads torch/MONAI
@@ -182,7 +182,7 @@ class Dock(scripting.Scriptable, Container):
     def default_image(self, layers: list[Any]) -> Any:
         """The image picker's default among ``layers``: a plain image,
         one that a layer of this dock's roles belongs to first."""
-        from ..core.defaults import IMAGE_KEY
+        from ..core.base.defaults import IMAGE_KEY
         from .layers import best_layer, role_of
 
         roles = {r for _, r in self._roles if r != "image"}
@@ -231,7 +231,7 @@ class Dock(scripting.Scriptable, Container):
         self._style_annotations()
 
     def _style_annotations(self) -> None:
-        from ..core.defaults import ROLE_ANNOTATION
+        from ..core.base.defaults import ROLE_ANNOTATION
         from .layers import style_annotation
 
         for widget, role in self._roles:
@@ -275,7 +275,7 @@ class Dock(scripting.Scriptable, Container):
     def _follow_owner(self, widget: Any) -> None:
         """A layer that names another image picks that image (if it is in
         the viewer); the other pickers then follow the image."""
-        from ..core.defaults import IMAGE_KEY
+        from ..core.base.defaults import IMAGE_KEY
 
         layer, picker = widget.value, self.image_picker()
         if layer is None or picker is None:

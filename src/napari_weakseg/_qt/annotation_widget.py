@@ -17,7 +17,9 @@ from napari.utils.key_bindings import KeyCode, KeyMod
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QTimer
 
-from ..core.annotation import (
+from ..core.base.defaults import DONE_KEY, IMAGE_KEY, ROLE_ANNOTATION, ROLE_KEY
+from ..core.base.errors import WeaksegError
+from ..core.data.sparse import (
     AXES,
     BACKGROUND_BRUSH,
     AnnotationStore,
@@ -30,8 +32,6 @@ from ..core.annotation import (
     to_sparse_labels,
     unmarked_plane,
 )
-from ..core.defaults import DONE_KEY, IMAGE_KEY, ROLE_ANNOTATION, ROLE_KEY
-from ..core.errors import WeaksegError
 from ._common import Dock, home, report_error, unique_name
 from .layers import (
     done_of,

@@ -19,8 +19,7 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_warning
 
-from ..core.annotation import AXES, BACKGROUND_BRUSH
-from ..core.defaults import (
+from ..core.base.defaults import (
     IGNORE,
     IMAGE_KEY,
     OUTPUT_KEY,
@@ -29,7 +28,8 @@ from ..core.defaults import (
     ROLE_PROBABILITIES,
     ROLE_REFERENCE,
 )
-from ..core.errors import WeaksegError
+from ..core.base.errors import WeaksegError
+from ..core.data.sparse import AXES, BACKGROUND_BRUSH
 from ._common import (
     Dock,
     home,
@@ -263,7 +263,7 @@ class ApplyWidget(Dock):
         return layer, True
 
     def _on_event(self, event: Any) -> None:
-        from ..core.events import Notice
+        from ..core.base.events import Notice
 
         if isinstance(event, Notice):  # e.g. unlike the training data
             show_warning(event.message)
@@ -281,7 +281,7 @@ class ApplyWidget(Dock):
         labels, probs, self._session.uncertainty, *rest = result
         names = list(rest[0]) if rest and rest[0] else None
         if names is None and probs is not None:
-            from ..core.classes import default
+            from ..core.base.classes import default
 
             names = default(int(probs.shape[0]))
         image, layer = self._image, self._layer
@@ -432,7 +432,7 @@ class ApplyWidget(Dock):
         the same on every row, left out: the dock is narrow)."""
         from dataclasses import replace
 
-        from ..core.evaluation import table
+        from ..core.predict.evaluation import table
 
         if not rows:
             self.scores.value = ""

@@ -18,10 +18,15 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ..core import defaults
-from ..core.boxes import Box, read_boxes, write_boxes
-from ..core.defaults import IMAGE_KEY, ROLE_BOXES, ROLE_KEY, ROLE_PREDICTION
-from ..core.errors import WeaksegError
+from ..core.base import defaults
+from ..core.base.defaults import (
+    IMAGE_KEY,
+    ROLE_BOXES,
+    ROLE_KEY,
+    ROLE_PREDICTION,
+)
+from ..core.base.errors import WeaksegError
+from ..core.data.boxes import Box, read_boxes, write_boxes
 from ._common import Dock, report_error, start_worker, unique_name
 from .layers import (
     boxes_to_shapes_data,
@@ -181,7 +186,7 @@ class BoxesWidget(Dock):
 
     def start_run(self) -> Any:
         """Run the rounds in a worker (torch work happens there)."""
-        from ..core.boxes import check_boxes
+        from ..core.data.boxes import check_boxes
         from ._common import home
 
         try:
@@ -225,7 +230,7 @@ class BoxesWidget(Dock):
         )
 
     def _on_event(self, event: Any) -> None:
-        from ..core.events import Round, Step
+        from ..core.base.events import Round, Step
 
         if isinstance(event, Round):
             self.progress.value = event.round

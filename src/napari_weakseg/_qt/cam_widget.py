@@ -16,15 +16,15 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ..core.defaults import (
+from ..core.base.defaults import (
     IMAGE_KEY,
     ROLE_ANNOTATION,
     ROLE_CAM,
     ROLE_KEY,
     ROLE_PREDICTION,
 )
-from ..core.errors import WeaksegError
-from ..core.events import Round
+from ..core.base.errors import WeaksegError
+from ..core.base.events import Round
 from ._common import Dock, report_error, start_worker, unique_name
 from .layers import DONE_KEY, transform_of, upsert_layer, volume_of
 
@@ -203,7 +203,7 @@ class CamWidget(Dock):
     def map_to_pseudo_labels(self) -> Any:
         """Seeds as a painting layer the Train dock consumes directly."""
         from ..api import pseudo_labels
-        from ..core.annotation import from_sparse_labels
+        from ..core.data.sparse import from_sparse_labels
 
         if self._map_layer is None:
             report_error(WeaksegError("Compute a map first."))

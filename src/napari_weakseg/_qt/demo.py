@@ -60,8 +60,8 @@ def _finished(meter: Any, result: Any) -> None:
 
 def headless(steps: int, out: Path) -> int:
     from ..cli import Meter, _printer
-    from ..core.defaults import IGNORE
-    from ..core.metrics import dice_per_class
+    from ..core.base.defaults import IGNORE
+    from ..core.base.metrics import dice_per_class
     from .layers import sparse_from_layer
 
     viewer, widgets = build_viewer(show=True)

@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 
 from ..api import Volume
-from ..core import defaults as d
-from ..core.annotation import (
+from ..core.base import defaults as d
+from ..core.data.boxes import Box
+from ..core.data.geometry import Geometry
+from ..core.data.sparse import (
     merge_done,
     painted_slices,
     sparse_view,
     to_sparse_labels,
 )
-from ..core.boxes import Box
-from ..core.geometry import Geometry
 
 OUTPUT_KEY, DONE_KEY = d.OUTPUT_KEY, d.DONE_KEY
 
@@ -127,7 +127,7 @@ def best_layer(layers: Any, role: str | None, image: Any = None) -> Any:
 def transform_of(like: Any) -> dict[str, Any]:
     """Scale, translate, affine and geometry metadata of ``like``, so a
     layer made from it lands on the same world coordinates."""
-    from ..core.geometry import METADATA_KEY
+    from ..core.data.geometry import METADATA_KEY
 
     kw = {
         "scale": like.scale,

@@ -13,8 +13,8 @@ from typing import Any
 
 import napari
 
-from ..core.defaults import IMAGE_KEY
-from ..core.errors import WeaksegError
+from ..core.base.defaults import IMAGE_KEY
+from ..core.base.errors import WeaksegError
 
 
 def _dock(viewer: Any, name: str) -> Any:

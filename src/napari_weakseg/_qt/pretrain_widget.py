@@ -17,8 +17,8 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ..core import defaults
-from ..core.errors import WeaksegError
+from ..core.base import defaults
+from ..core.base.errors import WeaksegError
 from ._common import Dock, home, report_error, start_worker
 from .layers import volume_of
 from .plot import LossPlot
@@ -147,7 +147,7 @@ class PretrainWidget(Dock):
         return Path(text)
 
     def _on_event(self, event: Any) -> None:
-        from ..core.events import Notice, Pretext, Skipped, Step
+        from ..core.base.events import Notice, Pretext, Skipped, Step
 
         if isinstance(event, Skipped):
             self.skipped += 1

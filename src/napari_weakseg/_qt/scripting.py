@@ -37,7 +37,7 @@ from magicgui.widgets.bases import (
     Widget,
 )
 
-from ..core.errors import Cancelled, WeaksegError
+from ..core.base.errors import Cancelled, WeaksegError
 
 #: field names that differ from the dock's attribute names: the API
 #: keyword / CLI flag of the same concept
@@ -295,7 +295,7 @@ def layer_file(
 ) -> Path:
     """The file ``layer`` was opened from, or (a layer with no file, or
     ``data`` standing for it) a NIfTI copy written into ``folder``."""
-    from ..core.io import Volume, write_volume
+    from ..core.data.volumes import Volume, write_volume
     from .layers import geometry_of
 
     source = layer.metadata.get("source_path") or getattr(
@@ -364,7 +364,7 @@ def _apply_call(dock: Any) -> Call:
 
 
 def _boxes_call(dock: Any) -> Call:
-    from ..core.boxes import write_boxes
+    from ..core.data.boxes import write_boxes
     from ._common import home
 
     boxes = dock.current_boxes()
@@ -495,7 +495,7 @@ class CopyScript:
         if out is not None:
             import os
 
-            from ..core.files import discard, temporary_sibling
+            from ..core.base.files import discard, temporary_sibling
 
             target = Path(out)
             tmp = temporary_sibling(target)

@@ -21,15 +21,15 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_info
 
-from ..core import defaults
-from ..core.defaults import (
+from ..core.base import defaults
+from ..core.base.defaults import (
     IMAGE_KEY,
     OUTPUT_KEY,
     ROLE_ANNOTATION,
     ROLE_KEY,
     ROLE_PREVIEW,
 )
-from ..core.errors import WeaksegError
+from ..core.base.errors import WeaksegError
 from ._common import (
     Dock,
     home,
@@ -267,7 +267,13 @@ class TrainWidget(Dock):
         self.stop_button.enabled = running
 
     def _on_event(self, event: Any) -> None:
-        from ..core.events import Plateau, Saved, Started, Step, Validation
+        from ..core.base.events import (
+            Plateau,
+            Saved,
+            Started,
+            Step,
+            Validation,
+        )
 
         if isinstance(event, Started):
             self.progress.max = event.total_steps

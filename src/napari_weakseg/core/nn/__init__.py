@@ -1,0 +1,2 @@
+"""Tier 3: networks, model files, losses; imports base and data.
+"""

@@ -1,0 +1,3 @@
+"""Tier 4: sliding-window and tiled prediction, evaluation; imports the
+tiers below.
+"""
