@@ -39,7 +39,7 @@ from _common import machine, sample_volumes, save_plot  # noqa: E402
 from bench_real import TRAIN, hippo, sparse  # noqa: E402
 
 from napari_weakseg.core.nn.losses import MaskedDiceCELoss  # noqa: E402
-from napari_weakseg.core.nn.models import build_network  # noqa: E402
+from napari_weakseg.core.nn.networks import build_network  # noqa: E402
 from napari_weakseg.core.train.engine import optimiser_step  # noqa: E402
 from napari_weakseg.core.train.sampling import PatchSampler  # noqa: E402
 from napari_weakseg.core.train.trainset import prepare  # noqa: E402

@@ -13,7 +13,8 @@ from napari_weakseg import api
 from napari_weakseg.cli import main
 from napari_weakseg.core.base import classes
 from napari_weakseg.core.data.phantom import make_phantom
-from napari_weakseg.core.nn.models import ModelConfig, save_tensors
+from napari_weakseg.core.nn.models import save_tensors
+from napari_weakseg.core.nn.networks import ModelConfig
 
 NAMES = ["background", "head", "body"]
 

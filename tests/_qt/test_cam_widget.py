@@ -3,11 +3,8 @@
 import numpy as np
 
 from napari_weakseg._qt.cam_widget import CamWidget
-from napari_weakseg.core.nn.models import (
-    ModelConfig,
-    build_network,
-    save_model,
-)
+from napari_weakseg.core.nn.models import save_model
+from napari_weakseg.core.nn.networks import ModelConfig, build_network
 
 
 def test_map_overlay_lines_up_and_becomes_seeds(

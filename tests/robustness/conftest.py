@@ -3,11 +3,8 @@ import pytest
 
 from napari_weakseg.core.data.phantom import make_phantom
 from napari_weakseg.core.data.volumes import Volume, write_volume
-from napari_weakseg.core.nn.models import (
-    ModelConfig,
-    build_network,
-    save_model,
-)
+from napari_weakseg.core.nn.models import save_model
+from napari_weakseg.core.nn.networks import ModelConfig, build_network
 
 
 @pytest.fixture

@@ -8,11 +8,8 @@ import pytest
 from test_crafted_files import one_sentence, weakseg
 
 from napari_weakseg.core.data.volumes import Volume, write_volume
-from napari_weakseg.core.nn.models import (
-    ModelConfig,
-    build_network,
-    save_model,
-)
+from napari_weakseg.core.nn.models import save_model
+from napari_weakseg.core.nn.networks import ModelConfig, build_network
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,8 @@ from corpus import run_main
 
 from napari_weakseg.core.data.sparse import AnnotationStore
 from napari_weakseg.core.data.volumes import Volume, write_volume
-from napari_weakseg.core.nn.models import (
-    ModelConfig,
-    build_network,
-    save_model,
-)
+from napari_weakseg.core.nn.models import save_model
+from napari_weakseg.core.nn.networks import ModelConfig, build_network
 
 
 def test_predict_into_an_existing_folder_keeps_it(case, tmp_path, capsys):

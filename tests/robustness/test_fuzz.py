@@ -13,11 +13,8 @@ from hypothesis import strategies as st
 
 from napari_weakseg.core.base.errors import WeaksegError
 from napari_weakseg.core.data.volumes import read_volume
-from napari_weakseg.core.nn.models import (
-    CONFIG_KEY,
-    ModelConfig,
-    read_model_file,
-)
+from napari_weakseg.core.nn.models import CONFIG_KEY, read_model_file
+from napari_weakseg.core.nn.networks import ModelConfig
 
 FUZZ = settings(
     max_examples=60,

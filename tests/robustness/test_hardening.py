@@ -25,12 +25,11 @@ from napari_weakseg import api, cli
 from napari_weakseg.core.base.errors import WeaksegError
 from napari_weakseg.core.base.events import run
 from napari_weakseg.core.data.volumes import Volume, read_volume, write_volume
-from napari_weakseg.core.nn.models import (
-    CONFIG_KEY,
+from napari_weakseg.core.nn.models import CONFIG_KEY, read_model_file
+from napari_weakseg.core.nn.networks import (
     ModelConfig,
     build_network,
     canonical_state,
-    read_model_file,
 )
 
 TINY = {"patch_size": (16, 16, 16), "base_filters": 4, "device": "cpu"}
@@ -416,7 +415,7 @@ def test_sigterm_stops_like_ctrl_c(case, tmp_path, command, signum, status):
 _SAVER = """
 import os, sys, torch
 from napari_weakseg.core.nn import models
-from napari_weakseg.core.nn.models import ModelConfig
+from napari_weakseg.core.nn.networks import ModelConfig
 real = os.replace
 def hang(src, dst):  # killed here: the temporary is complete, not renamed
     print("written", flush=True)

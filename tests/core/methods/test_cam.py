@@ -15,7 +15,7 @@ from napari_weakseg.core.methods.cam import (
     pseudo_labels,
     upsample,
 )
-from napari_weakseg.core.nn.models import ModelConfig, build_network
+from napari_weakseg.core.nn.networks import ModelConfig, build_network
 
 
 def _model(kind, seed=0, classes=2):

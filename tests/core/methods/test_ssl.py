@@ -18,12 +18,12 @@ from napari_weakseg.core.methods.ssl import (
     parse_tasks,
     rotate,
 )
-from napari_weakseg.core.nn.models import (
+from napari_weakseg.core.nn.models import read_model_file
+from napari_weakseg.core.nn.networks import (
     ModelConfig,
     blocks_of,
     build_network,
     encoder_prefixes,
-    read_model_file,
 )
 from napari_weakseg.core.train.unet import TrainConfig, iter_train
 

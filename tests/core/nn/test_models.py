@@ -7,18 +7,19 @@ import torch
 
 from napari_weakseg.core.base.errors import WeaksegError
 from napari_weakseg.core.nn.models import (
+    load_model,
+    save_model,
+    transfer_weights,
+)
+from napari_weakseg.core.nn.networks import (
     NETWORKS,
     ModelConfig,
     blocks_of,
     build_network,
     encode,
     encoder_prefixes,
-    load_model,
-    plan_network,
-    plan_patch_size,
-    save_model,
-    transfer_weights,
 )
+from napari_weakseg.core.nn.planning import plan_network, plan_patch_size
 
 
 def _small(num_classes=3):

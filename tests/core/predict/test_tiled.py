@@ -14,13 +14,9 @@ from napari_weakseg.core.data.normalise import (
     intensity_stats,
 )
 from napari_weakseg.core.data.volumes import Volume, write_volume
-from napari_weakseg.core.nn.models import (
-    ModelConfig,
-    build_network,
-    filter_widths,
-    plan_network,
-    save_model,
-)
+from napari_weakseg.core.nn.models import save_model
+from napari_weakseg.core.nn.networks import ModelConfig, build_network
+from napari_weakseg.core.nn.planning import filter_widths, plan_network
 from napari_weakseg.core.predict import tiled
 from napari_weakseg.core.predict.sliding import predict_probabilities
 

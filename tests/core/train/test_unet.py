@@ -167,7 +167,7 @@ def test_prediction_can_be_cancelled(tmp_path):
     import torch
 
     from napari_weakseg.core.base.errors import Cancelled
-    from napari_weakseg.core.nn.models import ModelConfig, build_network
+    from napari_weakseg.core.nn.networks import ModelConfig, build_network
 
     cfg = ModelConfig(num_classes=2, filters=[4, 8, 8], patch_size=[8, 8, 8])
     net = build_network(cfg)
@@ -225,7 +225,7 @@ def test_out_of_memory_is_one_sentence_and_keeps_weights(
 def test_cpu_steps_run_channels_last_and_save_plain_tensors(tmp_path):
     import torch
 
-    from napari_weakseg.core.nn.models import build_network
+    from napari_weakseg.core.nn.networks import build_network
     from napari_weakseg.core.train.unet import UNetTask, model_config_for
 
     image, truth = make_phantom((16, 24, 24))

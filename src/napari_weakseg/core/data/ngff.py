@@ -21,6 +21,7 @@ import numpy as np
 
 from ..base.errors import WeaksegError
 from .geometry import Geometry
+from .zarr_checked import checked_zarr
 
 SPATIAL = ("z", "y", "x")
 
@@ -98,8 +99,6 @@ def read_levels(
     geometry (spacing = scale, origin = translation), finest first.  A
     chunk that fails to decode raises :class:`WeaksegError`."""
     import zarr
-
-    from .volumes import checked_zarr
 
     p = Path(path)
     ms = multiscales(p)

@@ -91,7 +91,7 @@ def check_outputs(
 
 
 def _check_kind(p: Path, kind: str) -> None:
-    from .volumes import SUFFIXES, is_zarr_store, suffix_of
+    from .formats import SUFFIXES, is_zarr_store, suffix_of
 
     if kind == MODEL and not p.name.endswith(".safetensors"):
         raise WeaksegError(f"The model output {p} must end in .safetensors.")

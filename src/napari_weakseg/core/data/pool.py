@@ -36,7 +36,8 @@ SWAP_EVERY = 4
 def pool_files(sources: str | os.PathLike | Sequence[Any]) -> list[Path]:
     """The volume files of folders, glob patterns and files, sorted per
     source, each once."""
-    from .volumes import can_read, is_collection, volume_files
+    from .formats import can_read
+    from .volumes import is_collection, volume_files
 
     if isinstance(sources, str | os.PathLike):
         sources = [sources]

@@ -12,19 +12,20 @@ median step), a header whose data file lies outside its folder (see
 :mod:`.headers`), a zarr store that lacks chunks or holds one that does
 not decode, an invalid geometry, colour (RGB) TIFF samples and complex
 voxels.
+
+This module is the entry point: it picks a reader or writer by format
+(:mod:`.formats`) and makes every write atomic; the readers and writers
+of each format live in :mod:`.volume_itk`, :mod:`.volume_dicom`,
+:mod:`.volume_tiff` and :mod:`.volume_zarr`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
-import math
 import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,56 +33,26 @@ import numpy as np
 
 from ..base.errors import WeaksegError
 from ..base.files import discard, temporary_sibling
+from . import ngff
+from .formats import (
+    SITK_SUFFIXES,
+    SUFFIXES,
+    TIFF_SUFFIXES,
+    ZARR_SUFFIXES,
+    Volume,
+    can_read,
+    check_dtype,
+    is_dicom_dir,
+    is_zarr_store,
+    suffix_of,
+)
 from .geometry import Geometry
-from .headers import check_header, max_voxels
+from .headers import check_header
 from .headers import data_files as _header_data_files
-
-SITK_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-TIFF_SUFFIXES = (".tif", ".tiff")
-ZARR_SUFFIXES = (".zarr",)
-SUFFIXES = SITK_SUFFIXES + TIFF_SUFFIXES + ZARR_SUFFIXES
-#: set to ``allow`` to read DICOM series with missing or uneven slices
-DICOM_GAPS_ENV = "WEAKSEG_DICOM_GAPS"
-
-
-@dataclass
-class Volume:
-    """An array in (z, y, x) order with its geometry and file metadata."""
-
-    data: Any
-    geometry: Geometry = field(default_factory=Geometry)
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
-
-
-def suffix_of(path: str | os.PathLike) -> str:
-    """The format suffix, ``.nii.gz`` included, lower case; '' if none."""
-    name = Path(path).name.lower()
-    for s in SUFFIXES:
-        if name.endswith(s):
-            return s
-    return Path(name).suffix
-
-
-def is_dicom_dir(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a folder holding a DICOM series."""
-    p = Path(path)
-    if not p.is_dir() or suffix_of(p) in ZARR_SUFFIXES:
-        return False
-    import SimpleITK as sitk
-
-    return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p)))
-
-
-def is_zarr_store(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a zarr store (v2 or v3), safe to replace whole."""
-    p = Path(path)
-    return suffix_of(p) in ZARR_SUFFIXES and any(
-        (p / m).exists() for m in (".zarray", ".zgroup", "zarr.json")
-    )
+from .volume_dicom import read_dicom
+from .volume_itk import read_sitk, write_sitk
+from .volume_tiff import read_tiff, write_tiff
+from .volume_zarr import read_zarr
 
 
 def is_collection(path: str | os.PathLike) -> bool:
@@ -99,11 +70,6 @@ def volume_files(folder: str | os.PathLike) -> list[Path]:
         for p in entries
         if not p.name.startswith(".") and (can_read(p) or is_zarr_store(p))
     ]
-
-
-def can_read(path: str | os.PathLike) -> bool:
-    """Cheap check used by the napari reader hook."""
-    return suffix_of(path) in SUFFIXES or is_dicom_dir(path)
 
 
 def data_files(path: str | os.PathLike) -> list[Path]:
@@ -166,16 +132,16 @@ def read_volume(
     try:
         vol = None
         if suffix in ZARR_SUFFIXES:
-            vol = _read_zarr(p, lazy, allow_missing_chunks)
+            vol = read_zarr(p, lazy, allow_missing_chunks)
         elif p.is_dir():
-            vol = _read_dicom(p)
+            vol = read_dicom(p)
         elif suffix in TIFF_SUFFIXES:
-            vol = _read_tiff(p, lazy)
+            vol = read_tiff(p, lazy)
         elif suffix in SITK_SUFFIXES:
             check_header(p)
-            vol = _read_sitk(p)
+            vol = read_sitk(p)
         if vol is not None:
-            _check_dtype(p, vol.data.dtype)
+            check_dtype(p, vol.data.dtype)
             return vol
     except WeaksegError as exc:
         named = _naming(p, exc)
@@ -201,16 +167,6 @@ def _naming(p: Path, exc: WeaksegError) -> WeaksegError:
     if text[1:2].islower():  # "The origin ..." -> "the origin ..."
         text = text[:1].lower() + text[1:]
     return WeaksegError(f"Could not read {p.name}: {text.rstrip('.')}.")
-
-
-def _check_dtype(p: Path, dtype: Any) -> None:
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.complexfloating):
-        raise WeaksegError(
-            f"Could not read {p.name}: its voxels are complex numbers "
-            f"({dtype}); napari-weakseg reads real-valued images (save the "
-            "magnitude instead)."
-        )
 
 
 def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
@@ -242,9 +198,9 @@ def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
         return p
     with atomic_output(p) as tmp:
         if suffix in SITK_SUFFIXES:
-            _write_sitk(tmp, data, volume.geometry)
+            write_sitk(tmp, data, volume.geometry)
         elif suffix in TIFF_SUFFIXES:
-            _write_tiff(tmp, data, volume.geometry)
+            write_tiff(tmp, data, volume.geometry)
         else:
             create_store(tmp, p, data.shape, data.dtype, volume.geometry)[
                 ...
@@ -301,8 +257,6 @@ def create_store(
     import zarr
 
     if Path(final).name.lower().endswith(".ome.zarr"):
-        from . import ngff
-
         return ngff.create(tmp, shape, dtype, geometry, chunks=chunks)
     edge = chunks or tuple(64 for _ in shape)
     arr = zarr.open(
@@ -322,8 +276,6 @@ def create_store(
 def finish_store(tmp: Path, final: str | os.PathLike) -> None:
     """Build an OME-Zarr output's lower resolution levels."""
     if Path(final).name.lower().endswith(".ome.zarr"):
-        from . import ngff
-
         ngff.fill_levels(tmp)
 
 
@@ -336,7 +288,7 @@ def _write_pair(p: Path, data: np.ndarray, g: Geometry) -> None:
     suffix = suffix_of(p)
     header = p.name[: -len(suffix)] + suffix
     try:
-        _write_sitk(folder / header, data, g)
+        write_sitk(folder / header, data, g)
         for f in sorted(folder.iterdir(), key=lambda f: f.name == header):
             dest = p if f.name == header else p.parent / f.name
             if f.name != header and dest.is_dir():
@@ -355,473 +307,21 @@ def _temporary_sibling(p: Path) -> Path:
     return temporary_sibling(p, suffix_of(p))
 
 
-# --- SimpleITK -------------------------------------------------------------
-
-
-def _from_sitk(img: Any) -> Volume:
-    import SimpleITK as sitk
-
-    arr = sitk.GetArrayFromImage(img)
-    if img.GetDimension() != 3:
-        return Volume(arr, Geometry(), {})
-    if img.GetNumberOfComponentsPerPixel() > 1:  # channel-last -> first
-        arr = np.moveaxis(arr, -1, 0)
-    d = np.asarray(img.GetDirection(), dtype=float).reshape(3, 3)
-    geometry = Geometry(
-        spacing=img.GetSpacing()[::-1],
-        origin=img.GetOrigin()[::-1],
-        direction=d[::-1, ::-1].ravel(),
-    )
-    meta = {k: img.GetMetaData(k) for k in img.GetMetaDataKeys()}
-    return Volume(arr, geometry, meta)
-
-
-_SITK_IO = {
-    ".nii.gz": "NiftiImageIO",
-    ".nii": "NiftiImageIO",
-    ".nrrd": "NrrdImageIO",
-    ".nhdr": "NrrdImageIO",
-    ".mha": "MetaImageIO",
-    ".mhd": "MetaImageIO",
-}
-
-
-def _read_sitk(p: Path) -> Volume:
-    import SimpleITK as sitk
-
-    suffix = suffix_of(p)
-    if p.name.endswith(suffix):
-        vol = _from_sitk(sitk.ReadImage(str(p)))
-    else:  # ITK knows the suffixes in lower case only: ``X.MHD`` needs its IO
-        vol = _from_sitk(sitk.ReadImage(str(p), imageIO=_SITK_IO[suffix]))
-    if suffix in (".nii", ".nii.gz"):
-        _restore_nonfinite(p, vol)
-    return vol
-
-
-def _restore_nonfinite(p: Path, vol: Volume) -> None:
-    """Put back the NaN / Inf voxels that ITK's NIfTI reader turned into
-    0, so they are refused where the image is used, like in any format."""
-    from .headers import nifti_nonfinite
-
-    found = nifti_nonfinite(p)
-    data = vol.data
-    if found is None or not np.issubdtype(data.dtype, np.floating):
-        return
-    at, values = found
-    if data.ndim == 3 and at.max() < data.size:
-        data.reshape(-1)[at] = values.astype(data.dtype)
-
-
-def _read_dicom(p: Path) -> Volume:
-    """The first series in ``p``, refused when a slice is missing,
-    damaged, duplicated or placed unevenly (GDCM leaves out the files it
-    cannot parse and ITK then stretches the spacing over the gap), unless
-    ``WEAKSEG_DICOM_GAPS=allow``: then the spacing is the median step."""
-    import SimpleITK as sitk
-
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p))
-    if not ids:
-        raise WeaksegError(f"No DICOM series found in the folder {p}.")
-    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(p), ids[0]))
-    allow = os.environ.get(DICOM_GAPS_ENV, "").strip().lower() == "allow"
-    if not allow:
-        _check_left_out(p, files)
-    step = _dicom_step(p, files, allow)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    img = reader.Execute()
-    if allow and step and img.GetDimension() == 3:
-        img.SetSpacing((*img.GetSpacing()[:2], step))
-    return _from_sitk(img)
-
-
-def _dicom_info(f: str | os.PathLike) -> dict[str, str]:
-    """A DICOM file's header tags (no pixel read); raises RuntimeError
-    when it is not a readable DICOM file."""
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetImageIO("GDCMImageIO")
-    reader.SetFileName(str(f))
-    reader.ReadImageInformation()
-    return {
-        k: reader.GetMetaData(k)
-        for k in ("0020|0032", "0020|0037")
-        if reader.HasMetaDataKey(k)
-    }
-
-
-def _check_left_out(p: Path, files: list[str]) -> None:
-    """Refuse a file beside the series, named like its slices, that GDCM
-    left out because it cannot parse it (a truncated or overwritten
-    slice)."""
-    import SimpleITK as sitk
-
-    def kind(f: Path) -> str:  # "IM0001", "x.dcm", "1.2.840.1.15" (UIDs)
-        return "#" if f.suffix[1:].isdigit() else f.suffix.lower()
-
-    listed = {Path(f).resolve() for f in files}
-    kinds = {kind(Path(f)) for f in files}
-    others = [
-        f
-        for f in sorted(p.iterdir())
-        if not f.name.startswith(".")
-        and f.name.upper() != "DICOMDIR"
-        and kind(f) in kinds
-        and f.is_file()
-        and f.resolve() not in listed
-    ]
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p)) if others else ()
-    for other in ids[1:]:  # the slices of the folder's other series
-        listed.update(
-            Path(f).resolve()
-            for f in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(
-                str(p), other
-            )
-        )
-    for f in (f for f in others if f.resolve() not in listed):
-        try:
-            _dicom_info(f)  # readable: another series, not ours
-        except RuntimeError:
-            raise WeaksegError(
-                f"The DICOM series in {p} leaves out {f.name}, which is "
-                "damaged or not DICOM; a slice is missing or damaged "
-                f"(remove {f.name} if it does not belong to the series, or "
-                f"set {DICOM_GAPS_ENV}=allow to read the series without "
-                "it)."
-            ) from None
-
-
-def _ds_quantum(text: str) -> float:
-    """The rounding step of a DICOM decimal string ("12.5" -> 0.1)."""
-    worst = 0.0
-    for part in text.split("\\"):
-        part = part.strip()
-        if not part or "e" in part.lower():
-            continue
-        decimals = len(part.split(".", 1)[1]) if "." in part else 0
-        worst = max(worst, 10.0**-decimals)
-    return worst
-
-
-def _dicom_step(p: Path, files: list[str], allow: bool) -> float | None:
-    """The median step between slice positions along the slice normal;
-    refuses (unless ``allow``) a slice that cannot be read, slices that
-    share a position or steps that differ.  None when the slices carry
-    no positions (one file, or tags absent)."""
-    if len(files) < 2:
-        return None
-    infos = []
-    for f in files:
-        try:
-            infos.append(_dicom_info(f))
-        except RuntimeError:
-            if allow:
-                return None
-            raise WeaksegError(
-                f"The DICOM series in {p} lists the slice {Path(f).name}, "
-                "which cannot be read; it is damaged."
-            ) from None
-    have = [len(i) == 2 for i in infos]
-    if not any(have):
-        return None
-    try:
-        if not all(have):
-            raise ValueError
-        pos = np.array(
-            [[float(v) for v in i["0020|0032"].split("\\")] for i in infos]
-        )
-        ori = np.array(
-            [[float(v) for v in i["0020|0037"].split("\\")] for i in infos]
-        )
-        if pos.shape[1] != 3 or ori.shape[1] != 6:
-            raise ValueError
-    except ValueError:
-        if allow:
-            return None
-        raise WeaksegError(
-            f"The DICOM series in {p} has slices without a readable "
-            "position or orientation (tags 0020|0032, 0020|0037)."
-        ) from None
-    normal = np.cross(ori[0, :3], ori[0, 3:])
-    if not np.all(np.isfinite(normal)) or np.linalg.norm(normal) < 1e-6:
-        return None  # no slice normal: left to ITK
-    normal /= np.linalg.norm(normal)
-    depth = pos @ normal
-    order = np.argsort(depth, kind="stable")
-    steps = np.diff(depth[order])
-    step = float(np.median(steps))
-    if allow:
-        return step if step > 0 else None
-    names = [Path(files[k]).name for k in order]
-    # positions are written with few decimals: allow their rounding, but
-    # never a whole slice (a missing slice moves a step by one spacing)
-    rounding = max(_ds_quantum(i["0020|0032"]) for i in infos)
-    rounding *= float(np.abs(normal).sum())
-    tol = max(1e-3 * step, min(rounding, 0.25 * step))
-    tilt = np.abs(ori - ori[0]).max(axis=1)
-    if tilt.max() > 1e-3:
-        k = int(np.argmax(tilt))
-        raise WeaksegError(
-            f"The DICOM series in {p} mixes slice orientations "
-            f"({Path(files[0]).name} and {Path(files[k]).name}); it is not "
-            "one volume."
-        )
-    for k, d in enumerate(steps):
-        if d <= tol:
-            raise WeaksegError(
-                f"The DICOM series in {p} has two slices at the same "
-                f"position ({names[k]} and {names[k + 1]}); remove the "
-                f"duplicate (or set {DICOM_GAPS_ENV}=allow to read it "
-                "anyway)."
-            )
-    for k, d in enumerate(steps):
-        if abs(d - step) > tol:
-            raise WeaksegError(
-                f"The DICOM series in {p} has a gap or uneven slice "
-                f"spacing between slices {k + 1} and {k + 2} ({names[k]} "
-                f"and {names[k + 1]}: {d:.4g} mm vs {step:.4g} mm); a "
-                f"slice is missing or damaged (set {DICOM_GAPS_ENV}=allow "
-                "to read it anyway)."
-            )
-    return step
-
-
-def _write_sitk(p: Path, data: np.ndarray, g: Geometry) -> None:
-    import SimpleITK as sitk
-
-    if data.dtype == np.bool_:
-        data = data.astype(np.uint8)
-    if data.ndim == 4:  # channel-first stack -> one vector-valued image
-        img = sitk.GetImageFromArray(np.moveaxis(data, 0, -1), isVector=True)
-    else:
-        img = sitk.GetImageFromArray(data)
-    img.SetSpacing(g.spacing[::-1])
-    img.SetOrigin(g.origin[::-1])
-    img.SetDirection(tuple(g.matrix[::-1, ::-1].ravel()))
-    sitk.WriteImage(img, str(p), useCompression=True)
-
-
-# --- TIFF ------------------------------------------------------------------
-
-
-def _read_tiff(p: Path, lazy: bool) -> Volume:
-    import tifffile
-
-    with tifffile.TiffFile(p) as tif:
-        series = tif.series[0]
-        axes = series.axes.upper()
-        if "S" in axes:
-            raise WeaksegError(
-                f"{p.name} is a colour (RGB) image with "
-                f"{series.shape[axes.index('S')]} samples per pixel (axes "
-                f"{axes}); napari-weakseg reads single-channel volumes "
-                "(convert it to greyscale or split the channels first)."
-            )
-        geometry = _tiff_geometry(tif)
-        meta = {"tiff_axes": series.axes}
-    if lazy:
-        try:
-            return Volume(tifffile.memmap(p, mode="r"), geometry, meta)
-        except ValueError:  # compressed: fall back to reading
-            pass
-    return Volume(tifffile.imread(p), geometry, meta)
-
-
-def _tiff_geometry(tif: Any) -> Geometry:
-    shaped = tif.shaped_metadata
-    if shaped and "spacing" in shaped[0]:
-        return Geometry.from_dict(shaped[0])
-    ij = tif.imagej_metadata
-    if ij:
-        page = tif.pages[0]
-        xres = page.tags.get("XResolution")
-        yres = page.tags.get("YResolution")
-
-        def size(tag: Any) -> float:
-            num, den = tag.value if tag else (1, 1)
-            return float(den) / float(num) if num else 1.0
-
-        return Geometry(
-            spacing=(ij.get("spacing", 1.0), size(yres), size(xres))
-        )
-    return Geometry()
-
-
-def _write_tiff(p: Path, data: np.ndarray, g: Geometry) -> None:
-    import tifffile
-
-    axes = "CZYX" if data.ndim == 4 else "ZYX"
-    tifffile.imwrite(
-        p,
-        data,
-        photometric="minisblack",  # 3 or 4 slices are no RGB(A) image
-        metadata={"axes": axes, **g.to_dict()},
-    )
-
-
-# --- zarr ------------------------------------------------------------------
-
-
-def _read_zarr(p: Path, lazy: bool, allow_missing: bool = False) -> Volume:
-    import zarr
-
-    from . import ngff
-
-    arr = zarr.open(str(p), mode="r")
-    ome = not hasattr(arr, "shape")
-    if ome:  # a group: OME-Zarr multiscales, level 0 is the volume
-        levels, geometries = ngff.read_levels(p)
-        arr, geometry = levels[0], geometries[0]
-        stored = ngff.first_level(p)
-    else:
-        stored = arr
-        arr = checked_zarr(arr, p.name)
-    voxels = int(np.prod(arr.shape, dtype=np.float64))
-    if voxels > max_voxels() or (
-        not lazy and voxels * arr.dtype.itemsize > _free_memory()
-    ):
-        raise WeaksegError(
-            f"{p.name} holds {voxels:,} voxels, more than "
-            + (
-                "fit in memory"
-                if voxels <= max_voxels()
-                else f"the limit of {max_voxels():,} (WEAKSEG_MAX_VOXELS)"
-            )
-            + "."
-        )
-    _check_dtype(p, arr.dtype)
-    attrs = dict(getattr(stored if ome else arr, "attrs", {}) or {})
-    if not ome:
-        geometry = Geometry.from_dict(attrs.get("weakseg_geometry", {}))
-    if not allow_missing:
-        _check_chunks(p, stored)
-    meta = {"zarr_attrs": json.dumps(attrs)}
-    if ome:
-        meta["ome_zarr_levels"] = str(len(levels))
-    return Volume(arr if lazy else np.asarray(arr[...]), geometry, meta)
-
-
-_ZARR_META = {".zarray", ".zattrs", ".zgroup", ".zmetadata", "zarr.json"}
-
-
-def _stored_chunks(arr: Any) -> int:
-    """How many chunk objects (shards, if sharded) ``arr`` has stored: a
-    listing of what is there, not a probe of every possible chunk (a
-    huge, mostly empty array would take hours)."""
-    from zarr.core.sync import sync
-
-    store, prefix = arr.store_path.store, arr.store_path.path
-    prefix = f"{prefix}/" if prefix else ""
-
-    async def count() -> int:
-        n = 0
-        async for key in store.list_prefix(prefix):
-            name = key.rsplit("/", 1)[-1]
-            n += name not in _ZARR_META and not name.startswith(".")
-        return n
-
-    return sync(count())
-
-
-def _check_chunks(p: Path, arr: Any) -> None:
-    """Refuse a store that lacks chunks: zarr reads them as its fill
-    value, which would be segmented as if it were data."""
-    if arr is None:
-        return
-    try:
-        edge = getattr(arr, "shards", None) or arr.chunks
-        total = math.prod(-(-s // c) for s, c in zip(arr.shape, edge))
-        stored = _stored_chunks(arr)
-    except Exception:  # noqa: BLE001 - a store zarr cannot list
-        return
-    if stored < total:
-        fill = getattr(arr, "fill_value", None)
-        raise WeaksegError(
-            f"{p.name} lacks {total - stored:,} of {total:,} chunks (they "
-            f"would read as {0 if fill is None else fill}); copy the store "
-            "again from its source, or write it with its empty chunks."
-        )
-
-
-def _damaged(name: str, exc: BaseException) -> WeaksegError:
-    why = f"{type(exc).__name__}: {str(exc)[:80]}".rstrip(": ")
-    return WeaksegError(
-        f"{name} has a damaged chunk ({why}); restore the store from a copy "
-        "or write it again."
-    )
-
-
-def _decoding(read: Any) -> Any:
-    """A zarr read method that raises WeaksegError for a chunk that
-    fails to decode (a bad selection still raises as zarr does)."""
-
-    @functools.wraps(read)
-    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return read(self, *args, **kwargs)
-        except (WeaksegError, IndexError, TypeError, MemoryError):
-            raise
-        except Exception as exc:  # codecs raise anything on bad bytes
-            name = getattr(self, "_weakseg_name", "The zarr store")
-            raise _damaged(name, exc) from exc
-
-    return checked
-
-
-def _checked_class() -> type:
-    """:class:`CheckedZarrArray`, built on first use (zarr is imported
-    lazily); a module attribute so that dask workers can unpickle it."""
-    cls = globals().get("_CHECKED")
-    if cls is not None:
-        return cls
-    import zarr
-
-    reads = (
-        "get_basic_selection",
-        "get_orthogonal_selection",
-        "get_mask_selection",
-        "get_coordinate_selection",
-        "get_block_selection",
-    )
-    cls = type(
-        "CheckedZarrArray",
-        (zarr.Array,),
-        {
-            "__module__": __name__,
-            "__doc__": "A zarr array whose reads raise WeaksegError for a "
-            "damaged chunk; everything else is zarr's (attrs, chunks, "
-            "dask.array.from_zarr).",
-            **{n: _decoding(getattr(zarr.Array, n)) for n in reads},
-        },
-    )
-    globals()["_CHECKED"] = cls
-    return cls
-
-
-def __getattr__(name: str) -> Any:
-    if name == "CheckedZarrArray":
-        return _checked_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def checked_zarr(arr: Any, name: str) -> Any:
-    """``arr`` (a zarr array) as a :class:`CheckedZarrArray` whose reads
-    name ``name`` in the sentence of a damaged chunk; other arrays as
-    they are."""
-    import zarr
-
-    if not isinstance(arr, zarr.Array):
-        return arr
-    checked = _checked_class()(arr.async_array)
-    checked._weakseg_name = name
-    return checked
-
-
-def _free_memory() -> int:
-    """Bytes of memory available now (a large number if unknown)."""
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
+__all__ = [
+    "SUFFIXES",
+    "Volume",
+    "atomic_output",
+    "can_read",
+    "companion_files",
+    "create_store",
+    "data_files",
+    "finish_store",
+    "is_collection",
+    "is_dicom_dir",
+    "is_zarr_path",
+    "is_zarr_store",
+    "read_volume",
+    "suffix_of",
+    "volume_files",
+    "write_volume",
+]

@@ -51,9 +51,9 @@ def list_layers(model: nn.Module) -> list[str]:
     ``input_block``, ``downsamples.i``, ``bottleneck``, ``upsamples.i`` and
     ``output_block`` (deepest encoder block last among the encoder ones);
     for MONAI's UNet its nested down blocks, deepest last, then its up
-    blocks (:func:`~.models.unet_blocks`).
+    blocks (:func:`~.networks.unet_blocks`).
     """
-    from ..nn.models import blocks_of
+    from ..nn.networks import blocks_of
 
     split = blocks_of(model)
     if split is not None:
@@ -84,7 +84,7 @@ def list_layers(model: nn.Module) -> list[str]:
 
 def default_layer(model: nn.Module) -> str:
     """The deepest encoder block (``bottleneck`` when there is one)."""
-    from ..nn.models import blocks_of
+    from ..nn.networks import blocks_of
 
     split = blocks_of(model)
     if split is not None:
@@ -166,7 +166,7 @@ def cam(
     """CAM ``ReLU(sum_k w_k^c A_k)`` of a GAP + linear classifier.
 
     The model must expose ``features(x)`` (the last feature maps) and a
-    linear ``fc`` layer, as :class:`~.models.EncoderClassifier` does; for
+    linear ``fc`` layer, as :class:`~.networks.EncoderClassifier` does; for
     a :class:`~.milnet.LocalClassifier` the CAM is the class map its
     pooling reads (ReLU of the per-voxel log-odds against class 0), and
     ``padded`` says ``x`` carries the model's context around the region

@@ -2,7 +2,7 @@
 
 The network is :class:`~.milnet.LocalClassifier` (local evidence, top-k
 pooled: its map localises; ``pooling="topk"``, the default) or
-:class:`~.models.EncoderClassifier` (U-Net encoder + GAP + linear, whose
+:class:`~.networks.EncoderClassifier` (U-Net encoder + GAP + linear, whose
 weights transfer from U-Nets and pretrained encoders; ``pooling="gap"``),
 trained on :func:`~.engine.run` like the U-Net (same events, stop
 flag, budget, OOM guard and atomic checkpoints).  Crops come from a CSV
@@ -29,16 +29,9 @@ import torch.nn.functional as F
 from ..base.device import resolve_device, seeded
 from ..base.errors import WeaksegError
 from ..base.events import Finished, Started
-from ..nn.models import (
-    ModelConfig,
-    build_network,
-    encoder_prefixes,
-    filter_widths,
-    plan_network,
-    read_model_file,
-    save_model,
-    transfer_weights,
-)
+from ..nn.models import read_model_file, save_model, transfer_weights
+from ..nn.networks import ModelConfig, build_network, encoder_prefixes
+from ..nn.planning import filter_widths, plan_network
 from ..train import engine
 from ..train.engine import ACCURACY, Plan, Task
 from ..train.unet import TrainConfig

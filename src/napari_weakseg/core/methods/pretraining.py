@@ -33,13 +33,9 @@ from ..base.events import Finished, Notice, Pretext, Started
 from ..data.normalise import normalise
 from ..data.pool import VolumePool
 from ..data.validate import require_3d, require_finite
-from ..nn.models import (
-    ModelConfig,
-    build_network,
-    filter_widths,
-    plan_network,
-    save_tensors,
-)
+from ..nn.models import save_tensors
+from ..nn.networks import ModelConfig, build_network
+from ..nn.planning import filter_widths, plan_network
 from ..train import engine
 from ..train.engine import LOSS, Plan, Task
 from .ssl import (
@@ -74,7 +70,7 @@ class PretrainConfig:
     patch: int = defaults.PRETRAIN_PATCH
     base_filters: int = defaults.BASE_FILTERS
     depth: int = 4
-    #: the network whose encoder is pretrained (:data:`~.models.NETWORKS`);
+    #: the network whose encoder is pretrained (:data:`~.networks.NETWORKS`);
     #: the U-Net trained from the file is that network
     network: str = defaults.NETWORK
     temperature: float = 0.5

@@ -193,7 +193,7 @@ class PretextModel(nn.Module):
 
     def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         """The deepest encoder block's features (``width`` channels)."""
-        from ..nn.models import encode
+        from ..nn.networks import encode
 
         return encode(self.unet, x)
 
@@ -209,7 +209,7 @@ class PretextModel(nn.Module):
 
     def encoder_state(self) -> dict[str, torch.Tensor]:
         """The tensors that transfer: encoder blocks only, U-Net names."""
-        from ..nn.models import canonical_state, encoder_prefixes
+        from ..nn.networks import canonical_state, encoder_prefixes
 
         prefixes = encoder_prefixes(self.unet)
         return {
@@ -222,7 +222,7 @@ class PretextModel(nn.Module):
         """The whole U-Net but its output block: every tensor whose shape
         is the same in ``other``, the same network built with another
         number of classes (the output block depends on it)."""
-        from ..nn.models import canonical_state
+        from ..nn.networks import canonical_state
 
         theirs = other.state_dict()
         return {

@@ -1,2 +1,1 @@
-"""Tier 3: networks, model files, losses; imports base and data.
-"""
+"""Tier 3: networks, model files, losses; imports base and data."""

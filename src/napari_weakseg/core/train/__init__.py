@@ -1,2 +1,1 @@
-"""Tier 5: the training engine and the U-Net task; imports the tiers below.
-"""
+"""Tier 5: the training engine and the U-Net task; imports the tiers below."""

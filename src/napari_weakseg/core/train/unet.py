@@ -29,16 +29,9 @@ from ..data.drift import training_intensity
 from ..data.lazy import LazyImage, SparseLabels
 from ..nn.expansion import Expansion, ExpansionLoss
 from ..nn.losses import MaskedDiceCELoss
-from ..nn.models import (
-    ModelConfig,
-    build_network,
-    filter_widths,
-    plan_network,
-    plan_patch_size,
-    read_model_file,
-    save_model,
-    transfer_weights,
-)
+from ..nn.models import read_model_file, save_model, transfer_weights
+from ..nn.networks import ModelConfig, build_network
+from ..nn.planning import filter_widths, plan_network, plan_patch_size
 from ..predict.sliding import predict_probabilities
 from . import ddp, engine
 from .engine import DICE, Plan, Task, optimiser_step
@@ -60,7 +53,7 @@ class TrainConfig:
     depth: int = 4
     base_filters: int = defaults.BASE_FILTERS
     norm: str = "instance"
-    #: segmentation network, see :data:`~.models.NETWORKS`
+    #: segmentation network, see :data:`~.networks.NETWORKS`
     network: str = defaults.NETWORK
     #: validations per run (``val_every`` overrides the spacing)
     validations: int = 10
