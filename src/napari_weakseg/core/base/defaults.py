@@ -15,11 +15,19 @@ STEPS = 300
 BATCH_SIZE = 2
 #: the U-Net that training builds, and pretraining pretrains by default
 NETWORK = "resunet"
+#: levels of the U-Net (and of the encoders that transfer into it)
+DEPTH = 4
 #: channels of the first U-Net level (doubling per level)
 BASE_FILTERS = 16
 #: boxes to masks: recursive rounds, and training steps in each
 BOX_ROUNDS = 3
 BOX_STEPS_PER_ROUND = 150
+#: boxes to masks: share of a box's volume in its centred ellipsoid
+#: core, the voxels its first targets label as its class
+CORE_FRACTION = 0.2
+#: CAM seeds: a map at or below this share of the threshold is
+#: background; between the two, unlabelled
+CAM_BAND = 0.5
 #: pretext tasks of self-supervised pretraining: inpainting was the least
 #: bad on the hippocampus in both runs with the default augmentation
 #: (README, real-data pretraining table; no task beat scratch by more
@@ -39,6 +47,11 @@ LEARNING_RATE = 3e-3
 #: volumes with more voxels are predicted block by block (streamed to
 #: zarr stores, one block in memory at a time)
 LARGE_VOXELS = 256**3
+#: share by which sliding windows overlap when predicting (Gaussian
+#: blending); quick predictions (validation during training, the slice
+#: preview) overlap by less
+OVERLAP = 0.5
+QUICK_OVERLAP = 0.25
 #: patch augmentation: "flips" mirrors every axis; "none" suits classes
 #: told apart by position (hippocampus head vs body, left vs right)
 AUGMENT = "flips"

@@ -23,12 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from ..base.defaults import POOL_CACHE
 from ..base.errors import WeaksegError
 from ..base.events import Skipped
 from .normalise import normalise
 
-#: volumes of a pool held in memory at once, by default
-POOL_CACHE = 8
 #: draws between two reads of a new volume into the cache
 SWAP_EVERY = 4
 

@@ -66,7 +66,7 @@ def suppress(
     boxes: Sequence[Box],
     initial: np.ndarray,
     rules: Rules = Rules(),
-    core_fraction: float = 0.2,
+    core_fraction: float = defaults.CORE_FRACTION,
     resets: list[int] | None = None,
 ) -> np.ndarray:
     """Apply the suppression rules to a label volume (returns a copy).
@@ -155,12 +155,12 @@ def iter_boxes_to_masks(
     image: np.ndarray,
     boxes: Sequence[Box],
     out: str | Path,
-    rounds: int = 3,
+    rounds: int = defaults.BOX_ROUNDS,
     config: TrainConfig | None = None,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     rules: Rules = Rules(),
     initial: str = "grabcut",
-    core_fraction: float = 0.2,
+    core_fraction: float = defaults.CORE_FRACTION,
     tolerance: float = 0.01,
     init: str | Path | None = None,
     stop: threading.Event | None = None,

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..base.defaults import IGNORE
+from ..base.defaults import CORE_FRACTION, IGNORE
 from ..data.boxes import Box
 
 
-def core_mask(box: Box, core_fraction: float = 0.2) -> np.ndarray:
+def core_mask(box: Box, core_fraction: float = CORE_FRACTION) -> np.ndarray:
     """Ellipsoid centred in ``box`` holding ``core_fraction`` of its volume."""
     r = (core_fraction * 6.0 / np.pi) ** (1.0 / 3.0)
     axes = [(np.arange(n) + 0.5) / n * 2.0 - 1.0 for n in box.shape]
@@ -29,7 +29,9 @@ def core_mask(box: Box, core_fraction: float = 0.2) -> np.ndarray:
 
 
 def box_targets(
-    boxes: Sequence[Box], shape: Sequence[int], core_fraction: float = 0.2
+    boxes: Sequence[Box],
+    shape: Sequence[int],
+    core_fraction: float = CORE_FRACTION,
 ) -> np.ndarray:
     """Box^i sparse targets: core = class, rest of box = ignore, else 0."""
     target = np.zeros(tuple(shape), np.uint8)
@@ -58,7 +60,7 @@ def grabcut_targets(
     image: np.ndarray,
     boxes: Sequence[Box],
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
-    core_fraction: float = 0.2,
+    core_fraction: float = CORE_FRACTION,
     confidence: float = 0.8,
     bins: int = 32,
 ) -> np.ndarray:

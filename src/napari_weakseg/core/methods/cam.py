@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..base.defaults import IGNORE
+from ..base.defaults import CAM_BAND, IGNORE
 from ..base.errors import Cancelled, WeaksegError
 from ..base.events import Progress, run
 
@@ -263,7 +263,7 @@ def pseudo_labels(
     cam_map: np.ndarray,
     class_index: int = 1,
     threshold: str | float = "otsu",
-    band: float = 0.5,
+    band: float = CAM_BAND,
     ignore_label: int = IGNORE,
 ) -> np.ndarray:
     """Seeds from a map in the sparse label convention.

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..base.defaults import IGNORE
+from ..base.defaults import BOX_ROUNDS, CAM_BAND, IGNORE
 from ..base.device import resolve_device
 from ..base.errors import WeaksegError
 from ..base.events import Round
@@ -64,7 +64,7 @@ def absent_mask(shape: Sequence[int], absent: Sequence[Box]) -> np.ndarray:
 def seeds(
     cam_map: np.ndarray,
     class_index: int = 1,
-    band: float = 0.5,
+    band: float = CAM_BAND,
     absent: np.ndarray | None = None,
 ) -> np.ndarray:
     """Round-0 targets: the map's confident voxels, absent crops as 0."""
@@ -88,11 +88,11 @@ def iter_cam_to_masks(
     cam_map: np.ndarray,
     out: str | Path,
     class_index: int = 1,
-    rounds: int = 3,
+    rounds: int = BOX_ROUNDS,
     config: TrainConfig | None = None,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     absent: Sequence[Box] = (),
-    band: float = 0.5,
+    band: float = CAM_BAND,
     crf: bool = True,
     confidence: float = 0.8,
     tolerance: float = 0.002,

@@ -69,7 +69,7 @@ class PretrainConfig:
     batch_size: int = 4
     patch: int = defaults.PRETRAIN_PATCH
     base_filters: int = defaults.BASE_FILTERS
-    depth: int = 4
+    depth: int = defaults.DEPTH
     #: the network whose encoder is pretrained (:data:`~.networks.NETWORKS`);
     #: the U-Net trained from the file is that network
     network: str = defaults.NETWORK

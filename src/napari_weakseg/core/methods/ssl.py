@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..base.defaults import MASK_CUBE, MASK_RATIO
 from ..base.errors import WeaksegError
 
 TASKS = ("rotation", "contrastive", "inpainting", "masked")
@@ -140,8 +141,8 @@ def blank_blocks(
 def mask_cubes(
     p: torch.Tensor,
     gen: torch.Generator,
-    cube: int = 4,
-    ratio: float = 0.6,
+    cube: int = MASK_CUBE,
+    ratio: float = MASK_RATIO,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked image modelling input: ``(B, 1, Z, Y, X)`` patches cut into
     cubes of side ``cube``; each is masked (set to 0) with probability

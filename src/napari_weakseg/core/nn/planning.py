@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from ..base.defaults import DEPTH
+
 
 def filter_widths(base_filters: int, depth: int) -> list[int]:
     """Channels per level: doubling from ``base_filters``, capped at 320.
@@ -24,7 +26,7 @@ def filter_widths(base_filters: int, depth: int) -> list[int]:
 def plan_network(
     patch_size: Sequence[int],
     spacing: Sequence[float],
-    depth: int = 4,
+    depth: int = DEPTH,
 ) -> tuple[list[list[int]], list[list[int]]]:
     """nnU-Net-style kernel sizes and strides for one patch size/spacing.
 
@@ -55,7 +57,7 @@ def plan_patch_size(
     shape: Sequence[int],
     spacing: Sequence[float],
     budget_voxels: int = 48**3,
-    depth: int = 4,
+    depth: int = DEPTH,
 ) -> list[int]:
     """A patch of about ``budget_voxels`` with balanced physical extent.
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
+from ..base.defaults import OVERLAP, QUICK_OVERLAP
 from ..base.device import autocast_dtype
 from ..base.errors import Cancelled
 from ..base.events import Progress
@@ -45,7 +46,7 @@ def predict_probabilities(
     image: np.ndarray,
     patch_size: Sequence[int],
     device: torch.device,
-    overlap: float = 0.5,
+    overlap: float = OVERLAP,
     sw_batch_size: int = 2,
     tta: bool = False,
     on_window: Callable[[], None] | None = None,
@@ -86,7 +87,7 @@ def iter_predict(
     patch_size: Sequence[int],
     normalisation: dict[str, Any],
     device: torch.device,
-    overlap: float = 0.5,
+    overlap: float = OVERLAP,
     tta: bool = False,
     stop: threading.Event | None = None,
     on_progress: Callable[[Progress], None] | None = None,
@@ -193,7 +194,7 @@ def predict_slice(
         image[tuple(slab)],
         config.patch_size,
         torch.device(device),
-        overlap=0.25,
+        overlap=QUICK_OVERLAP,
     )
     labels = np.argmax(probs, axis=0).astype(np.uint8)
     take: list[Any] = [slice(None)] * 3

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..base.defaults import OVERLAP
 from ..base.errors import Cancelled, WeaksegError
 from ..base.events import Progress
 from ..data.normalise import apply_normalisation
@@ -152,7 +153,7 @@ def probability_graph(
     stats: dict[str, float],
     patch: Sequence[int],
     num_classes: int,
-    overlap: float = 0.5,
+    overlap: float = OVERLAP,
     device: str = "model",
     tta: bool = False,
     edge: int | Sequence[int] = BLOCK_EDGE,
@@ -304,7 +305,7 @@ def iter_predict_volume(
     volume: Any,
     out: str | Path | None = None,
     probabilities: str | Path | None = None,
-    overlap: float = 0.5,
+    overlap: float = OVERLAP,
     tta: bool = False,
     stop: threading.Event | None = None,
     on_progress: Callable[[Progress], None] | None = None,

@@ -50,7 +50,7 @@ class TrainConfig:
     learning_rate: float = defaults.LEARNING_RATE
     #: ``poly`` (decay to 0 over ``steps``) or ``constant``
     schedule: str = "poly"
-    depth: int = 4
+    depth: int = defaults.DEPTH
     base_filters: int = defaults.BASE_FILTERS
     norm: str = "instance"
     #: segmentation network, see :data:`~.networks.NETWORKS`
@@ -132,7 +132,7 @@ def validate(
             for i, p in zip(nz, patch)
         )
         probs = predict_probabilities(
-            model, img[box], patch, device, overlap=0.25
+            model, img[box], patch, device, overlap=defaults.QUICK_OVERLAP
         )
         pred = np.argmax(probs, axis=0)
         scores.append(
@@ -167,7 +167,11 @@ def _validate_lazy(
         start = [int(v) - s // 2 for v, s in zip(voxel, size)]
         labels = truth.patch(start, size)
         probs = predict_probabilities(
-            model, image.patch(start, size), patch, device, overlap=0.25
+            model,
+            image.patch(start, size),
+            patch,
+            device,
+            overlap=defaults.QUICK_OVERLAP,
         )
         scores.append(
             dice_per_class(
