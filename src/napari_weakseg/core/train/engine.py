@@ -41,6 +41,7 @@ from ..base.errors import WeaksegError
 from ..base.events import Finished, Plateau, Saved, Started, Step, Validation
 from ..base.files import last_path
 from . import ddp
+from .schedule import Plan, Schedule
 
 
 @dataclass(frozen=True)
@@ -52,54 +53,12 @@ class Metric:
 
 
 DICE = Metric("Dice")
+
+
 ACCURACY = Metric("accuracy")
+
+
 LOSS = Metric("loss", higher_is_better=False)
-
-
-@dataclass
-class Plan:
-    """The budget and validation plan of one run."""
-
-    steps: int
-    minutes: float | None = None
-    #: validations in the validated part of the run (``val_every`` wins)
-    validations: int = 10
-    val_every: int | None = None
-    #: share of the budget trained at the end without validation; the
-    #: task's :meth:`Task.enter_final` is called when it begins and the
-    #: final weights are then the model
-    final_phase: float = 0.0
-    #: ``out`` holds the best validated weights (else the final ones)
-    keep_best: bool = True
-    #: the best is judged on a moving average of this many validations
-    window: int = 1
-    #: end early when the best has not improved for this many steps (then
-    #: run the final phase, in proportion to the steps done); None: off
-    patience: int | None = None
-
-    def check(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise WeaksegError(
-                f"The step budget must be a whole number of at least 1 "
-                f"(got {self.steps})."
-            )
-        if self.minutes is not None and not self.minutes > 0:
-            raise WeaksegError(
-                f"The time budget must be more than 0 minutes "
-                f"(got {self.minutes})."
-            )
-        if not 0 <= self.final_phase < 1:
-            raise WeaksegError(
-                f"The final phase must be a share in [0, 1) of the budget "
-                f"(got {self.final_phase})."
-            )
-        if self.patience is not None and (
-            not isinstance(self.patience, int) or self.patience < 1
-        ):
-            raise WeaksegError(
-                f"Patience must be a whole number of steps, at least 1 "
-                f"(got {self.patience})."
-            )
 
 
 class Task(ABC):
@@ -189,14 +148,6 @@ def nanmean(values: Sequence[float]) -> float:
         return float(np.nanmean(values)) if len(values) else float("nan")
 
 
-def _out_of_patience(plan: Plan, track: Tracker, step: int) -> bool:
-    return (
-        plan.patience is not None
-        and track.best_step is not None
-        and step - track.best_step >= plan.patience
-    )
-
-
 def _finite(model: torch.nn.Module) -> bool:
     """Whether every weight of ``model`` is a finite number."""
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
@@ -219,6 +170,163 @@ def _diverged(
     )
 
 
+class _Run:
+    """One run of a task: its state (step, phase, files written) and the
+    steps :func:`run` is made of."""
+
+    def __init__(
+        self,
+        task: Task,
+        plan: Plan,
+        out: str | Path,
+        clock: Callable[[], float],
+    ) -> None:
+        self.task, self.clock = task, clock
+        self.schedule = Schedule.of(plan)
+        self.keep_best = plan.keep_best
+        self.out, self.last = Path(out), last_path(out)
+        self.protect = self.out.exists()  # replaced only by a run that ends
+        self.track = Tracker(task.metric, plan.window)
+        self.world = ddp.world()
+        self.raw = task.model  # the module; DDP's wrapper only trains
+        self.wrote: list[Path] = []
+        self.step, self.end = 0, plan.steps  # end moves with patience
+        self.in_final = self.stopped = False
+        self.t0 = self.deadline = self.final_at = 0.0
+
+    def start(self) -> None:
+        """Start the clock of the time budget."""
+        self.t0 = self.clock()
+        self.deadline = self.schedule.deadline(self.t0)
+        self.final_at = self.schedule.final_at(self.t0)
+
+    def save(self, path: Path) -> None:
+        """Write the weights to ``path`` (rank 0 only; never non-finite
+        weights: that is a diverged run)."""
+        if self.world.main:
+            if not _finite(self.raw):
+                raise _diverged(self.step, self.out, self.wrote, self.protect)
+            with _unwrapped(self.task, self.raw):
+                self.task.save(path)
+            self.wrote.append(path)
+
+    def checkpoint(self, at: int, keep: bool) -> Generator[Any, None, None]:
+        """Validate; save the last weights, and as the best ones when
+        they are and ``keep``."""
+        with _unwrapped(self.task, self.raw):  # every rank: the same data
+            scores = tuple(float(s) for s in self.task.validate())
+        value = nanmean(scores)
+        task = self.task
+        yield Validation(at, scores, value, task.held_out, task.metric.name)
+        self.save(self.last)
+        yield Saved(str(self.last), "last", at)
+        if self.track.add(value, at) and keep:
+            self.save(self.out)
+            yield Saved(str(self.out), "best", at)
+
+    def settle(self, keep: bool) -> Generator[Any, None, None]:
+        """Validate the current step unless it just was: what ends the
+        validated part of a run (the final phase begins, or the run
+        ends)."""
+        if not self.schedule.validates(self.step):
+            yield from self.checkpoint(self.step, keep)
+
+    def enter_final(self) -> None:
+        self.in_final = True
+        self.task.enter_final()
+
+    def final_due(self) -> bool:
+        """Whether the final phase begins before this step."""
+        return not self.in_final and self.schedule.enters_final(
+            self.step, self.clock, self.final_at
+        )
+
+    def train_step(self, amp: Any) -> torch.Tensor:
+        """One optimiser step; returns its loss (detached)."""
+        task = self.task
+        with torch.autocast(
+            task.device.type, dtype=amp, enabled=amp is not None
+        ):
+            loss = task.loss()
+        if not bool(torch.isfinite(loss.detach()).all()):
+            raise _diverged(self.step + 1, self.out, self.wrote, self.protect)
+        optimiser_step(task.optimiser, loss)
+        if task.scheduler is not None:
+            elapsed = self.clock() - self.t0
+            task.time_share = self.schedule.time_share(elapsed)
+            task.scheduler.step()
+        self.step += 1
+        return loss.detach()
+
+    def validate(self) -> Generator[Any, None, bool]:
+        """The validation after a step, when the schedule has one there
+        (the final phase has none); returns whether the run ends here
+        (out of patience, no final phase)."""
+        if self.in_final or not self.schedule.validates(self.step):
+            return False
+        yield from self.checkpoint(self.step, not self.protect)
+        best = self.track.best_step
+        if not self.schedule.out_of_patience(self.step, best):
+            return False
+        yield Plateau(self.step, best or 0)
+        end = self.schedule.end_after_plateau(self.step)
+        if end is None:
+            return True
+        self.end = end
+        self.enter_final()
+        return False
+
+    def out_of_memory(self) -> WeaksegError:
+        """The sentence for running out of memory, the last weights saved
+        (when a step was done)."""
+        if self.step:
+            self.save(self.last)
+        return WeaksegError(
+            f"Out of memory with {self.task.oom_hint}; try a smaller patch "
+            "size or batch size"
+            + (
+                f" (the last weights are saved in {self.last.name})."
+                if self.step
+                else "."
+            )
+        )
+
+    def finish(self) -> Generator[Any, None, Finished]:
+        """The checkpoints that end the run (see the module's rules)."""
+        name = self.task.metric.name
+        if self.step == 0:  # nothing learnt: leave every file as it was
+            return Finished(0, self.stopped, math.nan, "", "", metric=name)
+        message = ""
+        if self.stopped and self.protect:
+            self.save(self.last)
+            message = (
+                f"Stopped early: {self.out.name} was kept as it was; the "
+                f"new weights are in {self.last.name}."
+            )
+        else:
+            # final: trained on every annotated voxel at the end, the
+            # final weights are the model
+            final = self.in_final or not self.keep_best
+            if not self.in_final:
+                yield from self.settle(not self.protect and not final)
+            if final:
+                self.save(self.last)
+                self.save(self.out)
+                yield Saved(str(self.out), "final", self.step)
+            elif self.track.best_step is None or self.protect:
+                self.save(self.out)  # finished: it replaces the old one
+        best = self.track.best if self.track.best is not None else math.nan
+        return Finished(
+            self.step,
+            self.stopped,
+            float(best),
+            str(self.out),
+            str(self.last),
+            message,
+            metric=name,
+        )
+
+
 def run(
     task: Task,
     plan: Plan,
@@ -232,151 +340,47 @@ def run(
     ``clock`` (seconds) measures the time budget; tests pass a fake one.
     """
     plan.check()
-    out, last = Path(out), last_path(out)
-    protect = out.exists()  # replaced only by a run that finishes
-    track = Tracker(task.metric, plan.window)
-    final_from = plan.steps - round(plan.steps * plan.final_phase)
-    val_every = plan.val_every or max(
-        1, final_from // max(1, plan.validations)
-    )
-    if plan.patience and not plan.val_every:  # several checks per patience
-        val_every = min(val_every, max(1, plan.patience // 4))
+    state = _Run(task, plan, out, clock)
     stopping: Callable[[], bool] = (
         (lambda: False) if stop is None else stop.is_set
     )
-
-    w = ddp.world()
+    w = state.world
     ddp.join(task.device, w)
-    raw = task.model
     if w.distributed:
-        task.model = ddp.wrap(raw, task.device)
+        task.model = ddp.wrap(state.raw, task.device)
         started = dataclasses.replace(started, world_size=w.size)
-
-    wrote: list[Path] = []
-
-    def save(path: Path) -> None:  # rank 0 only; the module, not DDP's
-        if w.main:
-            if not _finite(raw):
-                raise _diverged(step, out, wrote, protect)
-            with _unwrapped(task, raw):
-                task.save(path)
-            wrote.append(path)
-
-    def checkpoint(at: int, keep: bool) -> Generator[Any, None, None]:
-        with _unwrapped(task, raw):  # every rank: the same weights, data
-            scores = tuple(float(s) for s in task.validate())
-        value = nanmean(scores)
-        yield Validation(at, scores, value, task.held_out, task.metric.name)
-        save(last)
-        yield Saved(str(last), "last", at)
-        if track.add(value, at) and keep:
-            save(out)
-            yield Saved(str(out), "best", at)
-
     amp = autocast_dtype(task.device)
     try:
         yield started
-        step, t0 = 0, clock()
-        budget_s = plan.minutes * 60 if plan.minutes else math.inf
-        deadline = t0 + budget_s
-        final_at = (
-            t0 + budget_s * (1 - plan.final_phase)
-            if final_from < plan.steps
-            else math.inf
-        )
-        in_final = stopped = False
-        end = plan.steps  # moved forward when patience runs out
+        state.start()
         task.model.train()
         try:
-            while step < end:
-                stopped = stopping()
-                if ddp.any_rank(stopped or clock() > deadline, w, task.device):
+            while state.step < state.end:
+                state.stopped = stopping()
+                late = state.stopped or clock() > state.deadline
+                if ddp.any_rank(late, w, task.device):
                     break
-                if (
-                    final_from < plan.steps
-                    and not in_final
-                    and (step >= final_from or clock() > final_at)
-                ):
-                    if step % val_every:
-                        yield from checkpoint(step, not protect)
-                    in_final = True
-                    task.enter_final()
-                with torch.autocast(
-                    task.device.type, dtype=amp, enabled=amp is not None
-                ):
-                    loss = task.loss()
-                if not bool(torch.isfinite(loss.detach()).all()):
-                    raise _diverged(step + 1, out, wrote, protect)
-                optimiser_step(task.optimiser, loss)
-                if task.scheduler is not None:
-                    task.time_share = min(1.0, (clock() - t0) / budget_s)
-                    task.scheduler.step()
-                step += 1
+                if state.final_due():
+                    yield from state.settle(not state.protect)
+                    state.enter_final()
+                loss = state.train_step(amp)
                 yield Step.timed(
-                    step, end, loss.detach(), t0, deadline, clock()
+                    state.step,
+                    state.end,
+                    loss,
+                    state.t0,
+                    state.deadline,
+                    clock(),
                 )
-                yield from task.after_step(step)
-                if not in_final and step % val_every == 0:
-                    yield from checkpoint(step, not protect)
-                    if _out_of_patience(plan, track, step):
-                        yield Plateau(step, track.best_step or 0)
-                        if plan.final_phase == 0:
-                            break
-                        share = plan.final_phase / (1 - plan.final_phase)
-                        end = min(
-                            plan.steps, step + max(1, round(step * share))
-                        )
-                        final_at = math.inf
-                        in_final = True
-                        task.enter_final()
+                yield from task.after_step(state.step)
+                if (yield from state.validate()):
+                    break
         except torch.OutOfMemoryError:
-            if step:
-                save(last)
-            raise WeaksegError(
-                f"Out of memory with {task.oom_hint}; try a smaller patch "
-                "size or batch size"
-                + (
-                    f" (the last weights are saved in {last.name})."
-                    if step
-                    else "."
-                )
-            ) from None
-        name = task.metric.name
-        if step == 0:  # nothing learnt: leave every file as it was
-            return Finished(0, stopped, float("nan"), "", "", metric=name)
-        best = track.best if track.best is not None else float("nan")
-        if stopped and protect:
-            save(last)
-            return Finished(
-                step,
-                stopped,
-                float(best),
-                str(out),
-                str(last),
-                f"Stopped early: {out.name} was kept as it was; the new "
-                f"weights are in {last.name}.",
-                metric=name,
-            )
-        if in_final or not plan.keep_best:
-            # Trained on every annotated voxel: the final weights are
-            # the model.
-            if not in_final and step % val_every:
-                yield from checkpoint(step, False)
-            save(last)
-            save(out)
-            yield Saved(str(out), "final", step)
-        else:
-            if step % val_every:
-                yield from checkpoint(step, not protect)
-            if track.best_step is None or protect:  # finished: replace it
-                save(out)
-        best = track.best if track.best is not None else float("nan")
-        return Finished(
-            step, stopped, float(best), str(out), str(last), metric=name
-        )
+            raise state.out_of_memory() from None
+        return (yield from state.finish())
     except RuntimeError as exc:
         if w.distributed and ddp.is_group_error(exc):
             raise ddp.lost(w, exc) from None
         raise
     finally:
-        task.model = raw
+        task.model = state.raw
