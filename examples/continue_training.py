@@ -10,7 +10,7 @@ import numpy as np
 from _shared import annotate, dock, finish, start
 
 from napari_weakseg import api
-from napari_weakseg._qt.layers import sparse_from_layer, volume_of
+from napari_weakseg._qt.layer_data import sparse_from_layer, volume_of
 from napari_weakseg.core.base.defaults import DONE_KEY, IMAGE_KEY, ROLE_KEY
 from napari_weakseg.core.data.sparse import from_sparse_labels
 

@@ -241,11 +241,11 @@ def _kind(widget: Any) -> str:
     )
     from magicgui.widgets.bases import CategoricalWidget
 
-    from napari_weakseg._qt.scripting import LayerPicker, _kind
+    from napari_weakseg._qt.fields import LayerPicker, layer_kind
 
     if isinstance(widget, LayerPicker):
         optional = " or None" if widget._nullable else ""
-        return f"{_kind(widget)} layer or its name{optional}"
+        return f"{layer_kind(widget)} layer or its name{optional}"
     if isinstance(widget, CheckBox):
         return "bool"
     if isinstance(widget, SpinBox):
@@ -268,13 +268,18 @@ def _range(widget: Any) -> str:
     from magicgui.widgets import ComboBox
     from magicgui.widgets.bases import RangedWidget
 
-    from napari_weakseg._qt.scripting import LayerPicker
+    from napari_weakseg._qt.fields import LayerPicker
 
     if isinstance(widget, RangedWidget):
-        return f"{widget.min:g} – {widget.max:g}"
+        return f"{_number(widget.min)} – {_number(widget.max)}"
     if isinstance(widget, ComboBox) and not isinstance(widget, LayerPicker):
         return ", ".join(f"`{c}`" for c in widget.choices) or "from the model"
     return ""
+
+
+def _number(value: float) -> str:
+    """Whole numbers in full (``1000000000``), others as ``%g``."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _default(widget: Any) -> str:
@@ -308,7 +313,7 @@ def render(viewer: Any = None) -> str:
     """The page, from docks built in ``viewer`` (a hidden one if None)."""
     import napari
 
-    from napari_weakseg._qt import scripting
+    from napari_weakseg._qt import script_calls
 
     own = viewer is None
     if own:
@@ -319,7 +324,7 @@ def render(viewer: Any = None) -> str:
         parts = [INTRO.replace("{examples}", _examples())]
         for title, module, cls in _docks():
             dock = getattr(importlib.import_module(module), cls)(viewer)
-            parts.append(_dock_section(title, cls, dock, scripting))
+            parts.append(_dock_section(title, cls, dock, script_calls))
     finally:
         if home is None:
             os.environ.pop("WEAKSEG_HOME", None)
@@ -330,7 +335,7 @@ def render(viewer: Any = None) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _dock_section(title: str, cls: str, dock: Any, scripting: Any) -> str:
+def _dock_section(title: str, cls: str, dock: Any, script_calls: Any) -> str:
     head = [f"### {title}\n"]
     code = f'add_plugin_dock_widget("napari-weakseg", "{title}")'
     head.append(f"Widget name: `{title}` (`{code}`).\n")
@@ -341,13 +346,13 @@ def _dock_section(title: str, cls: str, dock: Any, scripting: Any) -> str:
             "`CAM`, `Pretrain`) to its dock.\n"
         )
         return "\n".join(head)
-    jobs = scripting.JOBS.get(cls, {})
+    jobs = dock.jobs()
     if jobs:
         names = ", ".join(f"`{j}`" for j in jobs)
         head.append(
             f"Jobs for `run`/`start`: {names} (the first by default).\n"
         )
-    if cls in scripting.CALLS:
+    if cls in script_calls.CALLS:
         head.append("Copy as script: yes.\n")
     rows = [
         "| field | type | default | range | API | CLI |",

@@ -3,7 +3,7 @@
 import numpy as np
 
 from napari_weakseg._qt.boxes_widget import BoxesWidget
-from napari_weakseg._qt.layers import shapes_to_boxes
+from napari_weakseg._qt.layer_data import shapes_to_boxes
 from napari_weakseg.core.data.boxes import Box, read_boxes
 from napari_weakseg.core.data.phantom import boxes_of, make_blobs
 

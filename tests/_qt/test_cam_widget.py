@@ -47,7 +47,7 @@ def test_map_overlay_lines_up_and_becomes_seeds(
 def test_foreign_model_file_is_a_notification(
     make_napari_viewer, tmp_path, monkeypatch
 ):
-    import napari_weakseg._qt._common as common
+    import napari_weakseg._qt.workers as common
 
     said = []
     monkeypatch.setattr(common, "show_error", said.append)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_weakseg._qt.layers import done_of
+from napari_weakseg._qt.layer_data import done_of
 
 
 @pytest.fixture

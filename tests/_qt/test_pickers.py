@@ -62,7 +62,7 @@ def _add_pair(viewer, name):
 @pytest.fixture
 def said(monkeypatch):
     """The error notifications shown (one sentence each)."""
-    import napari_weakseg._qt._common as common
+    import napari_weakseg._qt.workers as common
 
     shown: list[str] = []
     monkeypatch.setattr(common, "show_error", shown.append)
@@ -406,7 +406,7 @@ def test_the_first_dock_says_the_engine_is_loading(
     says so and the cursor is busy; afterwards the status is restored."""
     import sys
 
-    import napari_weakseg._qt._common as common
+    import napari_weakseg._qt.loading as common
 
     (tmp_path / "slow_engine.py").write_text(
         "import napari\n"

@@ -15,8 +15,8 @@ from napari_weakseg._qt.annotation_widget import AnnotationWidget
 from napari_weakseg._qt.apply_widget import ApplyWidget
 from napari_weakseg._qt.boxes_widget import BoxesWidget
 from napari_weakseg._qt.cam_widget import CamWidget
+from napari_weakseg._qt.fields import LayerPicker
 from napari_weakseg._qt.pretrain_widget import PretrainWidget
-from napari_weakseg._qt.scripting import LayerPicker
 from napari_weakseg._qt.train_widget import TrainWidget
 from napari_weakseg.core.base.defaults import DONE_KEY
 from napari_weakseg.core.base.errors import WeaksegError
@@ -128,7 +128,7 @@ def test_bad_names_values_and_layers_are_one_sentence(make_napari_viewer):
         dock.update(steps=5, stepz=3)
     with pytest.raises(WeaksegError, match="no field 'nope'"):
         dock["nope"]
-    with pytest.raises(WeaksegError, match="between 1 and 100000"):
+    with pytest.raises(WeaksegError, match="between 1 and 1000000000"):
         dock.update(base_filters=8, steps=0)
     with pytest.raises(
         WeaksegError, match="No image layer named 'x'.*phantom"

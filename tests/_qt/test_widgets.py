@@ -4,7 +4,7 @@ import numpy as np
 
 from napari_weakseg._qt.annotation_widget import AnnotationWidget
 from napari_weakseg._qt.apply_widget import ApplyWidget
-from napari_weakseg._qt.layers import done_of, sparse_from_layer
+from napari_weakseg._qt.layer_data import done_of, sparse_from_layer
 from napari_weakseg._qt.train_widget import TrainWidget
 from napari_weakseg.core.base.events import Step
 from napari_weakseg.core.data.phantom import make_phantom
@@ -133,7 +133,7 @@ def test_autosave_then_reopen_restores_annotations(make_napari_viewer):
 def test_buttons_without_layers_notify_instead_of_raising(
     make_napari_viewer, monkeypatch
 ):
-    import napari_weakseg._qt._common as common
+    import napari_weakseg._qt.workers as common
 
     said = []
     monkeypatch.setattr(common, "show_error", said.append)

@@ -32,18 +32,19 @@ from ..core.data.sparse import (
     to_sparse_labels,
     unmarked_plane,
 )
-from ._common import Dock, home, report_error, unique_name
-from .layers import (
+from .dock import Dock
+from .layer_data import (
     done_of,
     edit_slice,
     is_large,
-    mismatch,
     on_disk,
     record_done,
     restore_into,
-    transform_of,
     volume_of,
 )
+from .layers import mismatch, transform_of, unique_name
+from .session import home
+from .workers import report_error
 
 
 def store_for(image: Any) -> AnnotationStore:

@@ -12,46 +12,38 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     FileEdit,
-    Label,
-    ProgressBar,
     PushButton,
-    TextEdit,
 )
 from napari.utils.notifications import show_warning
 
 from ..core.base.defaults import (
-    IGNORE,
     IMAGE_KEY,
     OUTPUT_KEY,
     ROLE_ANNOTATION,
     ROLE_PREDICTION,
     ROLE_PROBABILITIES,
-    ROLE_REFERENCE,
 )
 from ..core.base.errors import WeaksegError
 from ..core.data.sparse import AXES, BACKGROUND_BRUSH
-from ._common import (
-    Dock,
-    home,
-    report_error,
-    start_worker,
-)
+from .compare import CompareScores
+from .dock import TaskDock
+from .layer_data import edit_slice, is_large, volume_of
 from .layers import (
-    edit_slice,
-    geometry_of,
-    is_large,
     note_produced,
     pair_mismatch,
     rank,
     style_classes,
     upsert_layer,
-    volume_of,
 )
+from .session import home
+from .workers import report_error
 
 
-class ApplyWidget(Dock):
+class ApplyWidget(CompareScores, TaskDock):
     """Sliding-window prediction into new layers, with progress and Stop;
     corrections back into the annotations; scores against a reference."""
+
+    START = ("apply_button", "Apply")
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
@@ -63,9 +55,6 @@ class ApplyWidget(Dock):
         self.show_probabilities = CheckBox(
             text="add probability layers", value=False
         )
-        self.apply_button = PushButton(text="Apply")
-        self.stop_button = PushButton(text="Stop", enabled=False)
-        self.progress = ProgressBar(value=0, max=1, label="progress")
         self.prediction = self.layer_picker(
             "Labels", "prediction", ROLE_PREDICTION
         )
@@ -73,48 +62,22 @@ class ApplyWidget(Dock):
             "Labels", "annotations", ROLE_ANNOTATION
         )
         self.accept = PushButton(text="Accept current slice as annotation")
-        self.status = Label(value="")
-        self.status.native.setWordWrap(True)  # paths and layer names
-        self.reference = self.layer_picker(
-            "Labels", "compare with", ROLE_REFERENCE
-        )
-        self.ignore_unlabelled = CheckBox(
-            text=f"ignore {IGNORE} (unlabelled) in the reference", value=False
-        )
-        self.compare = PushButton(text="Compare")
-        self.scores = TextEdit(value="", label="scores")
-        self.scores.gui_only = True  # a result, not a setting
-        self.table_file = FileEdit(
-            mode="w", label="table file", filter="*.csv"
-        )
-        self.save_table = PushButton(text="Save table…")
         self.extend(
             [
                 self.image,
                 self.model,
                 self.tta,
                 self.show_probabilities,
-                self.apply_button,
-                self.stop_button,
-                self.progress,
+                *self.task_controls(),
                 self.prediction,
                 self.annotations,
                 self.accept,
                 self.status,
-                self.reference,
-                self.ignore_unlabelled,
-                self.compare,
-                self.scores,
-                self.table_file,
-                self.save_table,
+                *self.compare_controls(),
             ]
         )
         self._style_scores()
-        self.apply_button.changed.connect(self.start_apply)
-        self.stop_button.changed.connect(lambda: self._stop.set())
         self.accept.changed.connect(self.accept_current_slice)
-        self.compare.changed.connect(self.start_compare)
-        self.save_table.changed.connect(self.save_scores)
         self.image.changed.connect(self._note_model)
         self.model.changed.connect(self._note_model)
         self._session.model_changed.connect(self._on_model)
@@ -122,21 +85,6 @@ class ApplyWidget(Dock):
         self._made = False  # whether the run added it (removed if no result)
         self._moved = 0.0  # when the progress bar last moved
         self._on_model(self._session.model_path)
-
-    def _style_scores(self) -> None:
-        """A read-only monospace box, a few lines high, for the table;
-        hidden until the first scores."""
-        from qtpy.QtGui import QFontDatabase
-        from qtpy.QtWidgets import QTextEdit
-
-        box = self.scores.native
-        box.setReadOnly(True)
-        box.setFont(
-            QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
-        )
-        box.setLineWrapMode(QTextEdit.LineWrapMode.NoWrap)
-        box.setFixedHeight(box.fontMetrics().lineSpacing() * 7)
-        self.scores.visible = False  # until there are scores
 
     # --- which image ------------------------------------------------------
 
@@ -216,7 +164,6 @@ class ApplyWidget(Dock):
             outputs["out"] = folder / f"{stem} prediction.zarr"
             if self.show_probabilities.value:
                 outputs["probabilities"] = folder / f"{stem} p.zarr"
-        self._stop.clear()
 
         def job() -> Any:
             from ..api import class_names, iter_predict, uncertainty
@@ -238,15 +185,11 @@ class ApplyWidget(Dock):
             # per-voxel entropy drives the slice suggestions; off the GUI
             return labels, probs, uncertainty(probs), names
 
-        self.apply_button.enabled, self.stop_button.enabled = False, True
         self._image = image
         self._layer, self._made = None, False
         if not large:
             self._layer, self._made = self._empty_prediction(image, volume)
-        self.worker = start_worker(
-            job, self._on_event, self._on_done, self._finished
-        )
-        return self.worker
+        return self.launch(job, self._on_event, self._on_done, self._finished)
 
     def _empty_prediction(self, image: Any, volume: Any) -> tuple[Any, bool]:
         """The plugin's prediction layer of ``image`` (kept as it is until
@@ -331,7 +274,6 @@ class ApplyWidget(Dock):
         )
 
     def _finished(self) -> None:
-        self.apply_button.enabled, self.stop_button.enabled = True, False
         if self._made and self._layer in self._viewer.layers:
             self._viewer.layers.remove(self._layer)  # stopped: no result
         self._layer, self._made = None, False
@@ -361,105 +303,6 @@ class ApplyWidget(Dock):
         # One edit in napari's history: Ctrl+Z on the layer undoes it all.
         edit_slice(ann, axis, i, np.where(plane == 0, BACKGROUND_BRUSH, plane))
         self.status.value = f"slice {AXES[axis]}={i} added to the annotations"
-
-    # --- compare ----------------------------------------------------------
-
-    def _compare_inputs(self) -> tuple[Any, Any, int | None] | None:
-        """The prediction and reference as volumes (with their spacing)
-        and the ignored label, or None after one notification."""
-        pred, ref = self.prediction.value, self.reference.value
-        if pred is None or ref is None or pred is ref:
-            report_error(
-                WeaksegError(
-                    "Pick a prediction layer and a reference layer to "
-                    "compare it with."
-                )
-            )
-            return None
-        reason = pair_mismatch(pred, ref)
-        if not reason and not geometry_of(pred).allclose(geometry_of(ref)):
-            reason = (
-                f"'{pred.name}' and '{ref.name}' have the same shape but "
-                "different spacing, origin or direction; resample one onto "
-                "the other first."
-            )
-        if reason:
-            report_error(WeaksegError(reason))
-            return None
-        ignore = IGNORE if self.ignore_unlabelled.value else None
-        # read in the worker (a prediction may be a zarr store on disk)
-        return volume_of(pred, lazy=True), volume_of(ref, lazy=True), ignore
-
-    def start_compare(self, out: Path | None = None) -> Any:
-        """Score the prediction against the reference in a worker (Dice,
-        IoU, HD95 in the reference's units, volumes); the table shows in
-        the dock, and with ``out`` is written as CSV too."""
-        inputs = self._compare_inputs()
-        if inputs is None:
-            return None
-        pred, ref, ignore = inputs
-        names = self.prediction.value.name, self.reference.value.name
-        # a prediction layer names its classes (see style_classes)
-        labels = self.prediction.value.metadata.get("weakseg_class_names")
-
-        def job() -> Any:
-            from ..api import evaluate
-
-            yield
-            return evaluate(
-                pred,
-                ref,
-                ignore_label=ignore,
-                out=out,
-                names=[names[0]],
-                class_names=labels,
-            )
-
-        def show(rows: Any) -> None:
-            self._show_scores(*names, rows)
-            if out is not None:
-                self.status.value = f"table saved to {out}"
-
-        def done() -> None:
-            self.compare.enabled = self.save_table.enabled = True
-
-        self.compare.enabled = self.save_table.enabled = False
-        self.worker = start_worker(job, lambda _: None, show, done)
-        return self.worker
-
-    def _show_scores(self, pred: str, ref: str, rows: Any) -> None:
-        """The table under a line naming both layers (its case column,
-        the same on every row, left out: the dock is narrow)."""
-        from dataclasses import replace
-
-        from ..core.predict.evaluation import table
-
-        if not rows:
-            self.scores.value = ""
-            self.status.value = "Neither layer holds a class: no scores."
-            return
-        lines = table([replace(r, case="") for r in rows]).splitlines()
-        cut = len("case  ")
-        self.scores.value = "\n".join(
-            [f"'{pred}' against '{ref}':"] + [line[cut:] for line in lines]
-        )
-        self.scores.visible = True
-
-    def save_scores(self) -> Any:
-        """Score and write the table as CSV to the table file (asked for
-        in a dialog when none is chosen)."""
-        path = Path(str(self.table_file.value))
-        if path.suffix.lower() != ".csv":
-            from qtpy.QtWidgets import QFileDialog
-
-            chosen, _ = QFileDialog.getSaveFileName(
-                self.native, "Save the table", str(home()), "CSV (*.csv)"
-            )
-            if not chosen:
-                return None
-            path = Path(chosen).with_suffix(".csv")
-            self.table_file.value = str(path)
-        return self.start_compare(out=path)
 
 
 def _fill(layer: Any, labels: Any) -> None:

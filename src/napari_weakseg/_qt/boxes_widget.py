@@ -11,9 +11,6 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     FileEdit,
-    FloatSpinBox,
-    Label,
-    ProgressBar,
     PushButton,
     SpinBox,
 )
@@ -27,18 +24,18 @@ from ..core.base.defaults import (
 )
 from ..core.base.errors import WeaksegError
 from ..core.data.boxes import Box, read_boxes, write_boxes
-from ._common import Dock, report_error, start_worker, unique_name
-from .layers import (
-    boxes_to_shapes_data,
-    mismatch,
-    shapes_to_boxes,
-    upsert_layer,
-    volume_of,
-)
+from .dock import TaskDock
+from .fields import bounded
+from .layer_data import boxes_to_shapes_data, shapes_to_boxes, volume_of
+from .layers import mismatch, unique_name, upsert_layer
+from .session import home
+from .workers import report_error
 
 
-class BoxesWidget(Dock):
+class BoxesWidget(TaskDock):
     """Draw boxes, pick rules and rounds, watch the pseudo-labels improve."""
+
+    PROGRESS = "round"
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
@@ -46,7 +43,10 @@ class BoxesWidget(Dock):
         self.shapes = self.layer_picker("Shapes", "boxes", ROLE_BOXES)
         self.new_boxes = PushButton(text="New boxes layer")
         self.box_class = SpinBox(
-            value=1, min=1, max=254, label="class of new boxes"
+            value=1,
+            min=1,
+            max=defaults.BACKGROUND_BRUSH - 1,
+            label="class of new boxes",
         )
         self.depth = SpinBox(
             value=9, min=1, max=10_000, label="depth (slices)"
@@ -56,18 +56,13 @@ class BoxesWidget(Dock):
         )
         self.load = PushButton(text="Load boxes")
         self.save = PushButton(text="Save boxes")
-        self.rounds = SpinBox(
-            value=defaults.BOX_ROUNDS, min=1, max=20, label="rounds"
-        )
-        self.steps = SpinBox(
-            value=defaults.BOX_STEPS_PER_ROUND,
-            min=1,
-            max=100_000,
-            label="steps per round",
+        self.rounds = bounded("rounds", defaults.BOX_ROUNDS, "rounds")
+        self.steps = bounded(
+            "steps_per_round", defaults.BOX_STEPS_PER_ROUND, "steps per round"
         )
         self.initial = ComboBox(
-            choices=["grabcut", "box"],
-            value="grabcut",
+            choices=list(defaults.BOX_INITIALS),
+            value=defaults.BOX_INITIALS[0],
             label="initial targets",
         )
         self.crf = CheckBox(text="CRF refinement", value=True)
@@ -76,17 +71,12 @@ class BoxesWidget(Dock):
         self.off_core = CheckBox(
             text="drop parts missing the box core", value=True
         )
-        self.min_fill = FloatSpinBox(
-            value=0.5,
-            min=0,
-            max=1,
+        self.min_fill = bounded(
+            "min_fill",
+            defaults.MIN_FILL,
             step=0.05,
             label="reset below × initial size",
         )
-        self.start_button = PushButton(text="Start")
-        self.stop_button = PushButton(text="Stop", enabled=False)
-        self.progress = ProgressBar(value=0, max=1, label="round")
-        self.status = Label(value="")
         self.extend(
             [
                 self.image,
@@ -105,9 +95,7 @@ class BoxesWidget(Dock):
                 self.wrong,
                 self.off_core,
                 self.min_fill,
-                self.start_button,
-                self.stop_button,
-                self.progress,
+                *self.task_controls(),
                 self.status,
             ]
         )
@@ -115,8 +103,6 @@ class BoxesWidget(Dock):
         self.box_class.changed.connect(self._set_default_class)
         self.load.changed.connect(self.load_boxes)
         self.save.changed.connect(self.save_boxes)
-        self.start_button.changed.connect(self.start_run)
-        self.stop_button.changed.connect(lambda: self._stop.set())
 
     def _layer_geometry(self) -> dict[str, Any]:
         image = self.image.value
@@ -187,7 +173,6 @@ class BoxesWidget(Dock):
     def start_run(self) -> Any:
         """Run the rounds in a worker (torch work happens there)."""
         from ..core.data.boxes import check_boxes
-        from ._common import home
 
         try:
             image = self.image.value
@@ -209,7 +194,6 @@ class BoxesWidget(Dock):
             "stop": self._stop,
         }
         volume = volume_of(image)
-        self._stop.clear()
         self._image = image
 
         def job() -> Any:
@@ -218,11 +202,7 @@ class BoxesWidget(Dock):
             return (yield from iter_boxes_to_masks(volume, boxes, **settings))
 
         self.progress.max = rounds
-        self.start_button.enabled, self.stop_button.enabled = False, True
-        self.worker = start_worker(
-            job, self._on_event, self._on_done, self._done
-        )
-        return self.worker
+        return self.launch(job, self._on_event, self._on_done)
 
     def _show(self, name: str, labels: np.ndarray) -> Any:
         return upsert_layer(
@@ -244,6 +224,3 @@ class BoxesWidget(Dock):
 
     def _on_done(self, labels: np.ndarray) -> None:
         self._show(f"{self._image.name} box masks", labels)
-
-    def _done(self) -> None:
-        self.start_button.enabled, self.stop_button.enabled = True, False

@@ -10,13 +10,12 @@ from magicgui.widgets import (
     ComboBox,
     FileEdit,
     FloatSlider,
-    Label,
-    ProgressBar,
     PushButton,
-    SpinBox,
 )
 
+from ..core.base import defaults
 from ..core.base.defaults import (
+    DONE_KEY,
     IMAGE_KEY,
     ROLE_ANNOTATION,
     ROLE_CAM,
@@ -25,12 +24,22 @@ from ..core.base.defaults import (
 )
 from ..core.base.errors import WeaksegError
 from ..core.base.events import Round
-from ._common import Dock, report_error, start_worker, unique_name
-from .layers import DONE_KEY, transform_of, upsert_layer, volume_of
+from .dock import TaskDock
+from .fields import bounded
+from .layer_data import volume_of
+from .layers import transform_of, unique_name, upsert_layer
+from .workers import report_error
 
 
-class CamWidget(Dock):
-    """Pick a model, a layer, a class and a method; see the map."""
+class CamWidget(TaskDock):
+    """Pick a model, a layer, a class and a method; see the map.
+
+    The map and the segmentation from it share Stop (one job at a time).
+    """
+
+    START = ("compute", "Compute map")
+    PROGRESS = "windows"
+    BUSY = ("segment",)
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
@@ -42,13 +51,10 @@ class CamWidget(Dock):
         # dropdowns, as it does whenever a layer is added)
         self._blocks: list[str] = []
         self.layer = ComboBox(choices=self._block_names, label="target layer")
-        self.class_index = SpinBox(value=1, min=0, max=254, label="class")
+        self.class_index = bounded("class_index", 1, "class")
         self.method = ComboBox(
-            choices=["gradcam", "gradcam++", "cam"], label="method"
+            choices=list(defaults.CAM_METHODS), label="method"
         )
-        self.compute = PushButton(text="Compute map")
-        self.stop_button = PushButton(text="Stop", enabled=False)
-        self.progress = ProgressBar(value=0, max=1, label="windows")
         self.opacity = FloatSlider(
             value=0.6, min=0, max=1, label="map opacity"
         )
@@ -58,7 +64,6 @@ class CamWidget(Dock):
             "Seed, expand, constrain: a U-Net trains on the map's confident "
             "voxels, the dense CRF refines each round"
         )
-        self.status = Label(value="")
         self.extend(
             [
                 self.image,
@@ -66,9 +71,7 @@ class CamWidget(Dock):
                 self.layer,
                 self.class_index,
                 self.method,
-                self.compute,
-                self.stop_button,
-                self.progress,
+                *self.task_controls(),
                 self.opacity,
                 self.to_labels,
                 self.segment,
@@ -76,8 +79,6 @@ class CamWidget(Dock):
             ]
         )
         self.model.changed.connect(self.load_layers)
-        self.compute.changed.connect(self.start_map)
-        self.stop_button.changed.connect(lambda: self._stop.set())
         self.opacity.changed.connect(self._set_opacity)
         self.to_labels.changed.connect(self.map_to_pseudo_labels)
         self.segment.changed.connect(self.start_segment)
@@ -107,7 +108,7 @@ class CamWidget(Dock):
         return names
 
     def start_map(self) -> Any:
-
+        """Compute the map in a worker (torch work happens there)."""
         image = self.image.value
         if image is None or not self.layer.choices:
             report_error(WeaksegError("Pick an image and a model file first."))
@@ -119,7 +120,6 @@ class CamWidget(Dock):
             "stop": self._stop,
         }
         model, volume = str(self.model.value), volume_of(image)
-        self._stop.clear()
         self._image = image
 
         def job() -> Any:
@@ -129,11 +129,7 @@ class CamWidget(Dock):
                 yield from iter_class_activation_map(model, volume, **args)
             )
 
-        self._busy(True)
-        self.worker = start_worker(
-            job, self._on_event, self._on_done, lambda: self._busy(False)
-        )
-        return self.worker
+        return self.launch(job, self._on_event, self._on_done)
 
     def _on_event(self, event: Any) -> None:
         self.progress.max, self.progress.value = event.total, event.done
@@ -167,7 +163,6 @@ class CamWidget(Dock):
             return None
         image, cam_map, stop = self._image, self._map_layer.data, self._stop
         volume, cls = volume_of(image), int(self.class_index.value)
-        stop.clear()
 
         def job() -> Any:
             from ..api import iter_segment_from_map
@@ -191,14 +186,7 @@ class CamWidget(Dock):
             if isinstance(e, Round):
                 self.status.value = f"round {e.round} of {e.rounds}"
 
-        self._busy(True)
-        self.worker = start_worker(job, event, done, lambda: self._busy(False))
-        return self.worker
-
-    def _busy(self, busy: bool) -> None:
-        """One job at a time: the map and the segmentation share Stop."""
-        self.compute.enabled = self.segment.enabled = not busy
-        self.stop_button.enabled = busy
+        return self.launch(job, event, done)
 
     def map_to_pseudo_labels(self) -> Any:
         """Seeds as a painting layer the Train dock consumes directly."""

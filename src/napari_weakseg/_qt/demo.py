@@ -62,7 +62,7 @@ def headless(steps: int, out: Path) -> int:
     from ..cli import Meter, _printer
     from ..core.base.defaults import IGNORE
     from ..core.base.metrics import dice_per_class
-    from .layers import sparse_from_layer
+    from .layer_data import sparse_from_layer
 
     viewer, widgets = build_viewer(show=True)
     train, apply = widgets[DOCKS[1]], widgets[DOCKS[2]]

@@ -39,7 +39,7 @@ def apply_selected(viewer: napari.viewer.Viewer) -> Any:
     """Open the Apply dock on the selected image and segment it with the
     dock's model; returns the worker (None, with one notification, when
     no image is selected or no model file is set)."""
-    from ._common import report_error
+    from .workers import report_error
 
     apply = _dock(viewer, "Apply and correct")
     image = _selected_image(viewer)

@@ -10,21 +10,20 @@ import napari
 from magicgui.widgets import (
     CheckBox,
     FileEdit,
-    Label,
-    ProgressBar,
-    PushButton,
     Select,
-    SpinBox,
 )
 
 from ..core.base import defaults
 from ..core.base.errors import WeaksegError
-from ._common import Dock, home, report_error, start_worker
-from .layers import volume_of
+from .dock import TaskDock
+from .fields import bounded
+from .layer_data import volume_of
 from .plot import LossPlot
+from .session import home
+from .workers import report_error
 
 
-class PretrainWidget(Dock):
+class PretrainWidget(TaskDock):
     """Tasks, budget, live loss / rotation accuracy / contrastive top-1."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -39,16 +38,17 @@ class PretrainWidget(Dock):
         )
         self.rotation, self.contrastive, self.inpainting, self.masked = (
             CheckBox(text=t, value=t in defaults.PRETRAIN_TASKS)
-            for t in ("rotation", "contrastive", "inpainting", "masked")
+            for t in defaults.PRETEXT_TASKS
         )
-        self.steps = SpinBox(
-            value=defaults.STEPS, min=1, max=100_000, label="steps"
+        self.steps = bounded("steps", defaults.STEPS, "steps")
+        self.patch = bounded(
+            "patch",
+            defaults.PRETRAIN_PATCH,
+            "patch",
+            step=defaults.PATCH_MULTIPLE,
         )
-        self.patch = SpinBox(
-            value=defaults.PRETRAIN_PATCH, min=8, max=256, label="patch"
-        )
-        self.base_filters = SpinBox(
-            value=defaults.BASE_FILTERS, min=4, max=64, label="base filters"
+        self.base_filters = bounded(
+            "base_filters", defaults.BASE_FILTERS, "base filters"
         )
         self.out = FileEdit(
             mode="w",
@@ -56,10 +56,6 @@ class PretrainWidget(Dock):
             filter="*.safetensors",
             value=str(home() / "models" / "encoder.safetensors"),
         )
-        self.start_button = PushButton(text="Start")
-        self.stop_button = PushButton(text="Stop", enabled=False)
-        self.progress = ProgressBar(value=0, max=1, label="progress")
-        self.status = Label(value="")
         self.extend(
             [
                 self.images,
@@ -72,16 +68,12 @@ class PretrainWidget(Dock):
                 self.patch,
                 self.base_filters,
                 self.out,
-                self.start_button,
-                self.stop_button,
-                self.progress,
+                *self.task_controls(),
                 self.status,
             ]
         )
         self.plot = LossPlot("rotation acc. / top-1")
         self.native.layout().addWidget(self.plot)
-        self.start_button.changed.connect(self.start_pretraining)
-        self.stop_button.changed.connect(lambda: self._stop.set())
 
     def _image_names(self, *_: Any) -> list[str]:
         return [
@@ -93,16 +85,7 @@ class PretrainWidget(Dock):
     def start_pretraining(self) -> Any:
         """Pretrain in a worker (torch work happens there)."""
         names = list(self.images.value)
-        tasks = tuple(
-            t
-            for t, box in (
-                ("rotation", self.rotation),
-                ("contrastive", self.contrastive),
-                ("inpainting", self.inpainting),
-                ("masked", self.masked),
-            )
-            if box.value
-        )
+        tasks = self.chosen_tasks()
         folder = self.pool_folder()
         if (not names and folder is None) or not tasks:
             report_error(
@@ -124,7 +107,6 @@ class PretrainWidget(Dock):
             "stop": self._stop,
         }
         out = Path(str(self.out.value))
-        self._stop.clear()
         self.plot.clear()
         self.skipped = 0
 
@@ -133,11 +115,14 @@ class PretrainWidget(Dock):
 
             return (yield from iter_pretrain(volumes, out, **settings))
 
-        self.start_button.enabled, self.stop_button.enabled = False, True
-        self.worker = start_worker(
-            job, self._on_event, self._on_done, self._done
+        return self.launch(job, self._on_event, self._on_done, self._done)
+
+    def chosen_tasks(self) -> tuple[str, ...]:
+        """The pretext tasks ticked, in the order of
+        :data:`~..core.base.defaults.PRETEXT_TASKS`."""
+        return tuple(
+            t for t in defaults.PRETEXT_TASKS if getattr(self, t).value
         )
-        return self.worker
 
     def pool_folder(self) -> Path | None:
         """The folder field's folder, or None when it is empty."""
@@ -170,5 +155,4 @@ class PretrainWidget(Dock):
         self.status.value = f"encoder: {result.best_path}"
 
     def _done(self) -> None:
-        self.start_button.enabled, self.stop_button.enabled = True, False
         self.plot.redraw(force=True)

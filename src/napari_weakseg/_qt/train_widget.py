@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +11,7 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     FileEdit,
-    Label,
     LineEdit,
-    ProgressBar,
-    PushButton,
-    SpinBox,
 )
 from napari.utils.notifications import show_info
 
@@ -30,45 +24,19 @@ from ..core.base.defaults import (
     ROLE_PREVIEW,
 )
 from ..core.base.errors import WeaksegError
-from ._common import (
-    Dock,
-    home,
-    report_error,
-    start_worker,
-    unique_name,
-)
-from .layers import (
-    annotated_pairs,
-    sparse_from_layer,
-    transform_of,
-    volume_of,
-)
+from .dock import TaskDock
+from .fields import bounded
+from .layer_data import annotated_pairs, sparse_from_layer, volume_of
+from .layers import label_names, transform_of, unique_name
 from .plot import LossPlot
-
-#: the model file field until the user picks a file: each run then
-#: writes a new file named after the image and the time (see model_file)
-AUTO_NAME = "<image> <date time>.safetensors"
+from .session import AUTO_NAME, home, model_file
+from .workers import report_error, start_worker
 
 
-def model_file(field: Path, image: str, now: datetime | None = None) -> Path:
-    """Where a run writes its model: the file the user chose, or for the
-    untouched field a new file in its folder named after the image and
-    the time (``MNI152 T1 2025-05-04 153000.safetensors``), never an
-    earlier run's."""
-    if field.name != AUTO_NAME:
-        return field
-    stem = re.sub(r"[^\w .-]+", "_", image).strip(" .") or "model"
-    stamp = (now or datetime.now()).strftime("%Y-%m-%d %H%M%S")
-    path = field.parent / f"{stem} {stamp}.safetensors"
-    k = 2
-    while path.exists():  # two runs within one second
-        path = field.parent / f"{stem} {stamp} [{k}].safetensors"
-        k += 1
-    return path
-
-
-class TrainWidget(Dock):
+class TrainWidget(TaskDock):
     """Settings, Start/Stop, progress with ETA and a live loss/Dice plot."""
+
+    STOPPING = "Stopping after this step..."
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
@@ -76,21 +44,17 @@ class TrainWidget(Dock):
         self.annotations = self.layer_picker(
             "Labels", "annotations", ROLE_ANNOTATION
         )
-        self.steps = SpinBox(
-            value=defaults.STEPS, min=1, max=100_000, label="steps"
-        )
-        self.patience = SpinBox(
-            value=0, min=0, max=100_000, label="stop after no gain (steps)"
+        self.steps = bounded("steps", defaults.STEPS, "steps")
+        self.patience = bounded(
+            "patience", 0, "stop after no gain (steps)", low=0
         )
         self.every_image = CheckBox(
             text="train on every annotated image", value=False
         )
-        self.base_filters = SpinBox(
-            value=defaults.BASE_FILTERS, min=4, max=64, label="base filters"
+        self.base_filters = bounded(
+            "base_filters", defaults.BASE_FILTERS, "base filters"
         )
-        self.device = ComboBox(
-            choices=["auto", "cpu", "cuda", "mps"], label="device"
-        )
+        self.device = ComboBox(choices=list(defaults.DEVICES), label="device")
         self.augment = ComboBox(
             choices=list(defaults.AUGMENTATIONS),
             value=defaults.AUGMENT,
@@ -116,11 +80,6 @@ class TrainWidget(Dock):
             filter="*.safetensors",
             value=str(home() / "models" / AUTO_NAME),
         )
-        self.start_button = PushButton(text="Start")
-        self.stop_button = PushButton(text="Stop", enabled=False)
-        self.progress = ProgressBar(value=0, max=1, label="progress")
-        self.status = Label(value="")
-        self.status.native.setWordWrap(True)  # paths and layer names
         self.extend(
             [
                 self.image,
@@ -137,16 +96,12 @@ class TrainWidget(Dock):
                 self.warm,
                 self.preview,
                 self.out,
-                self.start_button,
-                self.stop_button,
-                self.progress,
+                *self.task_controls(),
                 self.status,
             ]
         )
         self.plot = LossPlot()
         self.native.layout().addWidget(self.plot)
-        self.start_button.changed.connect(self.start_training)
-        self.stop_button.changed.connect(self.request_stop)
         self.preview_worker: Any = None
         self._run_image: str | None = None
         self._session.encoder_changed.connect(self._offer_encoder)
@@ -185,8 +140,6 @@ class TrainWidget(Dock):
     def _class_names(self) -> str | None:
         """The names of labels 1..K: the field, else those the annotation
         layer carries in its features; None: ``class 1``, ``class 2``..."""
-        from .layers import label_names
-
         typed = str(self.class_names.value).strip()
         if typed:
             return typed
@@ -232,7 +185,6 @@ class TrainWidget(Dock):
         settings = {**self.api_settings(), "stop": self._stop}
         out = model_file(Path(str(self.out.value)), image.name)
         self._run_image = image.name
-        self._stop.clear()
         self.plot.clear()
         if len(pairs) > 1:
             show_info(
@@ -245,11 +197,7 @@ class TrainWidget(Dock):
 
             return (yield from iter_train(volumes, sparse, out, **settings))
 
-        self._set_running(True)
-        self.worker = start_worker(
-            job, self._on_event, self._on_done, self._finished
-        )
-        return self.worker
+        return self.launch(job, self._on_event, self._on_done, self._finished)
 
     def toggle_training(self) -> Any:
         """Start training, or stop the run in progress (one shortcut)."""
@@ -257,14 +205,6 @@ class TrainWidget(Dock):
             self.request_stop()
             return None
         return self.start_training()
-
-    def request_stop(self) -> None:
-        self._stop.set()
-        self.status.value = "Stopping after this step..."
-
-    def _set_running(self, running: bool) -> None:
-        self.start_button.enabled = not running
-        self.stop_button.enabled = running
 
     def _on_event(self, event: Any) -> None:
         from ..core.base.events import (
@@ -361,5 +301,4 @@ class TrainWidget(Dock):
         self.status.value = f"model: {best.name}\nin {best.parent}"
 
     def _finished(self) -> None:
-        self._set_running(False)
         self.plot.redraw(force=True)

@@ -28,6 +28,14 @@ CORE_FRACTION = 0.2
 #: CAM seeds: a map at or below this share of the threshold is
 #: background; between the two, unlabelled
 CAM_BAND = 0.5
+#: boxes to masks: the first targets, the default first: an intensity
+#: model of each box against its surroundings, or its core (Box^i)
+BOX_INITIALS = ("grabcut", "box")
+#: boxes to masks: an object holding less than this share of its first
+#: target's object voxels is reset to that target (0: never)
+MIN_FILL = 0.5
+#: the pretext tasks self-supervised pretraining offers
+PRETEXT_TASKS = ("rotation", "contrastive", "inpainting", "masked")
 #: pretext tasks of self-supervised pretraining: inpainting was the least
 #: bad on the hippocampus in both runs with the default augmentation
 #: (README, real-data pretraining table; no task beat scratch by more
@@ -57,6 +65,10 @@ QUICK_OVERLAP = 0.25
 AUGMENT = "flips"
 #: augmentation levels, weakest first (see :mod:`~.sampling`)
 AUGMENTATIONS = ("none", "flips", "affine", "full")
+#: compute devices a setting may name ("auto": CUDA, then MPS, then CPU)
+DEVICES = ("auto", "cpu", "cuda", "mps")
+#: class activation map methods, the default first
+CAM_METHODS = ("gradcam", "gradcam++", "cam")
 
 #: ``layer.metadata`` key naming what a layer is to the plugin, and its
 #: values; pickers default to a layer of their role, never a reference

@@ -9,9 +9,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from .defaults import DEVICES as CHOICES
 from .errors import WeaksegError
-
-CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(name: str | None = "auto") -> torch.device:

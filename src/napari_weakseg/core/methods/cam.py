@@ -23,10 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base.defaults import CAM_BAND, IGNORE
+from ..base.defaults import CAM_METHODS as METHODS
 from ..base.errors import Cancelled, WeaksegError
 from ..base.events import Progress, run
-
-METHODS = ("gradcam", "gradcam++", "cam")
 
 
 class RegionScore(nn.Module):

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base.defaults import MASK_CUBE, MASK_RATIO
+from ..base.defaults import PRETEXT_TASKS as TASKS
 from ..base.errors import WeaksegError
 
-TASKS = ("rotation", "contrastive", "inpainting", "masked")
 #: tasks that train the decoder too: the whole U-Net transfers
 DECODER_TASKS = ("inpainting", "masked")
 PLANES = ((0, 1), (0, 2), (1, 2))

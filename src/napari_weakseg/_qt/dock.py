@@ -1,84 +1,38 @@
-"""Helpers the docks share: session, workers, names, notifications."""
+"""The docks' base classes: :class:`Dock` (viewer, session, layer
+pickers that follow each other, named fields and scripts) and
+:class:`TaskDock` (a dock whose jobs run in a worker, with Start, Stop,
+a progress bar and a status line)."""
 
 from __future__ import annotations
 
-import os
 import threading
-import weakref
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-from magicgui.widgets import Container, create_widget
-from napari.utils.notifications import show_error, show_info
-from psygnal import Signal
+from magicgui.widgets import (
+    Container,
+    Label,
+    ProgressBar,
+    PushButton,
+    create_widget,
+)
 
-from ..core.base.errors import Cancelled, WeaksegError
-from . import scripting
-
-#: shown in napari's status bar while the first dock loads torch/MONAI
-LOADING = "napari-weakseg: loading the engine (torch, MONAI)…"
-
-#: what the first dock imports (see :func:`load_engine`)
-ENGINE = ("torch", "torch._dynamo", "monai.networks.nets")
-
-
-def load_engine(viewer: Any) -> None:
-    """Import torch and MONAI, saying so in the status bar the first time.
-
-    They load on the GUI thread when the first dock opens: their C
-    extensions hold the GIL while initialising, which would freeze the
-    viewer just as long if it happened in a worker mid-task.
-    torch._dynamo is what the first optimiser imports (a 170 ms freeze
-    at the first step).  A busy laptop takes up to 20 s: the status bar
-    and a busy cursor say what the wait is.
-    """
-    import importlib
-    import sys
-
-    if all(name in sys.modules for name in ENGINE):
-        return
-    before = _say_status(viewer, LOADING)
-    from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QApplication
-
-    QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-    try:
-        for name in ENGINE:
-            importlib.import_module(name)
-    finally:
-        QApplication.restoreOverrideCursor()
-        _say_status(viewer, before)
+from ..core.base.defaults import IMAGE_KEY, ROLE_ANNOTATION
+from ..core.base.errors import WeaksegError
+from .fields import as_layer_picker
+from .layers import best_layer, mismatch, rank, role_of, style_annotation
+from .loading import load_engine
+from .scripting import Scriptable
+from .session import session_for
+from .shortcuts import bind_shortcuts
+from .tooltips import apply_tooltips
+from .workers import report_error, start_worker
 
 
-def _say_status(viewer: Any, text: Any) -> Any:
-    """Put ``text`` in the viewer's status bar and paint it now (the GUI
-    thread is about to block); returns the previous status."""
-    before = getattr(viewer, "status", "")
-    try:
-        viewer.status = text
-    except Exception:  # not a napari viewer (a test double)
-        return before
-    from qtpy.QtCore import QEvent
-    from qtpy.QtWidgets import QApplication, QMainWindow, QWidget
-
-    for window in QApplication.topLevelWidgets():  # napari's main windows
-        if isinstance(window, QMainWindow) and window.isVisible():
-            # laid out and painted now: the layout request is sent, not
-            # posted, so no other event runs (the dock is half built)
-            bar = window.statusBar()
-            for widget in (bar, *bar.findChildren(QWidget)):
-                request = QEvent(QEvent.Type.LayoutRequest)
-                QApplication.sendEvent(widget, request)
-            bar.repaint()
-    return before
-
-
-class Dock(scripting.Scriptable, Container):
-    """Base of the docks: viewer, session, stop flag, worker, pickers;
-    named fields, ``run``/``start`` and scripts (:mod:`.scripting`).
+class Dock(Scriptable, Container):
+    """Base of the docks: viewer, session, pickers; named fields,
+    ``run``/``start`` and scripts (:mod:`.scripting`).
 
     The pickers follow each other: picking an image re-picks the layers
     of the other pickers for it (its annotation layer, or none), and
@@ -96,11 +50,7 @@ class Dock(scripting.Scriptable, Container):
         self._chosen_image: Any = None
         self._refreshing = False
         self._session = session_for(viewer)
-        from .shortcuts import bind_shortcuts
-
         self.shortcuts = bind_shortcuts(viewer, self)
-        self._stop = threading.Event()
-        self.worker: Any = None
 
     def layer_picker(
         self,
@@ -123,7 +73,7 @@ class Dock(scripting.Scriptable, Container):
             options=options,
             **kw,
         )
-        scripting.as_layer_picker(widget)  # takes a layer or its name
+        as_layer_picker(widget)  # takes a layer or its name
         self._roles.append((widget, role))
         widget.changed.connect(lambda _: self._picked(widget, role))
         if role == "image":
@@ -136,8 +86,6 @@ class Dock(scripting.Scriptable, Container):
 
     def extend(self, widgets: Any) -> None:
         """Add controls, with their tooltips from :mod:`.tooltips`."""
-        from .tooltips import apply_tooltips
-
         widgets = list(widgets)
         self._name_controls(widgets)
         button = self._script_menu()  # Copy as script, after Stop
@@ -182,9 +130,6 @@ class Dock(scripting.Scriptable, Container):
     def default_image(self, layers: list[Any]) -> Any:
         """The image picker's default among ``layers``: a plain image,
         one that a layer of this dock's roles belongs to first."""
-        from ..core.base.defaults import IMAGE_KEY
-        from .layers import best_layer, role_of
-
         roles = {r for _, r in self._roles if r != "image"}
         named = {
             la.metadata.get(IMAGE_KEY)
@@ -200,8 +145,6 @@ class Dock(scripting.Scriptable, Container):
         default for it) to its role, for the dock's image; with
         ``fresh_image`` the image picker too (its value was napari's
         first choice, not the user's)."""
-        from .layers import best_layer, rank
-
         with self.following():
             picker = self.image_picker()
             if picker is not None and (
@@ -231,9 +174,6 @@ class Dock(scripting.Scriptable, Container):
         self._style_annotations()
 
     def _style_annotations(self) -> None:
-        from ..core.base.defaults import ROLE_ANNOTATION
-        from .layers import style_annotation
-
         for widget, role in self._roles:
             if role == ROLE_ANNOTATION and widget.value is not None:
                 style_annotation(widget.value)
@@ -252,8 +192,6 @@ class Dock(scripting.Scriptable, Container):
     def _repick_for_image(self, keep: Any = None) -> None:
         """Each role picker takes the best layer of the picked image
         (or none), unless it holds one as good; ``keep`` stays."""
-        from .layers import best_layer, rank
-
         image = self.picked_image()
         for widget, role in self._roles:
             if role == "image" or widget is keep:
@@ -275,8 +213,6 @@ class Dock(scripting.Scriptable, Container):
     def _follow_owner(self, widget: Any) -> None:
         """A layer that names another image picks that image (if it is in
         the viewer); the other pickers then follow the image."""
-        from ..core.base.defaults import IMAGE_KEY
-
         layer, picker = widget.value, self.image_picker()
         if layer is None or picker is None:
             return
@@ -292,111 +228,88 @@ class Dock(scripting.Scriptable, Container):
     def refuse_mismatch(self, layer: Any, what: str) -> bool:
         """Whether ``layer`` does not belong to the picked image; if so
         the reason is one notification naming both layers."""
-        from .layers import mismatch
-
         reason = mismatch(layer, self.picked_image(), what)
         if reason:
             report_error(WeaksegError(reason))
         return bool(reason)
 
 
-class Session:
-    """What the docks of one viewer share: the model and the last result.
+class TaskDock(Dock):
+    """A dock whose jobs run in a worker thread.
 
-    Widgets hold no model state; they read and observe this object.
+    It owns the controls every such dock shows: the start button
+    (``start_button``, or the attribute :attr:`START` names), which
+    starts the dock's first job (see :meth:`jobs`), ``stop_button``, the
+    ``progress`` bar and the ``status`` line.  :meth:`launch` runs a job
+    with them: the start buttons are off and Stop is on until it ends;
+    Stop (:meth:`request_stop`) asks it to end after its current step.
+    The dock places them (:meth:`task_controls` and ``status``).
     """
 
-    model_changed = Signal(object)
-    encoder_changed = Signal(object)
+    #: the start button: its attribute name and its text
+    START = ("start_button", "Start")
+    #: the progress bar's label
+    PROGRESS = "progress"
+    #: other buttons that start a job (off while one runs)
+    BUSY: tuple[str, ...] = ()
+    #: the status line once Stop is pressed ('': left as it is)
+    STOPPING = ""
 
-    def __init__(self) -> None:
-        self.model_path: Path | None = None
-        self.model_image: str | None = None
-        self.encoder_path: Path | None = None
-        self.uncertainty: np.ndarray | None = None
+    def __init__(self, viewer: Any) -> None:
+        super().__init__(viewer)
+        self._stop = threading.Event()
+        self.worker: Any = None
+        name, text = self.START
+        start = PushButton(text=text)
+        setattr(self, name, start)
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.progress = ProgressBar(value=0, max=1, label=self.PROGRESS)
+        self.status = Label(value="")
+        self.status.native.setWordWrap(True)  # paths and layer names
+        jobs = self.jobs()
+        if jobs:
+            start.changed.connect(getattr(self, next(iter(jobs.values()))))
+        self.stop_button.changed.connect(self.request_stop)
 
-    def set_encoder(self, path: str | Path) -> None:
-        self.encoder_path = Path(path)
-        self.encoder_changed.emit(self.encoder_path)
+    @property
+    def start_control(self) -> PushButton:
+        """The start button (``start_button`` or the one :attr:`START`
+        names)."""
+        return getattr(self, self.START[0])
 
-    def set_model(
-        self, path: str | Path | None, image_name: str | None = None
-    ) -> None:
-        """A new model; ``image_name``: the layer it was trained on (the
-        Apply dock then defaults to that image)."""
-        self.model_path = Path(path) if path else None
-        self.model_image = image_name if path else None
-        self.model_changed.emit(self.model_path)
+    def task_controls(self) -> list[Any]:
+        """Start, Stop and the progress bar, in the order docks show them
+        (the status line goes where the dock wants it)."""
+        return [self.start_control, self.stop_button, self.progress]
 
+    def launch(
+        self,
+        job: Callable[[], Generator[Any, None, Any]],
+        on_event: Callable[[Any], None],
+        on_done: Callable[[Any], None],
+        on_finish: Callable[[], None] | None = None,
+    ) -> Any:
+        """Run ``job`` (a core generator) in a worker with Stop on and the
+        start buttons off until it ends, then ``on_finish``; returns the
+        worker (``on_event``/``on_done``: see :func:`.start_worker`)."""
+        self._stop.clear()
+        self._set_running(True)
 
-_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        def finished() -> None:
+            self._set_running(False)
+            if on_finish is not None:
+                on_finish()
 
+        self.worker = start_worker(job, on_event, on_done, finished)
+        return self.worker
 
-def session_for(viewer: Any) -> Session:
-    """The session of ``viewer`` (one per viewer, gone with it)."""
-    if viewer not in _SESSIONS:
-        from .layers import follow_ndisplay, follow_renames
+    def request_stop(self) -> None:
+        """Ask the running job to end after its current step or window."""
+        self._stop.set()
+        if self.STOPPING:
+            self.status.value = self.STOPPING
 
-        _SESSIONS[viewer] = Session()
-        follow_ndisplay(viewer)
-        follow_renames(viewer)
-    return _SESSIONS[viewer]
-
-
-def home() -> Path:
-    """Where autosaves and default model files live."""
-    return Path(
-        os.environ.get("WEAKSEG_HOME", Path.home() / ".napari-weakseg")
-    )
-
-
-def unique_name(viewer: Any, base: str) -> str:
-    """``base``, or ``base [2]``... so no existing layer is replaced."""
-    names = {layer.name for layer in viewer.layers}
-    if base not in names:
-        return base
-    k = 2
-    while f"{base} [{k}]" in names:
-        k += 1
-    return f"{base} [{k}]"
-
-
-def report_error(exc: BaseException) -> None:
-    """One sentence in a notification for bad input; Stop is no error.
-    While a script starts a dock (:meth:`.scripting.Scriptable.start`)
-    the error is collected and raised there instead."""
-    if scripting.CAPTURED is not None:
-        scripting.CAPTURED.append(exc)
-    elif isinstance(exc, Cancelled):
-        show_info("Stopped.")
-    elif isinstance(exc, WeaksegError):
-        show_error(str(exc))
-    else:
-        show_error(f"Unexpected error ({type(exc).__name__}): {exc}")
-
-
-def start_worker(
-    job: Callable[[], Generator[Any, None, Any]],
-    on_event: Callable[[Any], None],
-    on_return: Callable[[Any], None],
-    on_finish: Callable[[], None],
-) -> Any:
-    """Run a core generator in napari's worker thread.
-
-    Events reach ``on_event`` on the GUI thread; errors become one
-    notification (not raised again on the GUI thread, where napari would
-    show a second one with the traceback); ``on_finish`` runs however the
-    job ended.
-    """
-    from napari.qt.threading import create_worker
-
-    worker = create_worker(job, _ignore_errors=True)
-    worker.yielded.connect(on_event)
-    worker.returned.connect(on_return)
-    worker.errored.connect(report_error)
-    worker.finished.connect(on_finish)
-    if scripting.DEFERRED is not None:  # a script starts it (see there)
-        scripting.DEFERRED.append(worker)
-    else:
-        worker.start()
-    return worker
+    def _set_running(self, running: bool) -> None:
+        for name in (self.START[0], *self.BUSY):
+            getattr(self, name).enabled = not running
+        self.stop_button.enabled = running
