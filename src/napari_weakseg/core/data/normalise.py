@@ -16,6 +16,8 @@ import numpy as np
 
 from ..base.errors import WeaksegError
 
+#: the normalisation of a model that names none: clip to the 0.5 and 99.5
+#: percentiles, then z-score
 DEFAULT = {"method": "percentile_zscore", "lower": 0.5, "upper": 99.5}
 _SAMPLE_VOXELS = 2_000_000
 #: edge of the blocks sampled from lazy volumes
@@ -26,9 +28,8 @@ def intensity_stats(
     image: Any, config: Mapping[str, Any] | None = None
 ) -> dict[str, float]:
     """Clip bounds, mean and std of ``image`` (numpy, zarr or dask)."""
-    cfg = {**DEFAULT, **(config or {})}
     sample = _sample(image).astype(np.float64, copy=False)
-    lo, hi = np.percentile(sample, [cfg["lower"], cfg["upper"]])
+    lo, hi = np.percentile(sample, list(percentiles(config)))
     clipped = np.clip(sample, lo, hi)
     std = float(clipped.std())
     return {
@@ -37,6 +38,13 @@ def intensity_stats(
         "mean": float(clipped.mean()),
         "std": std if std > 1e-8 else 1.0,
     }
+
+
+def percentiles(config: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
+    """The lower and upper clip percentiles of a normalisation ``config``
+    (:data:`DEFAULT`'s where it names none)."""
+    cfg = {**DEFAULT, **(config or {})}
+    return cfg["lower"], cfg["upper"]
 
 
 def _sample(image: Any) -> np.ndarray:

@@ -57,7 +57,7 @@ class Rules:
     outside_boxes: bool = True
     wrong_class: bool = True
     off_core: bool = True
-    min_fill: float = 0.5
+    min_fill: float = defaults.MIN_FILL
     crf: bool = True
 
 
@@ -159,7 +159,7 @@ def iter_boxes_to_masks(
     config: TrainConfig | None = None,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     rules: Rules = Rules(),
-    initial: str = "grabcut",
+    initial: str = defaults.BOX_INITIALS[0],
     core_fraction: float = defaults.CORE_FRACTION,
     tolerance: float = 0.01,
     init: str | Path | None = None,

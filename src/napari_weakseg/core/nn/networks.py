@@ -22,6 +22,7 @@ import torch
 from ... import __version__
 from ..base.defaults import IGNORE
 from ..base.errors import WeaksegError
+from ..data.normalise import DEFAULT, percentiles
 from .planning import plan_network
 
 FORMAT_VERSION = 1
@@ -49,11 +50,11 @@ def _intensity_ok(stats: Any) -> bool:
 
 def _normalisation_ok(norm: Any) -> bool:
     """The one method there is, with percentiles 0 <= lower < upper <= 100."""
-    if not isinstance(norm, dict) or set(norm) - {"method", "lower", "upper"}:
+    if not isinstance(norm, dict) or set(norm) - set(DEFAULT):
         return False
-    lower, upper = norm.get("lower", 0.5), norm.get("upper", 99.5)
+    lower, upper = percentiles(norm)
     return (
-        norm.get("method", "percentile_zscore") == "percentile_zscore"
+        norm.get("method", DEFAULT["method"]) == DEFAULT["method"]
         and all(
             isinstance(v, int | float)
             and not isinstance(v, bool)
@@ -88,11 +89,7 @@ class ModelConfig:
     patch_size: list[int] = field(default_factory=lambda: [48, 48, 48])
     spacing: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     normalisation: dict[str, Any] = field(
-        default_factory=lambda: {
-            "method": "percentile_zscore",
-            "lower": 0.5,
-            "upper": 99.5,
-        }
+        default_factory=lambda: dict(DEFAULT)
     )
     ignore_label: int = IGNORE
     #: raw intensity clip bounds (0.5 / 99.5 percentiles) of the training

@@ -357,8 +357,8 @@ def run(
         try:
             while state.step < state.end:
                 state.stopped = stopping()
-                late = state.stopped or clock() > state.deadline
-                if ddp.any_rank(late, w, task.device):
+                ending = state.stopped or clock() > state.deadline
+                if ddp.any_rank(ending, w, task.device):
                     break
                 if state.final_due():
                     yield from state.settle(not state.protect)
