@@ -39,7 +39,7 @@ echo "== wheel contents"
 import sys, tarfile, zipfile
 wheel, sdist = sys.argv[1:]
 names = zipfile.ZipFile(wheel).namelist()
-need = ["napari_weakseg/napari.yaml", "napari_weakseg/cli.py",
+need = ["napari_weakseg/napari.yaml", "napari_weakseg/cli/__init__.py",
         "napari_weakseg/sample_data/mni152_t1_2mm.nii.gz"]
 missing = [n for n in need if n not in names]
 assert not missing, f"wheel lacks {missing}"

@@ -358,7 +358,7 @@ def test_a_signal_gives_the_same_documented_status(
         cli.COMMANDS, "suggest", _command_that_signals(signum, cooperative)
     )
     monkeypatch.setattr(
-        cli, "COOPERATIVE", {"suggest"} if cooperative else set()
+        cli.entry, "COOPERATIVE", {"suggest"} if cooperative else set()
     )
     code, err = run_main(["suggest", "--labels", lbl], capsys)
     assert code == status

@@ -69,6 +69,17 @@ AUGMENTATIONS = ("none", "flips", "affine", "full")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: class activation map methods, the default first
 CAM_METHODS = ("gradcam", "gradcam++", "cam")
+#: CAM to segmentation: the map its seeds come from by default
+CAM2SEG_METHOD = "cam"
+#: classifier pooling, the default first: local evidence, top-k pooled
+#: (maps that localise), or a U-Net encoder with global average pooling
+POOLINGS = ("topk", "gap")
+#: networks whose encoder self-supervised pretraining pretrains: what
+#: training builds (:data:`NETWORK`) and what ``gap`` classifiers build
+PRETRAIN_NETWORKS = ("resunet", "dynunet")
+#: random seed of every run (the same seed on the same machine gives the
+#: same weights)
+SEED = 0
 
 #: ``layer.metadata`` key naming what a layer is to the plugin, and its
 #: values; pickers default to a layer of their role, never a reference
