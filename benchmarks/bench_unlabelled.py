@@ -232,6 +232,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument(
+        "--long-pretrain",
+        type=int,
+        default=0,
+        help="also pretrain each task for this many steps (its own arms)",
+    )
     ap.add_argument("--pretrain-steps", type=int, default=300)
     ap.add_argument("--pretrain-batch", type=int, default=4)
     ap.add_argument("--patch", type=int, default=32)
@@ -320,8 +326,14 @@ def main() -> None:
         for seed in args.seeds:
             fit("selftrain, own voxels only", seed, semi="selftrain", n=0)
     encs = {}
-    for task in args.tasks:
-        arm = f"pretrained {task}"
+    budgets = [args.pretrain_steps] + (
+        [args.long_pretrain] if args.long_pretrain else []
+    )
+    for task, psteps in [(t, b) for b in budgets for t in args.tasks]:
+        pargs = argparse.Namespace(**{**vars(args), "pretrain_steps": psteps})
+        arm = f"pretrained {task}" + (
+            f", {psteps} steps" if psteps != args.pretrain_steps else ""
+        )
         cached = all(
             done().get(
                 f"{arm} pool137 {args.steps} s{s} f{args.filters} "
@@ -329,11 +341,25 @@ def main() -> None:
             )
             for s in args.seeds
         )
-        encs[task], info = pretrain(task, None, args, cached_only=cached)
+        enc, info = pretrain(task, None, pargs, cached_only=cached)
+        if psteps == args.pretrain_steps:
+            encs[task] = enc
         res["pretraining"].append(info)
         for seed in args.seeds:
-            fit(f"pretrained {task}", seed, init=encs[task])
-    if "masked" in encs and args.semi and not args.skip_combined:
+            fit(arm, seed, init=enc)
+    if encs and args.semi and not args.skip_combined:
+        # the best pretext task's encoder, then the best semi method
+        best_task = max(
+            encs,
+            key=lambda t: np.mean(
+                [
+                    r["mean"]
+                    for r in res["runs"]
+                    if r["arm"] == f"pretrained {t}"
+                ]
+            ),
+        )
+        enc, _ = pretrain(best_task, None, args)  # the file, even if cached
         best_semi = max(
             args.semi,
             key=lambda m: np.mean(
@@ -342,9 +368,9 @@ def main() -> None:
         )
         for seed in args.seeds:
             fit(
-                f"masked + semi {best_semi}",
+                f"{best_task} + semi {best_semi}",
                 seed,
-                init=encs["masked"],
+                init=enc,
                 semi=best_semi,
             )
     # the curve: the best arm that uses the pool at training time or

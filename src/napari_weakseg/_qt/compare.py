@@ -131,7 +131,7 @@ class CompareScores:
         the same on every row, left out: the dock is narrow)."""
         from dataclasses import replace
 
-        from ..core.predict.evaluation import table
+        from ..api import score_table as table
 
         if not rows:
             self.scores.value = ""

@@ -192,7 +192,7 @@ def _cmd_pretrain(args: argparse.Namespace, stop: threading.Event) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace, stop: threading.Event) -> None:
     from .. import api
-    from ..core.predict.evaluation import table
+    from ..api import score_table as table
 
     pred = args.pred if len(args.pred) > 1 else args.pred[0]
     truth = args.truth if len(args.truth) > 1 else args.truth[0]
