@@ -67,12 +67,14 @@ from napari_weakseg.core.methods.cam2seg import (  # noqa: E402
     seeds,
 )
 from napari_weakseg.core.methods.classifier import (  # noqa: E402
+    ClassifierConfig,
     crop_margin,
     cut,
     iter_train_classifier,
 )
 from napari_weakseg.core.nn.models import load_model  # noqa: E402
 from napari_weakseg.core.predict.sliding import iter_predict  # noqa: E402
+from napari_weakseg.core.train.budget import Budget  # noqa: E402
 from napari_weakseg.core.train.unet import TrainConfig, iter_train  # noqa: E402
 
 
@@ -223,7 +225,9 @@ def crop_map(model, crop, method, margin):
 
 
 def unet_dice(img, target, truth, spacing, steps, tmp):
-    cfg = TrainConfig(steps=steps, base_filters=8, device="cpu", seed=0)
+    cfg = TrainConfig(
+        budget=Budget(steps=steps, seed=0, device="cpu"), base_filters=8
+    )
     path = Path(tmp) / "u.safetensors"
     run(iter_train([img], [target], path, cfg, spacing))
     model, mconf = load_model(path)
@@ -263,13 +267,12 @@ def evaluate(t: Target, args, tmp) -> dict:
         runs: dict[str, list] = {}
         for seed in args.seeds:
             path = Path(tmp) / f"{pooling}{seed}.safetensors"
-            cfg = TrainConfig(
-                steps=steps,
+            cfg = ClassifierConfig(
+                budget=Budget(
+                    steps=steps, val_every=steps, seed=seed, device="cpu"
+                ),
                 base_filters=args.filters,
                 batch_size=8,
-                val_every=steps,
-                device="cpu",
-                seed=seed,
             )
             t0 = time.perf_counter()
             run(
@@ -354,7 +357,8 @@ def evaluate(t: Target, args, tmp) -> dict:
         ("rounds + CRF, no GWRP", args.rounds, True, ()),
     ):
         cfg = TrainConfig(
-            steps=total // rounds, base_filters=8, device="cpu", seed=0
+            budget=Budget(steps=total // rounds, seed=0, device="cpu"),
+            base_filters=8,
         )
         labels = run(
             iter_cam_to_masks(

@@ -41,7 +41,8 @@ from _realdata import CASES, SHARED  # noqa: E402
 
 REFERENCE = SHARED.parent / "tools" / "monai_reference.py"
 
-# Recipe variants for the ablation: TrainConfig overrides, each the
+# Recipe variants for the ablation: TrainConfig overrides (val_every:
+# the budget's), each the
 # default with one thing changed (towards the old recipe or the reference).
 ABLATION = {
     "default": {},
@@ -97,6 +98,7 @@ def run_weakseg(
 
     from napari_weakseg import api
     from napari_weakseg.core.base.events import run
+    from napari_weakseg.core.train.budget import Budget
     from napari_weakseg.core.train.unet import TrainConfig, iter_train
 
     torch.set_num_threads(threads)
@@ -110,7 +112,14 @@ def run_weakseg(
     train = [b for b in boxes if (labels[b] != 255).any()]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "m.safetensors"
-        cfg = TrainConfig(steps=steps, seed=seed, device=device, **overrides)
+        settings = dict(overrides)
+        budget = Budget(
+            steps=steps,
+            val_every=settings.pop("val_every", None),
+            seed=seed,
+            device=device,
+        )
+        cfg = TrainConfig(budget=budget, **settings)
         t0 = time.perf_counter()
         fin = run(
             iter_train(

@@ -30,6 +30,7 @@ from napari_weakseg.core.data.normalise import normalise  # noqa: E402
 from napari_weakseg.core.nn.losses import MaskedDiceCELoss  # noqa: E402
 from napari_weakseg.core.nn.models import load_model  # noqa: E402
 from napari_weakseg.core.predict.sliding import iter_predict  # noqa: E402
+from napari_weakseg.core.train.budget import Budget  # noqa: E402
 from napari_weakseg.core.train.sampling import PatchSampler  # noqa: E402
 from napari_weakseg.core.train.unet import TrainConfig, iter_train  # noqa: E402
 
@@ -84,10 +85,10 @@ def main() -> None:
         # Pure step cost: no validation inside the timed steps (the recipe
         # benchmark's s/step includes validation and checkpoints).
         cfg = TrainConfig(
-            steps=args.steps,
-            val_every=10**9,
+            budget=Budget(
+                steps=args.steps, val_every=10**9, device=str(device)
+            ),
             hold_out=False,
-            device=str(device),
             base_filters=args.filters,
         )
         # A short run first, so neither arm pays the process's one-time
@@ -98,9 +99,8 @@ def main() -> None:
                 [lbl],
                 out,
                 TrainConfig(
-                    steps=3,
+                    budget=Budget(steps=3, device=str(device)),
                     hold_out=False,
-                    device=str(device),
                     base_filters=args.filters,
                 ),
             )

@@ -355,6 +355,7 @@ def test_segment_from_map_expands_over_the_crops_of_its_class(
     monkeypatch, expand
 ):
     from napari_weakseg.core.methods import cam2seg
+    from napari_weakseg.core.methods.box2mask import round_config
     from napari_weakseg.core.methods.classifier import Crop
 
     seen = {}
@@ -374,7 +375,9 @@ def test_segment_from_map_expands_over_the_crops_of_its_class(
     ]
     api.segment_from_map(img, img, crops=crops, class_index=2, expand=expand)
     rounds, config = seen["args"][:2]
-    assert (rounds, config.ce_weight) == (3, 1.0)  # the rounds' CE weight
+    settings = {k: seen[k] for k in ("budget", "base_filters", "recipe")}
+    made = round_config(config, **settings)  # what each round trains with
+    assert (rounds, made.ce_weight) == (3, 1.0)  # the rounds' CE weight
     assert seen["args"][3] == [(0, 0, 0, 4, 4, 4)]  # absent
     want = [(0, 4, 0, 4, 8, 4), (0, 0, 0, 8, 8, 8)] if expand else []
     assert seen["present"] == want
@@ -424,7 +427,10 @@ def test_boxes_to_masks_trains_its_rounds_with_the_rounds_settings(
     seen = {}
 
     def fake(image, boxes, out, rounds, config, *args, **kw):
-        seen.update(rounds=rounds, config=config)
+        settings = {k: kw[k] for k in ("budget", "base_filters", "recipe")}
+        # what each round trains with (core applies the rounds' settings)
+        made = box2mask.round_config(config, **settings)
+        seen.update(rounds=rounds, config=made)
         return np.zeros(image.shape, np.uint8)
         yield  # a generator, like the real one
 
@@ -432,7 +438,7 @@ def test_boxes_to_masks_trains_its_rounds_with_the_rounds_settings(
     img = np.zeros((8, 8, 8), np.float32)
     api.boxes_to_masks(img, [Box(0, 0, 0, 4, 4, 4, 1)], steps_per_round=7)
     cfg = seen["config"]
-    assert (seen["rounds"], cfg.steps, cfg.hold_out) == (3, 7, False)
+    assert (seen["rounds"], cfg.budget.steps, cfg.hold_out) == (3, 7, False)
     assert cfg.ce_weight == defaults.ROUND_CE_WEIGHT != defaults.CE_WEIGHT
 
 

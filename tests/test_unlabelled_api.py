@@ -11,6 +11,7 @@ from napari_weakseg.core.data.phantom import make_phantom
 from napari_weakseg.core.data.pool import VolumePool
 from napari_weakseg.core.data.volumes import Volume, write_volume
 from napari_weakseg.core.train import unet as training
+from napari_weakseg.core.train.budget import Budget
 
 SMALL = {"steps": 2, "base_filters": 4, "device": "cpu"}
 
@@ -143,7 +144,10 @@ def test_pool_cache_is_bounded_during_pretraining(pool, tmp_path):
 
     vp = VolumePool([pool], (16, 16, 16), cache=1, swap_every=1)
     cfg = PretrainConfig(
-        steps=4, tasks=("masked",), base_filters=4, patch=16, device="cpu"
+        budget=Budget(steps=4, device="cpu"),
+        tasks=("masked",),
+        base_filters=4,
+        patch=16,
     )
     run(iter_pretrain(vp, tmp_path / "w.safetensors", cfg))
     assert len(vp.cache) == 1 and vp.reads >= 3

@@ -31,6 +31,7 @@ from napari_weakseg.core.nn.networks import (
     build_network,
     canonical_state,
 )
+from napari_weakseg.core.train.budget import Budget
 
 TINY = {"patch_size": (16, 16, 16), "base_filters": 4, "device": "cpu"}
 
@@ -184,7 +185,10 @@ def test_training_that_diverges_keeps_the_previous_model(case, tmp_path):
     model.rename(out)
     before = unchanged(out)
     config = training.TrainConfig(
-        steps=20, learning_rate=math.inf, val_every=1, **TINY
+        budget=Budget(steps=20, val_every=1, device=TINY["device"]),
+        learning_rate=math.inf,
+        patch_size=TINY["patch_size"],
+        base_filters=TINY["base_filters"],
     )
     image, labels = read_volume(img).data, read_volume(lbl).data
     with pytest.raises(WeaksegError, match=r"diverged at step \d.*kept as"):

@@ -67,6 +67,7 @@ def iter_boxes_to_masks(
     from ..core.base import recipe
     from ..core.data.boxes import read_boxes
     from ..core.methods import box2mask
+    from ..core.train.budget import Budget
 
     check_outputs(
         {"out": (out, VOLUME), "model_out": (model_out, MODEL)},
@@ -101,13 +102,7 @@ def iter_boxes_to_masks(
         },
         seed,
     )
-    config = box2mask.round_config(
-        steps=steps_per_round,
-        base_filters=base_filters,
-        device=device,
-        seed=seed,
-        recipe=made,
-    )
+    budget = Budget(steps=steps_per_round, seed=seed, device=device)
     return (
         yield from _recursive(
             lambda model: box2mask.iter_boxes_to_masks(
@@ -115,13 +110,16 @@ def iter_boxes_to_masks(
                 list(boxes),
                 model,
                 rounds,
-                config,
+                None,
                 vol.geometry.spacing,
                 rules,
                 initial,
                 core_fraction,
                 init=init,
                 stop=stop,
+                budget=budget,
+                base_filters=base_filters,
+                recipe=made,
             ),
             vol,
             out,

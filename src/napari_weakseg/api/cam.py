@@ -127,7 +127,8 @@ def _segment_from_map(
 ) -> Events:
     """:func:`iter_segment_from_map`, its U-Net keeping the recipe
     ``made``."""
-    from ..core.methods import box2mask, cam2seg
+    from ..core.methods import cam2seg
+    from ..core.train.budget import Budget
 
     check_outputs(
         {"out": (out, VOLUME), "model_out": (model_out, MODEL)},
@@ -144,13 +145,7 @@ def _segment_from_map(
     whole = (0, 0, 0, *vol.data.shape)
     absent = [c.box or whole for c in rows if c.cls == 0]
     present = [c.box or whole for c in rows if expand and c.cls == class_index]
-    config = box2mask.round_config(
-        steps=steps_per_round,
-        base_filters=base_filters,
-        device=device,
-        seed=seed,
-        recipe=made,
-    )
+    budget = Budget(steps=steps_per_round, seed=seed, device=device)
     return (
         yield from _recursive(
             lambda model: cam2seg.iter_cam_to_masks(
@@ -159,12 +154,15 @@ def _segment_from_map(
                 model,
                 class_index,
                 rounds,
-                config,
+                None,
                 vol.geometry.spacing,
                 absent,
                 crf=crf,
                 stop=stop,
                 present=present,
+                budget=budget,
+                base_filters=base_filters,
+                recipe=made,
             ),
             vol,
             out,

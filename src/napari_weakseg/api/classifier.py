@@ -56,7 +56,7 @@ def iter_train_classifier(
     from ..core.base import recipe
     from ..core.data.normalise import normalise
     from ..core.methods import classifier
-    from ..core.train.unet import TrainConfig
+    from ..core.train.budget import Budget
 
     crops_file = crops if isinstance(crops, str | os.PathLike) else None
     if crops_file is not None:
@@ -94,14 +94,16 @@ def iter_train_classifier(
         },
         seed,
     )
-    config = TrainConfig(
-        steps=steps,
-        minutes=minutes,
+    config = classifier.ClassifierConfig(
+        budget=Budget(
+            steps=steps,
+            minutes=minutes,
+            val_every=max(1, min(50, steps)),
+            seed=seed,
+            device=device,
+        ),
         base_filters=base_filters,
         batch_size=batch_size,
-        device=device,
-        seed=seed,
-        val_every=max(1, min(50, steps)),
         recipe=made,
     )
     return (

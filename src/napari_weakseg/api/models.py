@@ -65,7 +65,7 @@ def export_model(
     Needs the ``[export]`` extra (``bioimageio.core``).
     """
     from ..core.data.outputs import PACKAGE
-    from ..core.nn import bmz
+    from ..core.methods import export
 
     if format not in EXPORT_FORMATS:
         raise WeaksegError(
@@ -77,7 +77,7 @@ def export_model(
     if sample is not None:  # only its middle patch is read
         image = as_volume(sample, lazy=True, name="sample").data
         require_3d(image, _label(sample, what="sample"))
-    return bmz.export(
+    return export.export(
         model,
         out,
         sample=image,

@@ -85,6 +85,7 @@ def iter_train(
     """
     from ..core.base import classes, recipe
     from ..core.train import unet as training
+    from ..core.train.budget import Budget
 
     check_outputs(
         {"out": (out, MODEL)}, [*_as_list(images), *_as_list(labels), init]
@@ -113,17 +114,19 @@ def iter_train(
         seed,
     )
     config = training.TrainConfig(
-        steps=steps,
-        minutes=minutes,
-        patience=patience,
+        budget=Budget(
+            steps=steps,
+            minutes=minutes,
+            patience=patience,
+            seed=seed,
+            device=device,
+        ),
         batch_size=batch_size,
         patch_size=list(patch_size) if patch_size else None,
         base_filters=base_filters,
         learning_rate=learning_rate,
         augment=augment,
         ignore_label=ignore_label,
-        device=device,
-        seed=seed,
         class_names=names,
         recipe=made,
     )
@@ -242,6 +245,7 @@ def iter_pretrain(
     from ..core.base import recipe
     from ..core.methods import pretraining
     from ..core.methods.ssl import parse_tasks
+    from ..core.train.budget import Budget
 
     check_outputs({"out": (out, MODEL)}, _as_list(images))
     items = _as_list(images)
@@ -262,15 +266,12 @@ def iter_pretrain(
         seed,
     )
     config = pretraining.PretrainConfig(
-        steps=steps,
-        minutes=minutes,
+        budget=Budget(steps=steps, minutes=minutes, seed=seed, device=device),
         tasks=parse_tasks(tasks),
         patch=patch,
         batch_size=batch_size,
         base_filters=base_filters,
         network=network,
-        device=device,
-        seed=seed,
         recipe=made,
     )
     if items and all(isinstance(v, str | os.PathLike) for v in items):

@@ -19,6 +19,7 @@ from napari_weakseg.core.data.sparse import evenly_spaced_slices
 from napari_weakseg.core.data.volumes import read_volume
 from napari_weakseg.core.nn.models import load_model
 from napari_weakseg.core.predict.sliding import iter_predict
+from napari_weakseg.core.train.budget import Budget
 from napari_weakseg.core.train.unet import TrainConfig, iter_train
 
 DATA = (
@@ -64,7 +65,7 @@ def sparse(truth: np.ndarray, per_axis: int = 2) -> np.ndarray:
 
 def test_default_recipe_segments_an_unseen_hippocampus(tmp_path):
     image, truth = case("001")
-    cfg = TrainConfig(steps=STEPS, device="cpu", seed=0)
+    cfg = TrainConfig(budget=Budget(steps=STEPS, seed=0, device="cpu"))
     fin = run(
         iter_train([image], [sparse(truth)], tmp_path / "m.safetensors", cfg)
     )

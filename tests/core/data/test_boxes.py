@@ -14,6 +14,7 @@ from napari_weakseg.core.methods.box_targets import (
     core_mask,
     grabcut_targets,
 )
+from napari_weakseg.core.train.budget import Budget
 
 SHAPE = (20, 30, 30)
 
@@ -186,7 +187,7 @@ def test_recursive_rounds_beat_the_initial_box_targets(tmp_path):
     for b in boxes:
         filled[b.slices] = b.cls
     rounds = []
-    cfg = round_config(steps=60, base_filters=8, device="cpu")
+    cfg = round_config(budget=Budget(steps=60, device="cpu"), base_filters=8)
     labels = run(
         iter_boxes_to_masks(image, boxes, tmp_path / "m.safetensors", 2, cfg),
         lambda e: rounds.append(e) if isinstance(e, Round) else None,
@@ -214,7 +215,7 @@ def test_rounds_go_on_while_an_object_is_reset(tmp_path):
             [box],
             tmp_path / "m.safetensors",
             3,
-            TrainConfig(steps=1, base_filters=4, device="cpu"),
+            TrainConfig(budget=Budget(steps=1, device="cpu"), base_filters=4),
             rules=Rules(crf=False, min_fill=1e9),  # always under-filled
         ),
         lambda e: rounds.append(e) if isinstance(e, Round) else None,

@@ -17,12 +17,14 @@ from napari_weakseg.core.methods.cam2seg import (
     seeds,
 )
 from napari_weakseg.core.methods.classifier import (
+    ClassifierConfig,
     crop_margin,
     cut,
     iter_train_classifier,
 )
 from napari_weakseg.core.nn.milnet import LocalClassifier
 from napari_weakseg.core.nn.models import load_model
+from napari_weakseg.core.train.budget import Budget
 from napari_weakseg.core.train.unet import TrainConfig
 
 
@@ -83,8 +85,10 @@ def test_cam_of_local_classifier_is_relu_of_its_class_map():
 def test_topk_classifier_points_at_the_object(tmp_path):
     crops, classes, _ = cube_crops(40, 0)
     out = tmp_path / "clf.safetensors"
-    cfg = TrainConfig(
-        steps=60, base_filters=8, batch_size=8, device="cpu", val_every=60
+    cfg = ClassifierConfig(
+        budget=Budget(steps=60, val_every=60, device="cpu"),
+        base_filters=8,
+        batch_size=8,
     )
     fin = run(iter_train_classifier(crops, classes, out, cfg))
     assert fin.best == 1.0
@@ -103,7 +107,9 @@ def test_topk_classifier_points_at_the_object(tmp_path):
 
 def test_a_topk_classifier_starts_only_from_another(tmp_path):
     crops, classes, _ = cube_crops(4, 0)
-    cfg = TrainConfig(steps=1, base_filters=4, batch_size=2, device="cpu")
+    cfg = ClassifierConfig(
+        budget=Budget(steps=1, device="cpu"), base_filters=4, batch_size=2
+    )
     gap = tmp_path / "gap.safetensors"
     run(iter_train_classifier(crops, classes, gap, cfg, pooling="gap"))
     with pytest.raises(WeaksegError, match="not a top-k classifier"):
@@ -154,7 +160,9 @@ def test_cam_to_masks_grows_seeds_and_keeps_absent_crops_empty(tmp_path):
     box = (int(z[0]), 0, 0, int(z[len(z) // 2]), *image.shape[1:])
     inside = absent_mask(image.shape, [box])
     assert (obj[inside] == 1).any() and (core & ~inside).any()
-    cfg = round_config(steps=40, base_filters=4, device="cpu", seed=0)
+    cfg = round_config(
+        budget=Budget(steps=40, seed=0, device="cpu"), base_filters=4
+    )
     events = []
     gen = iter_cam_to_masks(
         image, m, tmp_path / "u.safetensors", 1, 2, cfg, absent=[box]
@@ -214,7 +222,9 @@ def test_crops_with_margin_train_on_their_inside(tmp_path):
     crops, classes, _ = cube_crops(8, 0)
     m = crop_margin("topk")
     framed = [np.pad(c, m, mode="reflect") for c in crops]
-    cfg = TrainConfig(steps=2, base_filters=4, batch_size=2, device="cpu")
+    cfg = ClassifierConfig(
+        budget=Budget(steps=2, device="cpu"), base_filters=4, batch_size=2
+    )
     out = tmp_path / "clf.safetensors"
     run(iter_train_classifier(framed, classes, out, cfg, margin=m))
     _, conf = load_model(out)
@@ -231,9 +241,13 @@ def test_crops_with_margin_train_on_their_inside(tmp_path):
 def test_rounds_train_with_their_own_ce_weight_unless_told():
     from napari_weakseg.core.base import defaults
 
-    cfg = round_config(steps=7, seed=3)
-    assert (cfg.steps, cfg.seed, cfg.hold_out) == (7, 3, False)
+    cfg = round_config(budget=Budget(steps=7, seed=3))
+    assert (cfg.budget.steps, cfg.budget.seed, cfg.hold_out) == (7, 3, False)
     assert cfg.ce_weight == defaults.ROUND_CE_WEIGHT == 1.0
     assert TrainConfig().ce_weight == defaults.CE_WEIGHT == 0.1
-    mine = round_config(TrainConfig(ce_weight=0.5), steps=9)
-    assert (mine.ce_weight, mine.steps, mine.hold_out) == (0.5, 9, False)
+    mine = round_config(TrainConfig(ce_weight=0.5), budget=Budget(steps=9))
+    assert (mine.ce_weight, mine.budget.steps, mine.hold_out) == (
+        0.5,
+        9,
+        False,
+    )

@@ -9,6 +9,7 @@ from napari_weakseg.core.base.errors import WeaksegError
 from napari_weakseg.core.base.events import Finished, Validation, run
 from napari_weakseg.core.methods import classifier
 from napari_weakseg.core.methods.classifier import (
+    ClassifierConfig,
     Crop,
     cut,
     iter_train_classifier,
@@ -16,7 +17,7 @@ from napari_weakseg.core.methods.classifier import (
 )
 from napari_weakseg.core.nn.models import read_model_file
 from napari_weakseg.core.train import engine
-from napari_weakseg.core.train.unet import TrainConfig
+from napari_weakseg.core.train.budget import Budget
 
 HEADER = "image,z0,y0,x0,z1,y1,x1,class\n"
 
@@ -74,11 +75,9 @@ def test_classifier_learns_and_reports_accuracy_by_name(tmp_path):
     crops, classes = _crops()
     out = tmp_path / "clf.safetensors"
     # the classifier steps at a tenth of this rate: 3e-3
-    cfg = TrainConfig(
-        steps=30,
+    cfg = ClassifierConfig(
+        budget=Budget(steps=30, val_every=10, device="cpu"),
         base_filters=4,
-        device="cpu",
-        val_every=10,
         learning_rate=3e-2,
     )
     events = []
@@ -103,7 +102,9 @@ def test_classifier_runs_on_the_engine_with_its_budget(tmp_path, monkeypatch):
         return (yield from real(task, plan, *args, **kwargs))
 
     monkeypatch.setattr(engine, "run", spy)
-    cfg = TrainConfig(steps=2, minutes=0.5, base_filters=4, device="cpu")
+    cfg = ClassifierConfig(
+        budget=Budget(steps=2, minutes=0.5, device="cpu"), base_filters=4
+    )
     run(iter_train_classifier(crops, classes, tmp_path / "c.safetensors", cfg))
     assert seen["plan"].minutes == 0.5 and seen["plan"].steps == 2
     assert seen["task"].metric == engine.ACCURACY
@@ -116,7 +117,9 @@ def test_classifier_out_of_memory_is_one_sentence(tmp_path, monkeypatch):
         raise torch.OutOfMemoryError("simulated")
 
     monkeypatch.setattr(classifier.ClassifierTask, "loss", oom)
-    cfg = TrainConfig(steps=2, base_filters=4, device="cpu", batch_size=3)
+    cfg = ClassifierConfig(
+        budget=Budget(steps=2, device="cpu"), base_filters=4, batch_size=3
+    )
     with pytest.raises(WeaksegError, match=r"Out of memory with patch "):
         run(
             iter_train_classifier(

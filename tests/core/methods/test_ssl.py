@@ -25,6 +25,7 @@ from napari_weakseg.core.nn.networks import (
     build_network,
     encoder_prefixes,
 )
+from napari_weakseg.core.train.budget import Budget
 from napari_weakseg.core.train.unet import TrainConfig, iter_train
 
 
@@ -91,15 +92,13 @@ def test_pretext_loss_decreases_and_encoder_transfers(tmp_path, network):
     image, truth = make_phantom((32, 40, 40))
     events = []
     cfg = PretrainConfig(
+        budget=Budget(steps=40, val_every=20, device="cpu"),
         network=network,
-        steps=40,
         tasks=("rotation",),
         base_filters=4,
         patch=16,
         batch_size=8,
         learning_rate=3e-3,
-        save_every=20,
-        device="cpu",
     )
     run(
         iter_pretrain([image], tmp_path / "enc.safetensors", cfg),
@@ -124,11 +123,10 @@ def test_pretext_loss_decreases_and_encoder_transfers(tmp_path, network):
     sparse[16] = truth[16]
     started = []
     tc = TrainConfig(
+        budget=Budget(steps=1, device="cpu"),
         network=network,
-        steps=1,
         base_filters=4,
         learning_rate=0.0,
-        device="cpu",
         patch_size=[16, 16, 16],
     )
     run(
@@ -154,7 +152,9 @@ def test_encoder_of_another_architecture_is_refused(tmp_path):
         iter_pretrain(
             [image],
             tmp_path / "enc.safetensors",
-            PretrainConfig(steps=1, base_filters=8, patch=16, device="cpu"),
+            PretrainConfig(
+                budget=Budget(steps=1, device="cpu"), base_filters=8, patch=16
+            ),
         )
     )
     sparse = np.full(truth.shape, 255, np.uint8)
@@ -165,7 +165,9 @@ def test_encoder_of_another_architecture_is_refused(tmp_path):
                 [image],
                 [sparse],
                 tmp_path / "u.safetensors",
-                TrainConfig(steps=1, base_filters=4, device="cpu"),
+                TrainConfig(
+                    budget=Budget(steps=1, device="cpu"), base_filters=4
+                ),
                 init=tmp_path / "enc.safetensors",
             )
         )
@@ -188,7 +190,7 @@ def test_bad_pretraining_input(tmp_path, image, kw, message):
             iter_pretrain(
                 [image],
                 tmp_path / "e.safetensors",
-                PretrainConfig(steps=1, device="cpu", **kw),
+                PretrainConfig(budget=Budget(steps=1, device="cpu"), **kw),
             )
         )
     with pytest.raises(WeaksegError, match="Unknown pretext task 'jigsaw'"):
@@ -203,11 +205,10 @@ def test_all_three_tasks_run_together(tmp_path):
             [image, image * 2],
             tmp_path / "e.safetensors",
             PretrainConfig(
-                steps=2,
+                budget=Budget(steps=2, device="cpu"),
                 base_filters=4,
                 patch=16,
                 tasks=("rotation", "contrastive", "inpainting"),
-                device="cpu",
             ),
         ),
         events.append,
@@ -231,12 +232,11 @@ def test_rotation_is_learnt_well_above_chance(tmp_path):
             [image],
             tmp_path / "e.safetensors",
             PretrainConfig(
-                steps=150,
+                budget=Budget(steps=150, device="cpu"),
                 base_filters=4,
                 patch=16,
                 batch_size=8,
                 tasks=("rotation",),
-                device="cpu",
             ),
         ),
         events.append,
@@ -255,7 +255,9 @@ def test_a_volume_a_little_shorter_than_the_patch_is_padded(tmp_path):
         iter_pretrain(
             [image],
             tmp_path / "enc.safetensors",
-            PretrainConfig(steps=2, base_filters=4, patch=32, device="cpu"),
+            PretrainConfig(
+                budget=Budget(steps=2, device="cpu"), base_filters=4, patch=32
+            ),
         )
     )
     assert fin.steps == 2 and (tmp_path / "enc.safetensors").is_file()
@@ -358,7 +360,10 @@ def test_masked_pretraining_transfers_the_whole_unet(tmp_path):
     folder = _write_pool(tmp_path / "pool", 3, (24, 24, 24))
     events = []
     cfg = PretrainConfig(
-        steps=2, tasks=("masked",), base_filters=4, patch=16, device="cpu"
+        budget=Budget(steps=2, device="cpu"),
+        tasks=("masked",),
+        base_filters=4,
+        patch=16,
     )
     pool = VolumePool([folder], (16, 16, 16), cache=2)
     run(iter_pretrain(pool, tmp_path / "w.safetensors", cfg), events.append)
@@ -374,7 +379,9 @@ def test_masked_pretraining_transfers_the_whole_unet(tmp_path):
             [sparse],
             tmp_path / "u.safetensors",
             TrainConfig(
-                steps=1, base_filters=4, device="cpu", patch_size=[16] * 3
+                budget=Budget(steps=1, device="cpu"),
+                base_filters=4,
+                patch_size=[16] * 3,
             ),
             init=tmp_path / "w.safetensors",
         ),

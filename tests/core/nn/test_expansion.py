@@ -19,6 +19,7 @@ from napari_weakseg.core.nn.expansion import (
     _window,
     gwrp,
 )
+from napari_weakseg.core.train.budget import Budget
 
 
 def test_gwrp_runs_from_max_to_mean():
@@ -86,7 +87,9 @@ def test_expansion_covers_the_object_the_seeds_miss(tmp_path):
     m[z : z + 3, y : y + 3, x : x + 3] = 1.0
     m = ndimage.gaussian_filter(m, 1.0)
     box = tuple(int(a.min()) for a in nz) + tuple(int(a.max()) + 1 for a in nz)
-    cfg = round_config(steps=60, base_filters=4, device="cpu", seed=0)
+    cfg = round_config(
+        budget=Budget(steps=60, seed=0, device="cpu"), base_filters=4
+    )
 
     def dice(present):
         labels = run(

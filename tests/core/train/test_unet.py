@@ -16,6 +16,7 @@ from napari_weakseg.core.base.metrics import dice_per_class
 from napari_weakseg.core.data.phantom import make_phantom
 from napari_weakseg.core.nn.models import load_model
 from napari_weakseg.core.predict.sliding import iter_predict
+from napari_weakseg.core.train.budget import Budget
 from napari_weakseg.core.train.trainset import prepare
 from napari_weakseg.core.train.unet import TrainConfig, iter_train, last_path
 
@@ -42,11 +43,9 @@ def test_three_slices_train_to_dice_080_on_the_phantom(tmp_path):
     image, truth = make_phantom()
     sparse = three_slices(truth)
     cfg = TrainConfig(
-        steps=250,
-        val_every=250,
+        budget=Budget(steps=250, val_every=250, device="cpu"),
         base_filters=8,
         patch_size=[32, 32, 32],
-        device="cpu",
     )
     events = []
     fin = run(
@@ -79,7 +78,9 @@ def test_stop_mid_training_leaves_loadable_checkpoints(tmp_path):
         if isinstance(e, Step) and e.step == 3:
             stop.set()
 
-    cfg = TrainConfig(steps=50, val_every=100, base_filters=4, device="cpu")
+    cfg = TrainConfig(
+        budget=Budget(steps=50, val_every=100, device="cpu"), base_filters=4
+    )
     out = tmp_path / "m.safetensors"
     fin = run(
         iter_train([image], [three_slices(truth)], out, cfg, stop=stop),
@@ -109,7 +110,10 @@ def test_validation_uses_held_out_slices_when_there_are_enough(tmp_path):
             [image],
             [sparse],
             tmp_path / "m.safetensors",
-            TrainConfig(steps=2, val_every=1, base_filters=4, device="cpu"),
+            TrainConfig(
+                budget=Budget(steps=2, val_every=1, device="cpu"),
+                base_filters=4,
+            ),
         ),
         events.append,
     )
@@ -121,7 +125,9 @@ def test_validation_uses_held_out_slices_when_there_are_enough(tmp_path):
 
 def test_warm_start_from_a_model_keeps_its_weights(tmp_path):
     image, truth = make_phantom((16, 24, 24))
-    cfg = TrainConfig(steps=1, base_filters=4, device="cpu", learning_rate=0.0)
+    cfg = TrainConfig(
+        budget=Budget(steps=1, device="cpu"), base_filters=4, learning_rate=0.0
+    )
     first = tmp_path / "a.safetensors"
     run(iter_train([image], [three_slices(truth)], first, cfg))
     second = tmp_path / "b.safetensors"
@@ -157,7 +163,7 @@ def test_bad_training_input_is_one_sentence(labels, image, message, tmp_path):
                 [img],
                 [labels],
                 tmp_path / "m.safetensors",
-                TrainConfig(steps=1, device="cpu"),
+                TrainConfig(budget=Budget(steps=1, device="cpu")),
             )
         )
     assert not any(tmp_path.iterdir())
@@ -215,7 +221,9 @@ def test_out_of_memory_is_one_sentence_and_keeps_weights(
                 [image],
                 [three_slices(truth)],
                 out,
-                TrainConfig(steps=10, base_filters=4, device="cpu"),
+                TrainConfig(
+                    budget=Budget(steps=10, device="cpu"), base_filters=4
+                ),
             )
         )
     model, _ = load_model(last_path(out))
@@ -229,7 +237,9 @@ def test_cpu_steps_run_channels_last_and_save_plain_tensors(tmp_path):
     from napari_weakseg.core.train.unet import UNetTask, model_config_for
 
     image, truth = make_phantom((16, 24, 24))
-    cfg = TrainConfig(steps=1, base_filters=4, device="cpu", ce_weight=0.25)
+    cfg = TrainConfig(
+        budget=Budget(steps=1, device="cpu"), base_filters=4, ce_weight=0.25
+    )
     ts = prepare([image], [truth])
     cpu = torch.device("cpu")
     mconf = model_config_for(ts, image.shape, (1.0, 1.0, 1.0), cfg, cpu)

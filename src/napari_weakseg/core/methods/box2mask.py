@@ -119,7 +119,7 @@ def train_round(
     """One round of the recursive trainers: train on ``targets`` (warm
     from ``init``, with ``expansion``'s loss when given), predict the
     image, CRF-refine; returns ``(Finished, labels, probabilities)``."""
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.budget.device)
     fin = yield from iter_train(
         [image], [targets], out, cfg, spacing, init, stop, expansion
     )
@@ -164,11 +164,17 @@ def iter_boxes_to_masks(
     tolerance: float = 0.01,
     init: str | Path | None = None,
     stop: threading.Event | None = None,
+    **settings: Any,
 ) -> Generator[Any, None, np.ndarray]:
-    """Yield training/progress/:class:`Round` events; return final labels."""
+    """Yield training/progress/:class:`Round` events; return final labels.
+
+    Every round trains with :func:`round_config` of ``config`` and
+    ``settings`` (:class:`~.unet.TrainConfig` fields: ``budget``,
+    ``base_filters``, ``recipe``, ...).
+    """
     boxes = check_boxes(boxes, image.shape)
-    cfg = round_config(config)
-    device = resolve_device(cfg.device)
+    cfg = round_config(config, **settings)
+    device = resolve_device(cfg.budget.device)
     if initial == "grabcut":
         first = grabcut_targets(
             normalise(image), boxes, spacing, core_fraction

@@ -99,6 +99,7 @@ def iter_cam_to_masks(
     stop: threading.Event | None = None,
     present: Sequence[Box] = (),
     decay: float = DECAY,
+    **settings: Any,
 ) -> Generator[Any, None, np.ndarray]:
     """Yield training/progress/:class:`Round` events; return the labels.
 
@@ -107,7 +108,10 @@ def iter_cam_to_masks(
     labelled as holding the class (the expansion loss, GWRP with
     ``decay``, covers them; none: no expansion term).  Round 0 trains on
     the seeds; each later round trains (warm) on the previous round's
-    CRF-refined, constrained labels.
+    CRF-refined, constrained labels.  Every round trains with
+    :func:`~.box2mask.round_config` of ``config`` and ``settings``
+    (:class:`~.unet.TrainConfig` fields: ``budget``, ``base_filters``,
+    ``recipe``, ...).
     """
     if cam_map.shape != image.shape:
         raise WeaksegError(
@@ -122,8 +126,8 @@ def iter_cam_to_masks(
     )
     first = seeds(np.asarray(cam_map, np.float32), class_index, band, outside)
     targets = first
-    cfg = round_config(config)
-    device = resolve_device(cfg.device)
+    cfg = round_config(config, **settings)
+    device = resolve_device(cfg.budget.device)
     previous: str | Path | None = None
     for r in range(rounds):
         fin, labels, probs = yield from train_round(

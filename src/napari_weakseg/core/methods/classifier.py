@@ -18,7 +18,7 @@ import math
 import os
 import threading
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..base import defaults
 from ..base.device import resolve_device, seeded
 from ..base.errors import WeaksegError
 from ..base.events import Finished, Started
@@ -33,10 +34,29 @@ from ..nn.models import read_model_file, save_model, transfer_weights
 from ..nn.networks import ModelConfig, build_network, encoder_prefixes
 from ..nn.planning import filter_widths, plan_network
 from ..train import engine
-from ..train.engine import ACCURACY, Plan, Task
-from ..train.unet import TrainConfig
+from ..train.budget import Budget
+from ..train.engine import ACCURACY, Task
 
 CROP_FIELDS = ("image", "z0", "y0", "x0", "z1", "y1", "x1", "class")
+
+
+@dataclass
+class ClassifierConfig:
+    """Settings of one classifier run (its pooling, crops and initial
+    weights are :func:`iter_train_classifier`'s arguments)."""
+
+    #: steps, minutes, patience, validations, seed and device
+    budget: Budget = field(default_factory=Budget)
+    batch_size: int = defaults.BATCH_SIZE
+    #: the patch drawn from a crop (None: the crops' median size, 8..48)
+    patch_size: list[int] | None = None
+    #: the U-Net's rate; the classifier takes a third of it (top-k) or a
+    #: tenth (the encoder classifier, whose blocks may be pretrained)
+    learning_rate: float = defaults.LEARNING_RATE
+    depth: int = defaults.DEPTH
+    base_filters: int = defaults.BASE_FILTERS
+    #: stored in the model file (see :mod:`~.recipe`)
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -184,7 +204,7 @@ class ClassifierTask(Task):
         classes: Sequence[int],
         model: torch.nn.Module,
         mconf: ModelConfig,
-        cfg: TrainConfig,
+        cfg: ClassifierConfig,
         device: torch.device,
         margin: int = 0,
     ) -> None:
@@ -201,7 +221,7 @@ class ClassifierTask(Task):
             model.parameters(), lr=cfg.learning_rate / (3 if local else 10)
         )
         self.oom_hint = f"patch {self.patch} and batch {cfg.batch_size}"
-        self.rng = np.random.default_rng(cfg.seed)
+        self.rng = np.random.default_rng(cfg.budget.seed)
         self.present = sorted(set(self.classes))
         self.by_class = {
             c: [i for i, k in enumerate(self.classes) if k == c]
@@ -256,11 +276,11 @@ def iter_train_classifier(
     crops: Sequence[np.ndarray],
     classes: Sequence[int],
     out: str | Path,
-    config: TrainConfig | None = None,
+    config: ClassifierConfig | None = None,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     init: str | Path | None = None,
     stop: threading.Event | None = None,
-    pooling: str = "topk",
+    pooling: str = defaults.POOLINGS[0],
     margin: int = 0,
 ) -> Generator[Any, None, Finished]:
     """Train on normalised crops; yields events, returns :class:`Finished`.
@@ -272,13 +292,8 @@ def iter_train_classifier(
     Validation reports the accuracy on centre patches of the crops; ``out``
     holds the most accurate weights (see :mod:`~.engine` for the rules).
     """
-    cfg = config or TrainConfig()
-    plan = Plan(
-        cfg.steps,
-        cfg.minutes,
-        validations=cfg.validations,
-        val_every=cfg.val_every,
-    )
+    cfg = config or ClassifierConfig()
+    plan = cfg.budget.plan()
     plan.check()
     present = sorted({int(c) for c in classes})
     if len(crops) != len(classes) or not crops:
@@ -288,12 +303,12 @@ def iter_train_classifier(
             f"Every crop has class {present[0]}; a classifier needs crops of "
             "at least two classes."
         )
-    if pooling not in ("topk", "gap"):
+    if pooling not in defaults.POOLINGS:
         raise WeaksegError(
             f"Unknown pooling '{pooling}'; use topk (maps that localise) "
             "or gap (U-Net encoder, transfers pretrained weights)."
         )
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.budget.device)
     median = [
         int(np.median([c.shape[a] - 2 * margin for c in crops]))
         for a in range(3)
@@ -304,7 +319,7 @@ def iter_train_classifier(
     else:
         mconf = _encoder_config(patch, spacing, present, cfg)
     mconf.recipe = dict(cfg.recipe)
-    with seeded(cfg.seed):
+    with seeded(cfg.budget.seed):
         model = build_network(mconf)
     transferred = 0
     if init is not None:
@@ -323,7 +338,7 @@ def iter_train_classifier(
         transferred = transfer_weights(model, tensors, Path(init).name)
     task = ClassifierTask(crops, classes, model, mconf, cfg, device, margin)
     started = Started(
-        cfg.steps,
+        cfg.budget.steps,
         str(device),
         tuple(mconf.patch_size),
         len(crops),
@@ -363,7 +378,7 @@ def _encoder_config(
     patch: list[int],
     spacing: Sequence[float],
     present: Sequence[int],
-    cfg: TrainConfig,
+    cfg: ClassifierConfig,
 ) -> ModelConfig:
     kernels, strides = plan_network(patch, spacing, cfg.depth)
     factor = [math.prod(s[a] for s in strides) for a in range(3)]

@@ -37,7 +37,8 @@ from ..nn.models import save_tensors
 from ..nn.networks import ModelConfig, build_network
 from ..nn.planning import filter_widths, plan_network
 from ..train import engine
-from ..train.engine import LOSS, Plan, Task
+from ..train.budget import Budget
+from ..train.engine import LOSS, Task
 from .ssl import (
     DECODER_TASKS,
     PretextModel,
@@ -60,10 +61,18 @@ def _mean(values: deque) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+#: steps between validations (and checkpoints) of the pretext losses,
+#: unless the budget sets its own ``val_every``
+SAVE_EVERY = 50
+
+
 @dataclass
 class PretrainConfig:
-    steps: int = defaults.STEPS
-    minutes: float | None = None
+    """Settings of one pretraining run."""
+
+    #: steps, minutes, validations (every :data:`SAVE_EVERY` steps unless
+    #: it sets ``val_every``), seed and device
+    budget: Budget = field(default_factory=Budget)
     tasks: tuple[str, ...] = defaults.PRETRAIN_TASKS
     weights: dict[str, float] = field(default_factory=dict)
     batch_size: int = 4
@@ -81,9 +90,6 @@ class PretrainConfig:
     #: the decoder; False: the encoder only
     whole: bool = True
     learning_rate: float = 1e-3
-    save_every: int = 50
-    device: str = "auto"
-    seed: int = 0
     #: stored in the encoder file (see :mod:`~.recipe`)
     recipe: dict[str, Any] = field(default_factory=dict)
 
@@ -126,14 +132,14 @@ class PretextTask(Task):
         )
         self.oom_hint = f"patch {cfg.patch}^3 and batch {cfg.batch_size}"
         self.nt_xent = ContrastiveLoss(temperature=cfg.temperature)
-        self.rng = np.random.default_rng(cfg.seed)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.budget.seed)
+        self.gen = torch.Generator().manual_seed(cfg.budget.seed)
         self.rot_hits: deque = deque(maxlen=ACCURACY_WINDOW)
         self.top1_hits: deque = deque(maxlen=ACCURACY_WINDOW)
         self.last: dict[str, torch.Tensor] = {}
         # Drawn once from a generator of its own: every validation sees the
         # same patches, rotations and views, so its losses compare.
-        vrng = np.random.default_rng(cfg.seed + 7919)
+        vrng = np.random.default_rng(cfg.budget.seed + 7919)
         self.val_batch = self._patches(VALIDATION_PATCHES, vrng)
 
     def _patches(self, n: int, rng: np.random.Generator) -> torch.Tensor:
@@ -209,7 +215,7 @@ class PretextTask(Task):
 
     def validate(self) -> tuple[float]:
         self.model.eval()
-        gen = torch.Generator().manual_seed(self.cfg.seed + 7919)
+        gen = torch.Generator().manual_seed(self.cfg.budget.seed + 7919)
         with torch.no_grad():
             total = self._total(self._losses(self.val_batch, gen, False))
         self.model.train()
@@ -245,13 +251,13 @@ def iter_pretrain(
     ``images``: arrays in memory, or a :class:`~.pool.VolumePool` that
     streams files (unreadable ones are yielded as
     :class:`~.events.Skipped` and counted in a final
-    :class:`~.events.Notice`).  Every ``save_every`` steps the summed
-    pretext loss of a fixed validation batch is measured; ``out`` holds
-    the weights with the lowest (see :mod:`~.engine` for the checkpoint
-    rules).
+    :class:`~.events.Notice`).  Every :data:`SAVE_EVERY` steps (or the
+    budget's ``val_every``) the summed pretext loss of a fixed validation
+    batch is measured; ``out`` holds the weights with the lowest (see
+    :mod:`~.engine` for the checkpoint rules).
     """
     cfg = config or PretrainConfig()
-    plan = Plan(cfg.steps, cfg.minutes, val_every=cfg.save_every)
+    plan = cfg.budget.plan(every=SAVE_EVERY)
     plan.check()
     tasks = parse_tasks(cfg.tasks)
     if isinstance(images, VolumePool):
@@ -268,9 +274,9 @@ def iter_pretrain(
             norm.append(_pad_short_axes(normalise(img), cfg.patch))
         for img in norm:  # size check up front
             structured_patches(img, cfg.patch, 1, np.random.default_rng(0))
-        pool = VolumePool.prepared(norm, cfg.seed)
+        pool = VolumePool.prepared(norm, cfg.budget.seed)
     yield from pool.drain()
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.budget.device)
     patch = [cfg.patch] * 3
     kernels, strides = plan_network(patch, spacing, cfg.depth)
     filters = filter_widths(cfg.base_filters, cfg.depth)
@@ -289,14 +295,20 @@ def iter_pretrain(
         recipe=dict(cfg.recipe),
         **shared,
     )
-    with seeded(cfg.seed):
+    with seeded(cfg.budget.seed):
         model = PretextModel(build_network(unet_conf), filters[-1])
     other = build_network(
         ModelConfig(num_classes=2, network=cfg.network, **shared)
     )
     task = PretextTask(pool, model, enc_conf, tasks, cfg, device, other)
     started = Started(
-        cfg.steps, str(device), tuple(patch), 0, 0, False, network=cfg.network
+        cfg.budget.steps,
+        str(device),
+        tuple(patch),
+        0,
+        0,
+        False,
+        network=cfg.network,
     )
     fin = yield from engine.run(task, plan, out, started, stop)
     yield from pool.drain()

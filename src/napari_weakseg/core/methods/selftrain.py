@@ -106,7 +106,7 @@ def iter_self_train(
     model, mconf = load_model(out, "cpu")
     from ..base.device import resolve_device
 
-    device = resolve_device(config.device)
+    device = resolve_device(config.budget.device)
     model = model.to(device)
     count, volumes, pool = pool_volumes(unlabelled, mconf.patch_size)
     own = [

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ... import __version__
-from ..base.defaults import IGNORE
+from ..base.defaults import IGNORE, POOLINGS
 from ..base.errors import WeaksegError
 from ..data.normalise import DEFAULT, percentiles
 from .planning import plan_network
@@ -153,7 +153,7 @@ class ModelConfig:
                 and all(ints(k, 3, 1, 2) for k in self.strides)
             ),
             "norm": self.norm in ("instance", "batch"),
-            "pooling": self.pooling in ("gap", "topk"),
+            "pooling": self.pooling in POOLINGS,
             "dilations": ints(self.dilations, None, 1, 8)
             and len(self.dilations) <= 12
             and (self.pooling != "topk" or len(self.dilations) > 0),

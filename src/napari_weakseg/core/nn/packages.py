@@ -4,7 +4,7 @@ Reading needs neither ``bioimageio.spec`` nor ``bioimageio.core``:
 ``rdf.yaml`` is parsed with PyYAML's safe loader (no aliases), the
 napari-weakseg config comes from its ``config.weakseg`` section and the
 state dict is loaded with ``torch.load(weights_only=True)``: no pickled
-code runs.  Writing a package is :mod:`~.bmz`'s.
+code runs.  Writing a package is :mod:`~.export`'s.
 """
 
 from __future__ import annotations

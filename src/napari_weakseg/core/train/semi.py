@@ -235,15 +235,15 @@ def semi_term(
             unlabelled,
             patch,
             defaults.POOL_CACHE,
-            seed=train_cfg.seed,
+            seed=train_cfg.budget.seed,
         )
     return SemiSupervised(
         None,
         pool,
         trainset.images,
         patch,
-        train_cfg.steps,
+        train_cfg.budget.steps,
         cfg,
         device,
-        train_cfg.seed,
+        train_cfg.budget.seed,
     )

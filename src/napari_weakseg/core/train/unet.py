@@ -30,7 +30,8 @@ from ..nn.models import read_model_file, save_model, transfer_weights
 from ..nn.networks import ModelConfig, build_network
 from ..nn.planning import filter_widths, plan_network, plan_patch_size
 from . import ddp, engine
-from .engine import DICE, Plan, Task, optimiser_step
+from .budget import Budget
+from .engine import DICE, Task, optimiser_step
 from .sampling import PatchSampler
 from .trainset import TrainSet, prepare
 from .validation import validate
@@ -40,8 +41,8 @@ from .validation import validate
 class TrainConfig:
     """Settings of one training run; defaults suit a laptop CPU."""
 
-    steps: int = defaults.STEPS
-    minutes: float | None = None
+    #: steps, minutes, patience, validations, seed and device
+    budget: Budget = field(default_factory=Budget)
     batch_size: int = defaults.BATCH_SIZE
     patch_size: list[int] | None = None
     learning_rate: float = defaults.LEARNING_RATE
@@ -52,12 +53,6 @@ class TrainConfig:
     norm: str = "instance"
     #: segmentation network, see :data:`~.networks.NETWORKS`
     network: str = defaults.NETWORK
-    #: validations per run (``val_every`` overrides the spacing)
-    validations: int = 10
-    val_every: int | None = None
-    #: end early when validation has not improved for this many steps
-    #: (the automatic budget: set ``steps``/``minutes`` as a ceiling)
-    patience: int | None = None
     class_weights: list[float] | None = None
     dice_weight: float = 1.0
     #: weight of the masked cross-entropy next to the Dice term
@@ -69,8 +64,6 @@ class TrainConfig:
     #: share of the budget trained at the end with the held-back slices
     #: back in; the final weights are then the model (0: keep the best)
     final_phase: float = 0.25
-    seed: int = 0
-    device: str = "auto"
     ignore_label: int = defaults.IGNORE
     hold_out: bool = True
     class_names: list[str] = field(default_factory=list)
@@ -183,7 +176,7 @@ class UNetTask(Task):
         # each DDP rank draws its own patches
         self.rank = ddp.world().rank
         self.sampler = self._sampler(
-            trainset.targets, cfg.seed + 1000 * self.rank
+            trainset.targets, cfg.budget.seed + 1000 * self.rank
         )
         self.loss_fn = MaskedDiceCELoss(
             trainset.num_classes,
@@ -200,13 +193,13 @@ class UNetTask(Task):
                 trainset.images[0],
                 expansion,
                 mconf.patch_size,
-                cfg.seed + 1000 * self.rank,
+                cfg.budget.seed + 1000 * self.rank,
             )
         )
         self.optimiser = torch.optim.AdamW(
             model.parameters(), lr=cfg.learning_rate, weight_decay=1e-4
         )
-        steps = cfg.steps
+        steps = cfg.budget.steps
 
         def poly(s: int) -> float:
             # progress through the budget: steps, or time when a minutes
@@ -267,7 +260,7 @@ class UNetTask(Task):
 
     def enter_final(self) -> None:  # held-back slices go back in
         self.sampler = self._sampler(
-            self.trainset.truths, self.cfg.seed + 1 + 1000 * self.rank
+            self.trainset.truths, self.cfg.budget.seed + 1 + 1000 * self.rank
         )
 
 
@@ -304,17 +297,9 @@ def iter_train(
     Checkpoints follow :mod:`~.engine`'s rules.
     """
     cfg = config or TrainConfig()
-    plan = Plan(
-        cfg.steps,
-        cfg.minutes,
-        validations=cfg.validations,
-        val_every=cfg.val_every,
-        final_phase=cfg.final_phase,
-        window=3,
-        patience=cfg.patience,
-    )
+    plan = cfg.budget.plan(final_phase=cfg.final_phase, window=3)
     plan.check()
-    device = ddp.device_for(resolve_device(cfg.device), ddp.world())
+    device = ddp.device_for(resolve_device(cfg.budget.device), ddp.world())
     trainset = prepare(
         images, labels, cfg.ignore_label, hold_out=cfg.hold_out, names=names
     )
@@ -325,7 +310,7 @@ def iter_train(
     check_training_memory(
         mconf.patch_size, cfg.batch_size, mconf.filters[0], device
     )
-    with seeded(cfg.seed):
+    with seeded(cfg.budget.seed):
         model = build_network(mconf)
     transferred = 0
     if init_tensors is not None:
@@ -345,7 +330,7 @@ def iter_train(
     if not trainset.held_out:
         plan.final_phase = 0.0
     started = Started(
-        cfg.steps,
+        cfg.budget.steps,
         str(device),
         tuple(mconf.patch_size),
         trainset.train_voxels,
