@@ -61,8 +61,8 @@ from .prediction import (  # noqa: F401
     uncertainty,
 )
 from .scoring import (  # noqa: F401
-    score_table,
     evaluate,
+    score_table,
 )
 from .training import (  # noqa: F401
     iter_pretrain,
