@@ -65,18 +65,13 @@ def iter_segment_from_map(
     """
     from ..core.base import recipe
 
+    settings = _round_settings(
+        class_index, rounds, steps_per_round, crf, expand, base_filters, device
+    )
     made = recipe.make(
         "segment-from-map",
         {"image": image, "map": cam_map, "crops": _crops_input(crops)},
-        {
-            "class_index": class_index,
-            "rounds": rounds,
-            "steps_per_round": steps_per_round,
-            "crf": crf,
-            "expand": expand,
-            "base_filters": base_filters,
-            "device": device,
-        },
+        settings,
         seed,
     )
     return (
@@ -85,19 +80,35 @@ def iter_segment_from_map(
             cam_map,
             out=out,
             crops=crops,
-            class_index=class_index,
-            rounds=rounds,
-            steps_per_round=steps_per_round,
-            crf=crf,
-            expand=expand,
             model_out=model_out,
-            base_filters=base_filters,
-            device=device,
             seed=seed,
             stop=stop,
             made=made,
+            **settings,
         )
     )
+
+
+def _round_settings(
+    class_index: int,
+    rounds: int,
+    steps_per_round: int,
+    crf: bool,
+    expand: bool,
+    base_filters: int,
+    device: str,
+) -> dict[str, Any]:
+    """The settings a map's segmentation shares between its recipe and
+    :func:`_segment_from_map` (in the recipe's order)."""
+    return {
+        "class_index": class_index,
+        "rounds": rounds,
+        "steps_per_round": steps_per_round,
+        "crf": crf,
+        "expand": expand,
+        "base_filters": base_filters,
+        "device": device,
+    }
 
 
 def _crops_input(crops: Any) -> Any:
@@ -205,19 +216,14 @@ def iter_cam_to_segmentation(
         {"out": (out, VOLUME), "model_out": (model_out, MODEL)},
         [model, image, crops],
     )
+    settings = _round_settings(
+        class_index, rounds, steps_per_round, crf, expand, base_filters, device
+    )
     made = recipe.make(
         "cam2seg",
         {"model": model, "image": image, "crops": _crops_input(crops)},
-        {
-            "class_index": class_index,
-            "method": method,
-            "rounds": rounds,
-            "steps_per_round": steps_per_round,
-            "crf": crf,
-            "expand": expand,
-            "base_filters": base_filters,
-            "device": device,
-        },
+        # the method second, as before: a key repeated keeps its place
+        {"class_index": class_index, "method": method, **settings},
         seed,
     )
     vol = as_volume(image)
@@ -236,17 +242,11 @@ def iter_cam_to_segmentation(
             Volume(m, vol.geometry),
             out=out,
             crops=rows,
-            class_index=class_index,
-            rounds=rounds,
-            steps_per_round=steps_per_round,
-            crf=crf,
-            expand=expand,
             model_out=model_out,
-            base_filters=base_filters,
-            device=device,
             seed=seed,
             stop=stop,
             made=made,
+            **settings,
         )
     )
 
