@@ -44,12 +44,12 @@ def iter_boxes_to_masks(
     outside_boxes: bool = True,
     wrong_class: bool = True,
     off_core: bool = True,
-    min_fill: float = 0.5,
-    core_fraction: float = 0.2,
+    min_fill: float = defaults.MIN_FILL,
+    core_fraction: float = defaults.CORE_FRACTION,
     base_filters: int = defaults.BASE_FILTERS,
     init: PathLike | None = None,
     device: str = "auto",
-    seed: int = 0,
+    seed: int = defaults.SEED,
     stop: threading.Event | None = None,
 ) -> Events:
     """Dense masks from 3D boxes by recursive training with suppression.

@@ -48,7 +48,7 @@ def iter_segment_from_map(
     model_out: PathLike | None = None,
     base_filters: int = defaults.BASE_FILTERS,
     device: str = "auto",
-    seed: int = 0,
+    seed: int = defaults.SEED,
     stop: threading.Event | None = None,
 ) -> Events:
     """Seed, expand, constrain from a class map already computed.
@@ -201,7 +201,7 @@ def iter_cam_to_segmentation(
     model_out: PathLike | None = None,
     base_filters: int = defaults.BASE_FILTERS,
     device: str = "auto",
-    seed: int = 0,
+    seed: int = defaults.SEED,
     stop: threading.Event | None = None,
 ) -> Events:
     """Image-level labels to a segmentation: the map of ``image`` by the
@@ -332,7 +332,7 @@ def pseudo_labels(
     class_index: int = 1,
     *,
     threshold: str | float = "otsu",
-    band: float = 0.5,
+    band: float = defaults.CAM_BAND,
     ignore_label: int = defaults.IGNORE,
 ) -> np.ndarray:
     """Seeds from a CAM as sparse labels: confident object voxels are

@@ -39,7 +39,7 @@ def iter_train_classifier(
     batch_size: int = 4,
     init: PathLike | None = None,
     device: str = "auto",
-    seed: int = 0,
+    seed: int = defaults.SEED,
     pooling: str = "topk",
     stop: threading.Event | None = None,
 ) -> Events:

@@ -46,7 +46,7 @@ def iter_train(
     ignore_label: int = defaults.IGNORE,
     init: PathLike | None = None,
     device: str = "auto",
-    seed: int = 0,
+    seed: int = defaults.SEED,
     class_names: Sequence[str] | str = (),
     unlabelled: PathLike | Sequence[Any] | None = None,
     semi: str | None = None,
@@ -220,7 +220,7 @@ def iter_pretrain(
     base_filters: int = defaults.BASE_FILTERS,
     network: str = defaults.NETWORK,
     device: str = "auto",
-    seed: int = 0,
+    seed: int = defaults.SEED,
     cache: int = defaults.POOL_CACHE,
     stop: threading.Event | None = None,
 ) -> Events:
