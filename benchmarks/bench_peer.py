@@ -83,6 +83,7 @@ from bench_unlabelled import test_ids  # noqa: E402
 
 from napari_weakseg import api  # noqa: E402
 from napari_weakseg.core.base import defaults  # noqa: E402
+from napari_weakseg.core.base.device import cpu_bf16  # noqa: E402
 from napari_weakseg.core.base.metrics import dice_per_class  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -571,9 +572,14 @@ def _read_pred(folder: Path, cid: str, cases) -> np.ndarray:
 
 def run_ours(cases, arm, steps, seed, args) -> dict:
     semi = getattr(args, "semi", None)
+    # the product's defaults as they are: augmentation planned from the
+    # labels, bf16 steps on a CPU that has them (rows without "recipe"
+    # came from the fixed recipe: affine by hand for hippo, float32)
+    recipe = "planned" + (", bf16" if cpu_bf16() else "")
     key = (
         f"{cases.name} {arm} ours {steps} s{seed}"
         + (f" {semi}" if semi else "")
+        + f" {recipe.replace(', ', '-')}"
         + (" quick" if args.quick else "")
     )
     if key in read_runs(RUNS):
@@ -584,7 +590,6 @@ def run_ours(cases, arm, steps, seed, args) -> dict:
     out = SCRATCH / "ours" / (key.replace(" ", "_") + ".safetensors")
     out.parent.mkdir(parents=True, exist_ok=True)
     labels = cases.labels(arm)
-    kw = {"augment": "affine"} if cases.name == "hippo" else {}
     print(f"{key}: training ...", flush=True)
     with Clock() as tr:
         fin = api.train(
@@ -595,7 +600,6 @@ def run_ours(cases, arm, steps, seed, args) -> dict:
             device="cpu",
             seed=seed,
             semi=semi,
-            **kw,
         )
     rounds = 2 if semi == "selftrain" else 1  # teacher + student
     _, config = api.load_model(out, "cpu")
@@ -615,6 +619,7 @@ def run_ours(cases, arm, steps, seed, args) -> dict:
         if rounds == 1
         else f"{fin.steps}+{fin.steps} steps, {semi}",
         "seed": seed,
+        "recipe": recipe,
         **dice,
         "mean": float(np.mean(list(dice.values()))),
         "train_voxels": int(
@@ -667,6 +672,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     system and budget."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
+        if r["system"].startswith("ours") and "recipe" not in r:
+            r = {**r, "system": r["system"] + " (fixed recipe)"}
         groups.setdefault(
             (r["case"], r["arm"], r["system"], r["budget"]), []
         ).append(r)
@@ -769,6 +776,7 @@ def plot(res: dict, path: Path) -> None:
                 ("nnU-Net", "C3"),
                 ("ours", "C0"),
                 ("ours, selftrain", "C2"),
+                ("ours (fixed recipe)", "C7"),
             ):
                 pts = sorted(
                     (

@@ -43,7 +43,10 @@ TOOLTIPS = {
     "info": "Done slices and labelled share of the annotation layer.",
     "keys": "List the keyboard shortcuts.",
     # train
-    "augment": "flips: mirror patches on every axis; none: better when "
+    "augment": "auto: planned from the labels (mirror only axes along "
+    "which no two classes are told apart by position, plus small turns, "
+    "scaling and intensity jitter; hover the status to see the choice); "
+    "flips: mirror patches on every axis; none: better when "
     "classes are told apart by where they lie (head vs body, left vs "
     "right); affine: no mirroring, small turns, scaling and intensity "
     "jitter (best with few slices of such classes); full: mirroring, 90° "

@@ -220,6 +220,8 @@ class TrainWidget(TaskDock):
             self.status.value = (
                 f"device {event.device}, patch {event.patch_size}"
             )
+            if event.augmentation:
+                self.status.tooltip = "augmentation: " + event.augmentation
         elif isinstance(event, Step):
             self.progress.value = event.step
             self.status.value = (

@@ -56,11 +56,14 @@ def iter_train(
     """Train a 3D U-Net on sparse labels and write the model to ``out``.
 
     ``labels`` hold 0 = background, 1..K = classes and ``ignore_label``
-    for unlabelled voxels.  ``augment``: ``"flips"`` mirrors patches on
-    every axis; ``"none"`` is better when classes are told apart by where
-    they lie (head vs body, left vs right); ``"affine"`` mirrors nothing
-    but turns (up to 15°), scales and jitters the intensity of patches;
-    ``"full"`` adds 90° turns, intensity and noise.  ``patience``: end
+    for unlabelled voxels.  ``augment``: ``"auto"`` (the default) plans
+    it from the labels: it mirrors only the axes along which no two
+    classes are told apart by where they lie, and adds small turns,
+    scaling and intensity jitter (the ``Started`` event says what it
+    chose); ``"flips"`` mirrors patches on every axis; ``"none"``
+    mirrors nothing; ``"affine"`` mirrors nothing but turns (up to 15°),
+    scales and jitters the intensity of patches; ``"full"`` adds 90°
+    turns, intensity and noise.  ``patience``: end
     when validation has not improved for that many steps (an automatic
     budget; ``steps`` and ``minutes`` are then ceilings).  Yields steps,
     validations and checkpoints; returns :class:`~.core.events.Finished`.

@@ -93,6 +93,8 @@ def _printer(
                 f"{event.train_voxels} labelled voxels"
                 + (f", world size {world}" if world > 1 else "")
             )
+            if getattr(event, "augmentation", ""):
+                meter.say(f"augmentation: {event.augmentation}")
             if event.transferred:
                 meter.say(
                     f"initialised {event.transferred} tensors from {init_name}"

@@ -86,8 +86,10 @@ def _train_parser(sub: Any) -> None:
         "--augment",
         choices=defaults.AUGMENTATIONS,
         default=defaults.AUGMENT,
-        help="flips: mirror every axis; none: better when classes are told "
-        "apart by position (head vs body, left vs right); affine: no "
+        help="auto (default): planned from the labels, mirroring only axes "
+        "along which no two classes are told apart by position, plus small "
+        "turns, scaling, intensity; flips: mirror every axis; none: no "
+        "mirroring; affine: no "
         "mirroring, small turns, scaling, intensity; full: + 90° turns, "
         "intensity, noise",
     )

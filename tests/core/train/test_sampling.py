@@ -45,7 +45,11 @@ def test_a_sparse_slice_lands_anywhere_in_its_patch():
     labels[16] = 0
     labels[16, 10:20, 10:20] = 1
     sampler = PatchSampler(
-        [np.ones((32, 32, 32), np.float32)], [labels], (24, 24, 24), 2
+        [np.ones((32, 32, 32), np.float32)],
+        [labels],
+        (24, 24, 24),
+        2,
+        augment="flips",  # turns would tilt the plane across the patch
     )
     where = set()
     for _ in range(100):
@@ -93,8 +97,35 @@ def test_augmentation_levels_choose_the_mirrored_axes():
     assert sampler("none").mirrored == []
     assert sampler("affine").mirrored == []
     assert sampler(False).mirrored == []
-    with pytest.raises(WeaksegError, match="Unknown augmentation 'auto'"):
-        sampler("auto")
+    # one foreground class: auto mirrors every axis, with affine changes
+    assert sampler("auto").mirrored == [0, 1, 2]
+    assert sampler("auto").plan.affine is True
+    assert sampler("flips").plan is None
+    with pytest.raises(WeaksegError, match="Unknown augmentation 'flip'"):
+        sampler("flip")
+
+
+def test_auto_augmentation_keeps_position_defined_classes_unmirrored():
+    from napari_weakseg.core.train.sampling import PatchSampler
+
+    # class 1 above class 2 along z (a "head" anterior of a "body"), the
+    # same across y and x: mirroring z would swap them, y and x would not
+    lbl = np.zeros((24, 20, 20), np.uint8)
+    lbl[4:10, 5:15, 5:15] = 1
+    lbl[12:18, 5:15, 5:15] = 2
+    image = np.zeros(lbl.shape, np.float32)
+    sampler = PatchSampler([image], [lbl], (8, 8, 8), 3, augment="auto")
+    assert sampler.mirrored == [1, 2]
+    assert sampler.plan.describe() == (
+        "mirror y, x + small turns, scaling, intensity "
+        "(look-alike classes told apart by position along z)"
+    )
+    # sparse: only the middle slice of y and of x is labelled
+    sparse = np.full(lbl.shape, 255, np.uint8)
+    sparse[:, 10] = lbl[:, 10]
+    sparse[:, :, 10] = lbl[:, :, 10]
+    sampler = PatchSampler([image], [sparse], (8, 8, 8), 3, augment="auto")
+    assert sampler.mirrored == [1, 2]
 
 
 def test_affine_turns_bring_in_unlabelled_voxels_not_background():

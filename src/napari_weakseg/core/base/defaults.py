@@ -60,11 +60,12 @@ LARGE_VOXELS = 256**3
 #: preview) overlap by less
 OVERLAP = 0.5
 QUICK_OVERLAP = 0.25
-#: patch augmentation: "flips" mirrors every axis; "none" suits classes
-#: told apart by position (hippocampus head vs body, left vs right)
-AUGMENT = "flips"
+#: patch augmentation: "auto" plans it from the labels (mirrors only axes
+#: along which no two classes are told apart by position, plus small
+#: turns, scaling and intensity jitter; see :mod:`~.planner`)
+AUGMENT = "auto"
 #: augmentation levels, weakest first (see :mod:`~.sampling`)
-AUGMENTATIONS = ("none", "flips", "affine", "full")
+AUGMENTATIONS = ("auto", "none", "flips", "affine", "full")
 #: compute devices a setting may name ("auto": CUDA, then MPS, then CPU)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: class activation map methods, the default first

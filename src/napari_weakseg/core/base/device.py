@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import os
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -33,11 +35,41 @@ def resolve_device(name: str | None = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """Mixed precision on CUDA (bf16 where supported), none elsewhere."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def autocast_dtype(
+    device: torch.device, training: bool = False
+) -> torch.dtype | None:
+    """Mixed precision: on CUDA bf16 (float16 where bf16 is missing); on
+    a CPU with native bf16 (:func:`cpu_bf16`) bf16 for the ``training``
+    steps that ask for it; none elsewhere (CPU prediction stays float32:
+    it is cheap, and its probabilities are compared to the float32
+    reference)."""
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else torch.float16
+    if device.type == "cpu" and training and cpu_bf16():
+        return torch.bfloat16
+    return None
+
+
+def cpu_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX),
+    where a bf16 training step costs about 0.75 of a float32 one at the
+    same Dice (``docs/peer.md``).  ``WEAKSEG_CPU_BF16=0`` turns it off,
+    ``=1`` on whatever the CPU."""
+    forced = os.environ.get("WEAKSEG_CPU_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return _native_bf16()
+
+
+@functools.cache
+def _native_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = set(f.read().split())
+    except OSError:  # not Linux: no way to tell, stay in float32
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 _SEED_LOCK = threading.Lock()

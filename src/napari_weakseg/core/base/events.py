@@ -26,6 +26,8 @@ class Started:
     world_size: int = 1
     #: the network that trains (``resunet``, ``dynunet``, ...)
     network: str = ""
+    #: the augmentation ``auto`` planned from the labels, in words
+    augmentation: str = ""
 
 
 @dataclass(frozen=True)

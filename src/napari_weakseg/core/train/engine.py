@@ -77,6 +77,9 @@ class Task(ABC):
     #: share of the time budget spent, set by the engine before each
     #: scheduler step (0 without a time budget): schedules may decay by it
     time_share: float = 0.0
+    #: steps in bf16 on a CPU that computes it natively (measured for the
+    #: U-Net only: its Dice holds; other trainers stay in float32 there)
+    cpu_bf16: bool = False
 
     @abstractmethod
     def loss(self) -> torch.Tensor:
@@ -349,7 +352,7 @@ def run(
     if w.distributed:
         task.model = ddp.wrap(state.raw, task.device)
         started = dataclasses.replace(started, world_size=w.size)
-    amp = autocast_dtype(task.device)
+    amp = autocast_dtype(task.device, training=task.cpu_bf16)
     try:
         yield started
         state.start()

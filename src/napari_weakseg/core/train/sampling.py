@@ -7,16 +7,19 @@ voxel lies at a uniformly random place in its patch, and partly
 labelled volumes get a quarter patch of margin, so a sparse slice does
 not always sit at the same place in the patch (the network would learn
 where the loss is instead of what it sees; see the README's real-data
-table).  Unlabelled voxels (the
-ignore value) are never chosen.  Augmentation (``augment``):
-``flips`` (the default) mirrors every axis, as a plain MONAI loop does;
-``none`` mirrors nothing, which is better when classes are told apart by
-where they lie (a hippocampus head lies anterior of its body; left vs
-right); ``affine`` mirrors nothing either but turns the patch by up to
-15° about each axis, scales it by up to 10 % and jitters its intensity
-(voxels the turn brings in from outside the patch are unlabelled, not
-background); ``full`` mirrors, adds 90° rotations in a plane with equal
-spacing and patch size, intensity scale/shift and noise, which cost
+table).  Unlabelled voxels (the ignore value) are never chosen.
+
+Augmentation (``augment``): ``auto`` (the default) is planned from the
+labels by :func:`~.planner.plan_augmentation`: the axes it mirrors, then
+``affine``'s turns, scaling and jitter.  ``flips`` mirrors every axis,
+as a plain MONAI loop does; ``none`` mirrors nothing, which is better
+when classes are told apart by where they lie (a hippocampus head lies
+anterior of its body; left vs right); ``affine`` mirrors nothing either
+but turns the patch by up to 15° about each axis, scales it by up to
+10 % and jitters its intensity (voxels the turn brings in from outside
+the patch are unlabelled, not background); ``full`` mirrors, adds 90°
+rotations in a plane with equal spacing and patch size, intensity
+scale/shift and noise, which cost
 quality at short budgets (see the README's recipe ablation).
 """
 
@@ -42,6 +45,7 @@ from monai.transforms import (
 from ..base.defaults import AUGMENTATIONS, IGNORE
 from ..base.errors import WeaksegError
 from ..data.lazy import SparseLabels
+from .planner import SAMPLE, AugmentPlan, ClassVoxels, plan_augmentation
 
 
 def affine_steps(
@@ -125,7 +129,7 @@ class PatchSampler:
     num_classes: int
     spacing: Sequence[float] = (1.0, 1.0, 1.0)
     ignore_label: int = IGNORE
-    augment: str | bool = "flips"
+    augment: str | bool = "auto"
     seed: int = 0
     #: margin around partly labelled volumes, as a share of the patch on
     #: each side (edge image, ignore labels); densely labelled volumes get
@@ -174,9 +178,14 @@ class PatchSampler:
             raise WeaksegError(
                 f"Unknown augmentation '{level}' ({', '.join(AUGMENTATIONS)})."
             )
-        self.mirrored = [] if level in ("none", "affine") else [0, 1, 2]
+        #: what ``auto`` chose from the labels (None for other levels)
+        self.plan = self._planned() if level == "auto" else None
+        if self.plan is not None:
+            self.mirrored = list(self.plan.mirrored)
+        else:
+            self.mirrored = [] if level in ("none", "affine") else [0, 1, 2]
         steps += [RandFlipd(["image", "label"], 0.5, a) for a in self.mirrored]
-        if level == "affine":
+        if level == "affine" or self.plan is not None:
             steps += affine_steps(self.ignore_label)
         if level == "full":
             steps += [
@@ -194,6 +203,39 @@ class PatchSampler:
         self._rng = np.random.default_rng(self.seed)
         w = np.asarray(self._weights, float)
         self._p = w / w.sum()
+
+    def _planned(self) -> AugmentPlan:
+        """:func:`~.planner.plan_augmentation` from the class indices
+        already gathered for sampling (labelled voxels only) and the
+        normalised intensities there."""
+        rng = np.random.default_rng(self.seed)
+        volumes = []
+        for item in self._items:
+            lazy = "lazy" in item
+            shape = item["lazy"][1].shape if lazy else item["label"].shape[1:]
+            classes = []
+            for c, idx in enumerate(item["label_cls_indices"]):
+                idx = np.asarray(idx)
+                if c == 0 or not len(idx):
+                    continue
+                # a lazy image is read voxel by voxel: fewer of them
+                keep = SAMPLE // 16 if lazy else SAMPLE
+                if len(idx) > keep:
+                    idx = rng.choice(idx, keep, replace=False)
+                coords = np.stack(np.unravel_index(idx, shape), 1)
+                if lazy:
+                    img = item["lazy"][0]
+                    values = np.array(
+                        [
+                            float(img.patch(p, (1, 1, 1)).ravel()[0])
+                            for p in coords
+                        ]
+                    )
+                else:
+                    values = np.asarray(item["image"][0]).reshape(-1)[idx]
+                classes.append(ClassVoxels(c, coords, values))
+            volumes.append(classes)
+        return plan_augmentation(volumes)
 
     def _crop(self, item: dict) -> dict:
         """A patch holding one labelled voxel (its class drawn uniformly

@@ -57,8 +57,9 @@ class TrainConfig:
     dice_weight: float = 1.0
     #: weight of the masked cross-entropy next to the Dice term
     ce_weight: float = defaults.CE_WEIGHT
-    #: ``flips`` (mirror every axis), ``none`` (better when classes are
-    #: told apart by position), ``full`` (+ 90° turns, intensity, noise);
+    #: ``auto`` (planned from the labels, see :mod:`~.planner`), ``flips``
+    #: (mirror every axis), ``none`` (better when classes are told apart
+    #: by position), ``affine``, ``full`` (+ 90° turns, intensity, noise);
     #: ``True``/``False`` mean ``flips``/``none``
     augment: str | bool = defaults.AUGMENT
     #: share of the budget trained at the end with the held-back slices
@@ -148,6 +149,7 @@ class UNetTask(Task):
     """The U-Net on sparse labels: masked Dice + CE, per-class Dice."""
 
     metric = DICE
+    cpu_bf16 = True
 
     def __init__(
         self,
@@ -232,6 +234,11 @@ class UNetTask(Task):
             self.cfg.augment,
             seed,
         )
+
+    def augmentation(self) -> str:
+        """What ``augment="auto"`` planned, in words ("" otherwise)."""
+        plan = getattr(self.sampler, "plan", None)
+        return plan.describe() if plan is not None else ""
 
     def loss(self) -> torch.Tensor:
         batch = self.sampler.batch(self.cfg.batch_size)
@@ -338,6 +345,7 @@ def iter_train(
         trainset.held_out,
         transferred,
         network=mconf.network,
+        augmentation=task.augmentation(),
     )
     return (yield from engine.run(task, plan, out, started, stop))
 
