@@ -328,8 +328,9 @@ def _env(args) -> dict:
         WEAKSEG_PEER_THREADS=str(args.threads),
     )
     env.pop("PYTHONPATH", None)
-    if args.quick:
-        env["WEAKSEG_PEER_ITERS"] = str(args.quick_iters)
+    iters = args.quick_iters if args.quick else getattr(args, "iters", None)
+    if iters:
+        env["WEAKSEG_PEER_ITERS"] = str(iters)
     return env
 
 
@@ -420,7 +421,9 @@ def write_raw(cases: Cases, arm: str, did: int) -> tuple[Path, Path]:
 
 
 def run_nnunet(cases, arm, trainer, seed, args) -> dict:
-    key = f"{cases.name} {arm} nnunet {trainer} s{seed}" + (
+    iters = None if args.quick else getattr(args, "iters", None)
+    budget = trainer + (f", {iters} iterations" if iters else "")
+    key = f"{cases.name} {arm} nnunet {budget} s{seed}" + (
         " quick" if args.quick else ""
     )
     if key in read_runs(RUNS):
@@ -525,7 +528,7 @@ def run_nnunet(cases, arm, trainer, seed, args) -> dict:
         "system": "nnU-Net",
         "case": cases.name,
         "arm": arm,
-        "budget": trainer,
+        "budget": budget,
         "seed": seed,
         **dice,
         "mean": float(np.mean(list(dice.values()))),
@@ -857,6 +860,13 @@ def main() -> None:
         choices=("nnunet", "ours"),
     )
     ap.add_argument("--trainers", nargs="+", default=["nnUNetTrainer_1epoch"])
+    ap.add_argument(
+        "--iters",
+        type=int,
+        default=None,
+        help="nnU-Net: iterations per epoch instead of the trainer's 250 "
+        "(an earlier point of its curve where an epoch costs hours)",
+    )
     ap.add_argument("--steps", type=int, nargs="+", default=[300, 600])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument(
