@@ -44,8 +44,9 @@ TOOLTIPS = {
     "keys": "List the keyboard shortcuts.",
     # train
     "augment": "auto: planned from the labels (mirror only axes along "
-    "which no two classes are told apart by position, plus small turns, "
-    "scaling and intensity jitter; hover the status to see the choice); "
+    "which no two look-alike classes are told apart by position; small "
+    "turns, scaling and intensity jitter where an axis is not mirrored; "
+    "hover the status to see the choice); "
     "flips: mirror patches on every axis; none: better when "
     "classes are told apart by where they lie (head vs body, left vs "
     "right); affine: no mirroring, small turns, scaling and intensity "

@@ -58,15 +58,16 @@ def iter_train(
     ``labels`` hold 0 = background, 1..K = classes and ``ignore_label``
     for unlabelled voxels.  ``augment``: ``"auto"`` (the default) plans
     it from the labels: it mirrors only the axes along which no two
-    classes are told apart by where they lie, and adds small turns,
-    scaling and intensity jitter (the ``Started`` event says what it
-    chose); ``"flips"`` mirrors patches on every axis; ``"none"``
-    mirrors nothing; ``"affine"`` mirrors nothing but turns (up to 15°),
-    scales and jitters the intensity of patches; ``"full"`` adds 90°
-    turns, intensity and noise.  ``patience``: end
-    when validation has not improved for that many steps (an automatic
-    budget; ``steps`` and ``minutes`` are then ceilings).  Yields steps,
-    validations and checkpoints; returns :class:`~.core.events.Finished`.
+    look-alike classes are told apart by where they lie, and where that
+    leaves an axis unmirrored adds small turns, scaling and intensity
+    jitter (the ``Started`` event says what it chose); ``"flips"``
+    mirrors patches on every axis; ``"none"`` mirrors nothing;
+    ``"affine"`` mirrors nothing but turns (up to 15°), scales and
+    jitters the intensity of patches; ``"full"`` adds 90° turns,
+    intensity and noise.  ``patience``: end when validation has not
+    improved for that many steps (an automatic budget; ``steps`` and
+    ``minutes`` are then ceilings).  Yields steps, validations and
+    checkpoints; returns :class:`~.core.events.Finished`.
     Set ``stop`` to end early with a checkpoint.
 
     ``unlabelled``: folders, glob patterns, files or arrays of unlabelled

@@ -87,9 +87,9 @@ def _train_parser(sub: Any) -> None:
         choices=defaults.AUGMENTATIONS,
         default=defaults.AUGMENT,
         help="auto (default): planned from the labels, mirroring only axes "
-        "along which no two classes are told apart by position, plus small "
-        "turns, scaling, intensity; flips: mirror every axis; none: no "
-        "mirroring; affine: no "
+        "along which no two look-alike classes are told apart by position, "
+        "small turns, scaling, intensity where an axis is not mirrored; "
+        "flips: mirror every axis; none: no mirroring; affine: no "
         "mirroring, small turns, scaling, intensity; full: + 90° turns, "
         "intensity, noise",
     )

@@ -31,7 +31,7 @@ def test_look_alike_classes_apart_along_an_axis_block_that_axis(axis):
     lbl = _two_classes(axis)
     plan = _plan(np.ones(lbl.shape, np.float32), lbl)
     assert plan.mirrored == tuple(a for a in range(3) if a != axis)
-    assert plan.affine is True
+    assert plan.affine is True  # turns make up for the axis not mirrored
     assert plan.reason == (
         "look-alike classes told apart by position along " + "zyx"[axis]
     )
@@ -43,6 +43,7 @@ def test_classes_that_look_different_mirror_whatever_their_position():
     image += np.random.default_rng(0).normal(0, 0.1, lbl.shape)
     plan = _plan(image, lbl)
     assert plan.mirrored == (0, 1, 2)
+    assert plan.affine is False
     assert plan.reason == "classes told apart by how they look"
 
 

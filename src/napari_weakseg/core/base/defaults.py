@@ -61,8 +61,9 @@ LARGE_VOXELS = 256**3
 OVERLAP = 0.5
 QUICK_OVERLAP = 0.25
 #: patch augmentation: "auto" plans it from the labels (mirrors only axes
-#: along which no two classes are told apart by position, plus small
-#: turns, scaling and intensity jitter; see :mod:`~.planner`)
+#: along which no two look-alike classes are told apart by position; small
+#: turns, scaling and intensity jitter where an axis is left unmirrored;
+#: see :mod:`~.planner`)
 AUGMENT = "auto"
 #: augmentation levels, weakest first (see :mod:`~.sampling`)
 AUGMENTATIONS = ("auto", "none", "flips", "affine", "full")

@@ -13,7 +13,10 @@ standard deviations of the pair's positions) and how different they look
 (the standardised difference of their mean intensities), from labelled
 voxels only, so sparse slices count as they are.  :func:`plan_augmentation`
 mirrors the axes along which no pair of look-alike classes lies apart,
-and always adds small turns, scaling and intensity jitter (``affine``).
+and where that leaves an axis unmirrored adds small turns, scaling and
+intensity jitter (``affine``) for the variety lost: measured, they win
+0.028 Dice at one slice per axis on the hippocampus (nothing mirrored)
+and tie on FIB-SEM (everything mirrored) at 5 % more CPU.
 Classes that look different (bright blobs vs dim shells) are told apart
 by what they are, so their centres, which differ by accident when there
 are only a few objects, do not matter.  Measured on the real cases in
@@ -108,14 +111,15 @@ def plan_augmentation(
     volumes: Sequence[Sequence[ClassVoxels]],
 ) -> AugmentPlan:
     """Mirror the axes along which no two look-alike classes lie apart
-    (pair measures averaged over the volumes holding both); small affine
-    changes always.  ``volumes``: per volume, :func:`class_voxels`."""
+    (pair measures averaged over the volumes holding both), and add small
+    affine changes when an axis is left unmirrored.  ``volumes``: per
+    volume, :func:`class_voxels`."""
     seen: dict[tuple[int, int], list[tuple[np.ndarray, float]]] = {}
     for v in volumes:
         for pair, measures in class_pairs(v).items():
             seen.setdefault(pair, []).append(measures)
     if not seen:
-        return AugmentPlan((0, 1, 2), True, "one foreground class")
+        return AugmentPlan((0, 1, 2), False, "one foreground class")
     apart = {p: np.mean([m[0] for m in ms], axis=0) for p, ms in seen.items()}
     looks = {p: float(np.mean([m[1] for m in ms])) for p, ms in seen.items()}
     alike = [p for p in seen if looks[p] < ALIKE]
@@ -129,7 +133,7 @@ def plan_augmentation(
         reason = "look-alike classes not told apart by position"
     else:
         reason = "classes told apart by how they look"
-    return AugmentPlan(kept, True, reason)
+    return AugmentPlan(kept, bool(blocked), reason)
 
 
 __all__ = [

@@ -10,17 +10,17 @@ where the loss is instead of what it sees; see the README's real-data
 table).  Unlabelled voxels (the ignore value) are never chosen.
 
 Augmentation (``augment``): ``auto`` (the default) is planned from the
-labels by :func:`~.planner.plan_augmentation`: the axes it mirrors, then
-``affine``'s turns, scaling and jitter.  ``flips`` mirrors every axis,
-as a plain MONAI loop does; ``none`` mirrors nothing, which is better
-when classes are told apart by where they lie (a hippocampus head lies
-anterior of its body; left vs right); ``affine`` mirrors nothing either
-but turns the patch by up to 15° about each axis, scales it by up to
-10 % and jitters its intensity (voxels the turn brings in from outside
-the patch are unlabelled, not background); ``full`` mirrors, adds 90°
-rotations in a plane with equal spacing and patch size, intensity
-scale/shift and noise, which cost
-quality at short budgets (see the README's recipe ablation).
+labels by :func:`~.planner.plan_augmentation`: the axes it mirrors, and
+``affine``'s turns, scaling and jitter when an axis is left unmirrored.
+``flips`` mirrors every axis, as a plain MONAI loop does; ``none``
+mirrors nothing, which is better when classes are told apart by where
+they lie (a hippocampus head lies anterior of its body; left vs right);
+``affine`` mirrors nothing either but turns the patch by up to 15° about
+each axis, scales it by up to 10 % and jitters its intensity (voxels the
+turn brings in from outside the patch are unlabelled, not background);
+``full`` mirrors, adds 90° rotations in a plane with equal spacing and
+patch size, intensity scale/shift and noise, which cost quality at short
+budgets (see the README's recipe ablation).
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ class PatchSampler:
         else:
             self.mirrored = [] if level in ("none", "affine") else [0, 1, 2]
         steps += [RandFlipd(["image", "label"], 0.5, a) for a in self.mirrored]
-        if level == "affine" or self.plan is not None:
+        if level == "affine" or (self.plan is not None and self.plan.affine):
             steps += affine_steps(self.ignore_label)
         if level == "full":
             steps += [
