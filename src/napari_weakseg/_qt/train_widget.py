@@ -220,7 +220,8 @@ class TrainWidget(TaskDock):
             self.status.value = (
                 f"device {event.device}, patch {event.patch_size}"
             )
-            if event.augmentation:
+            if event.augmentation:  # the choice here, its reason on hover
+                self.status.value += ", " + event.augmentation.split(" (")[0]
                 self.status.tooltip = "augmentation: " + event.augmentation
         elif isinstance(event, Step):
             self.progress.value = event.step
