@@ -212,6 +212,39 @@ def test_predict_slice_equals_that_slice_of_a_whole_prediction(
         api.predict_slice(model, image, 0, 16)
 
 
+def test_test_time_flips_only_along_the_axes_trained_mirrored(
+    model_and_image, tmp_path
+):
+    from napari_weakseg.core.base.events import Notice
+
+    model, image = model_and_image
+    _, config = api.load_model(model, "cpu")
+    assert config.mirrored == [0, 1, 2]  # phantom: planned, every axis
+    _, plain = api.predict(model, image, device="cpu")
+    _, flipped = api.predict(model, image, device="cpu", tta=True)
+    assert not np.allclose(plain, flipped, atol=1e-4)
+    unmirrored = tmp_path / "none.safetensors"
+    api.train(
+        image,
+        _sparse(make_phantom((16, 24, 24))[1]),
+        unmirrored,
+        steps=3,
+        base_filters=4,
+        device="cpu",
+        augment="none",
+    )
+    events = []
+    _, same = api.predict(
+        unmirrored, image, device="cpu", tta=True, callback=events.append
+    )
+    _, base = api.predict(unmirrored, image, device="cpu")
+    np.testing.assert_array_equal(same, base)
+    assert [e.message for e in events if isinstance(e, Notice)] == [
+        "Test-time flips skipped: the model was trained without mirroring, "
+        "so a flipped image is not what it learnt."
+    ]
+
+
 def test_uncertainty_is_entropy_of_the_probabilities():
     p = np.zeros((2, 2, 3, 3), np.float32)
     p[0, 0], p[1, 0] = 0.5, 0.5  # unsure on slice 0

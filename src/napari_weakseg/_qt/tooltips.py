@@ -70,7 +70,8 @@ TOOLTIPS = {
     "TrainWidget.start_button": "Train in the background; the viewer stays "
     "usable. Shift+T starts or stops.",
     # apply
-    "tta": "Average predictions over flips (slower, a bit smoother).",
+    "tta": "Average predictions over flips along the axes the model was "
+    "trained mirrored on (slower, a bit smoother).",
     "show_probabilities": "Also add one probability layer per class.",
     "apply_button": "Segment the whole image with the model. Shift+R.",
     "prediction": "The prediction layer to take corrections from.",

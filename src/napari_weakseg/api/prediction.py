@@ -38,6 +38,22 @@ from ._common import (
 from .models import load_model
 
 
+def _tta(config: Any, tta: bool) -> Events:
+    """Test-time flips along the axes the model was trained mirrored on
+    (every axis for a file that does not say); a Notice when it was
+    mirrored along none."""
+    from ..core.base.events import Notice
+
+    if not tta or config.mirrored is None:
+        return bool(tta)
+    if not config.mirrored:
+        yield Notice(
+            "Test-time flips skipped: the model was trained without "
+            "mirroring, so a flipped image is not what it learnt."
+        )
+    return tuple(config.mirrored)
+
+
 def _drift(
     config: Any, image: VolumeLike, vol: Volume, name: str | None = None
 ) -> Events:
@@ -124,6 +140,7 @@ def iter_predict(
     require_3d(vol.data, _label(image))
     _finite(vol, _label(image))
     yield from _drift(config, image, vol, name)
+    tta = yield from _tta(config, tta)
     voxels = int(np.prod(vol.data.shape, dtype=np.float64))
     if scheduler is None and block is None and voxels <= defaults.LARGE_VOXELS:
         labels, probs = yield from inference.iter_predict(

@@ -147,7 +147,8 @@ def _predict_parser(sub: Any) -> None:
     p.add_argument(
         "--tta",
         action="store_true",
-        help="average over flips (test-time augmentation)",
+        help="average over flips along the axes the model was trained "
+        "mirrored on (test-time augmentation)",
     )
     p.add_argument(
         "--overlap", type=bounded("overlap"), default=defaults.OVERLAP

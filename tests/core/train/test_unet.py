@@ -258,3 +258,32 @@ def test_cpu_steps_run_channels_last_and_save_plain_tensors(tmp_path):
         model.state_dict().values(), task.model.state_dict().values()
     ):
         assert torch.equal(a, b)
+
+
+def test_the_model_file_keeps_the_planned_mirror_axes(tmp_path):
+    from napari_weakseg.core.base.events import Started as StartedEvent
+
+    image, truth = make_phantom((16, 24, 24))
+    # look-alike classes, class 1 above class 2 along z only
+    lbl = np.zeros(image.shape, np.uint8)
+    lbl[2:7, 6:18, 6:18] = 1
+    lbl[9:14, 6:18, 6:18] = 2
+    flat = np.ones(image.shape, np.float32)
+    cfg = TrainConfig(budget=Budget(steps=1, device="cpu"), base_filters=4)
+    out = tmp_path / "m.safetensors"
+    events = []
+    run(iter_train([flat], [lbl], out, cfg), events.append)
+    started = next(e for e in events if isinstance(e, StartedEvent))
+    assert started.augmentation == (
+        "mirror y, x + small turns, scaling, intensity "
+        "(look-alike classes told apart by position along z)"
+    )
+    assert load_model(out)[1].mirrored == [1, 2]
+    # the phantom's blobs and shells look different: every axis
+    run(iter_train([image], [three_slices(truth)], out, cfg))
+    assert load_model(out)[1].mirrored == [0, 1, 2]
+    fixed = TrainConfig(
+        budget=Budget(steps=1, device="cpu"), base_filters=4, augment="none"
+    )
+    run(iter_train([image], [three_slices(truth)], out, fixed))
+    assert load_model(out)[1].mirrored == []

@@ -100,6 +100,9 @@ class ModelConfig:
     #: how the file was made: settings, inputs and their SHA-256, seed
     #: (see :mod:`~.recipe`; empty: unknown)
     recipe: dict[str, Any] = field(default_factory=dict)
+    #: axes (0 = z, 1 = y, 2 = x) patches were mirrored along in training:
+    #: test-time flips use only these (None: unknown, every axis)
+    mirrored: list[int] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -172,6 +175,8 @@ class ModelConfig:
             and 0 <= self.ignore_label <= 255,
             "format_version": type(self.format_version) is int,
             "recipe": isinstance(self.recipe, dict),
+            "mirrored": self.mirrored is None
+            or (ints(self.mirrored, None, 0, 2) and len(self.mirrored) <= 3),
         }
         bad = [k for k, ok in rules.items() if not ok]
         if bad:

@@ -37,8 +37,12 @@ def count_windows(
     return n
 
 
-def _flips(tta: bool) -> list[tuple[int, ...]]:
-    return [(), (2,), (3,), (4,)] if tta else [()]
+def _flips(tta: bool | Sequence[int]) -> list[tuple[int, ...]]:
+    """The flips averaged: none, then one per mirrored axis (``True``:
+    z, y and x; a sequence: those axes, 0 = z)."""
+    if tta is True:
+        tta = (0, 1, 2)
+    return [()] + [(int(a) + 2,) for a in (tta or ())]
 
 
 def predict_probabilities(
@@ -48,7 +52,7 @@ def predict_probabilities(
     device: torch.device,
     overlap: float = OVERLAP,
     sw_batch_size: int = 2,
-    tta: bool = False,
+    tta: bool | Sequence[int] = False,
     on_window: Callable[[], None] | None = None,
 ) -> np.ndarray:
     """Softmax probabilities ``(C, Z, Y, X)`` of a normalised image."""
@@ -88,7 +92,7 @@ def iter_predict(
     normalisation: dict[str, Any],
     device: torch.device,
     overlap: float = OVERLAP,
-    tta: bool = False,
+    tta: bool | Sequence[int] = False,
     stop: threading.Event | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:

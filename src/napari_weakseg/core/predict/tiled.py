@@ -119,7 +119,7 @@ def _block_probabilities(
     patch: tuple[int, ...],
     overlap: float,
     device: str,
-    tta: bool,
+    tta: bool | Sequence[int],
     halos: tuple[tuple[int, int], ...],
     block_info: dict | None = None,
 ) -> np.ndarray:
@@ -155,7 +155,7 @@ def probability_graph(
     num_classes: int,
     overlap: float = OVERLAP,
     device: str = "model",
-    tta: bool = False,
+    tta: bool | Sequence[int] = False,
     edge: int | Sequence[int] = BLOCK_EDGE,
 ) -> Any:
     """A lazy ``(C, Z, Y, X)`` float32 dask array of probabilities.
@@ -306,7 +306,7 @@ def iter_predict_volume(
     out: str | Path | None = None,
     probabilities: str | Path | None = None,
     overlap: float = OVERLAP,
-    tta: bool = False,
+    tta: bool | Sequence[int] = False,
     stop: threading.Event | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     client: Any = None,

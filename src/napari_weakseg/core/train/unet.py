@@ -331,6 +331,7 @@ def iter_train(
     task = UNetTask(
         trainset, mconf, model, cfg, spacing, device, expansion, term
     )
+    mconf.mirrored = list(task.sampler.mirrored)  # test-time flips: these
     # Without held-back slices the final weights are the model; with them
     # the best validated ones, until a final phase puts the slices back.
     plan.keep_best = trainset.held_out
