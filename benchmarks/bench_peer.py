@@ -577,7 +577,8 @@ def run_ours(cases, arm, steps, seed, args) -> dict:
     semi = getattr(args, "semi", None)
     # the product's defaults as they are: augmentation planned from the
     # labels, bf16 steps on a CPU that has them (rows without "recipe"
-    # came from the fixed recipe: affine by hand for hippo, float32)
+    # set the augmentation by hand to what the planner now picks, affine
+    # for hippo and flips for FIB-SEM, and ran in float32)
     recipe = "planned" + (", bf16" if cpu_bf16() else "")
     key = (
         f"{cases.name} {arm} ours {steps} s{seed}"
@@ -675,8 +676,10 @@ def summarise(rows: list[dict]) -> list[dict]:
     system and budget."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        if r["system"].startswith("ours") and "recipe" not in r:
-            r = {**r, "system": r["system"] + " (fixed recipe)"}
+        if r["system"].startswith("ours") and "bf16" not in r.get(
+            "recipe", ""
+        ):
+            r = {**r, "system": r["system"] + ", float32"}
         groups.setdefault(
             (r["case"], r["arm"], r["system"], r["budget"]), []
         ).append(r)
@@ -779,7 +782,7 @@ def plot(res: dict, path: Path) -> None:
                 ("nnU-Net", "C3"),
                 ("ours", "C0"),
                 ("ours, selftrain", "C2"),
-                ("ours (fixed recipe)", "C7"),
+                ("ours, float32", "C7"),
             ):
                 pts = sorted(
                     (
