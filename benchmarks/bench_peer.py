@@ -762,6 +762,19 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+#: the plot's x axes: Dice per training CPU-second and per voxel seen
+AXES = (
+    ("fit_cpu_s", "training CPU-seconds (incl. preprocessing), log"),
+    ("train_voxels", "training voxels seen (patch × batch × steps), log"),
+)
+SYSTEMS = (
+    ("nnU-Net", "C3"),
+    ("ours", "C0"),
+    ("ours, selftrain", "C2"),
+    ("ours, float32", "C7"),
+)
+
+
 def plot(res: dict, path: Path) -> None:
     import matplotlib
 
@@ -770,70 +783,71 @@ def plot(res: dict, path: Path) -> None:
 
     cases = list(dict.fromkeys(s["case"] for s in res["summary"]))
     fig, axes = plt.subplots(
-        1,
+        len(AXES),
         len(cases),
-        figsize=(5.5 * len(cases), 4),
+        figsize=(5.5 * len(cases), 3.8 * len(AXES)),
         squeeze=False,
         tight_layout=True,
     )
-    for ax, case in zip(axes[0], cases):
-        for arm, ls in (("dense", "-"), ("sparse", "--")):
-            for system, colour in (
-                ("nnU-Net", "C3"),
-                ("ours", "C0"),
-                ("ours, selftrain", "C2"),
-                ("ours, float32", "C7"),
-            ):
-                pts = sorted(
-                    (
-                        s
-                        for s in res["summary"]
-                        if s["case"] == case
-                        and s["arm"] == arm
-                        and s["system"] == system
-                    ),
-                    key=lambda s: s["fit_cpu_s"],
-                )
-                if not pts:
-                    continue
-                ax.errorbar(
-                    [s["fit_cpu_s"] for s in pts],
-                    [s["mean"] for s in pts],
-                    yerr=[s["mean_std"] for s in pts],
-                    color=colour,
-                    ls=ls,
-                    marker="s" if system == "nnU-Net" else "o",
-                    capsize=3,
-                    label=f"{system}, {arm}",
-                )
-                for s in pts:
-                    ax.annotate(
-                        s["budget"]
-                        .replace("nnUNetTrainer_", "")
-                        .replace(" steps", ""),
-                        (s["fit_cpu_s"], s["mean"]),
-                        fontsize=7,
-                        xytext=(4, -10),
-                        textcoords="offset points",
-                    )
-        n = next(s["test_cases"] for s in res["summary"] if s["case"] == case)
-        ax.set_xlabel("training CPU-seconds (incl. preprocessing)")
-        ax.set_ylabel(
-            "mean Dice, head & body"
-            if case == "hippo"
-            else "mean Dice, boundary & interior"
-        )
-        ax.set_title(
-            f"hippocampus: 3 cases → {n} unseen"
-            if case == "hippo"
-            else "FIB-SEM: 80 z-slices → last 40",
-            fontsize=9,
-        )
-        ax.set_xlim(left=0)
-        ax.legend(fontsize=8)
+    for row, (xkey, xlabel) in enumerate(AXES):
+        for ax, case in zip(axes[row], cases):
+            _plot_case(ax, res["summary"], case, xkey)
+            ax.set_xlabel(xlabel)
+            ax.set_xscale("log")
     fig.suptitle(res["machine"], fontsize=7)
     fig.savefig(path, dpi=110)
     print("plot written to", path)
+
+
+def _plot_case(ax, summary: list[dict], case: str, xkey: str) -> None:
+    for arm, ls in (("dense", "-"), ("sparse", "--")):
+        for system, colour in SYSTEMS:
+            pts = sorted(
+                (
+                    s
+                    for s in summary
+                    if s["case"] == case
+                    and s["arm"] == arm
+                    and s["system"] == system
+                ),
+                key=lambda s: s[xkey],
+            )
+            if not pts:
+                continue
+            ax.errorbar(
+                [s[xkey] for s in pts],
+                [s["mean"] for s in pts],
+                yerr=[s["mean_std"] for s in pts],
+                color=colour,
+                ls=ls,
+                marker="s" if system == "nnU-Net" else "o",
+                capsize=3,
+                label=f"{system}, {arm}",
+            )
+            for s in pts:
+                ax.annotate(
+                    s["budget"]
+                    .replace("nnUNetTrainer_", "")
+                    .replace(" steps", "")
+                    .replace(", selftrain", ""),
+                    (s[xkey], s["mean"]),
+                    fontsize=6,
+                    xytext=(4, -9),
+                    textcoords="offset points",
+                )
+    n = next(s["test_cases"] for s in summary if s["case"] == case)
+    ax.set_ylabel(
+        "mean Dice, head & body"
+        if case == "hippo"
+        else "mean Dice, boundary & interior"
+    )
+    ax.set_title(
+        f"hippocampus: 3 cases → {n} unseen"
+        if case == "hippo"
+        else "FIB-SEM: 80 z-slices → last 40",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7)
 
 
 # ---------------------------------------------------------------- main
