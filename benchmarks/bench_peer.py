@@ -668,6 +668,34 @@ def _say(r: dict) -> None:
     )
 
 
+def run_tta(cases, args) -> list[dict]:
+    """Test-time flips on ours' cached models of ``cases`` (seed 0 for
+    hippo): mean Dice without and with, as the model file asks (a file
+    without its mirrored axes flips every axis)."""
+    rows = []
+    seeds = "_s0_" if cases.name == "hippo" else "_s"
+    for m in sorted((SCRATCH / "ours").glob(f"{cases.name}_*.safetensors")):
+        if ".last." in m.name or "selftrain" in m.name or seeds not in m.name:
+            continue
+        _, config = api.load_model(m, "cpu")
+        row = {
+            "case": cases.name,
+            "model": m.name,
+            "mirrored": config.mirrored,
+        }
+        for tta in (False, True):
+            preds = [
+                np.asarray(api.predict(m, v, device="cpu", tta=tta)[0])
+                for v in cases.test_images()
+            ]
+            row[f"tta={tta}"] = float(
+                np.mean(list(cases.dice(preds).values()))
+            )
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -910,7 +938,22 @@ def main() -> None:
         action="store_true",
         help="only rebuild table, json and plot from the rows",
     )
+    ap.add_argument(
+        "--tta",
+        action="store_true",
+        help="only measure test-time flips on ours' cached models "
+        "(results/peer_tta.jsonl)",
+    )
     args = ap.parse_args()
+    if args.tta:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        rows = [r for c in args.cases for r in run_tta(Cases(c, False), args)]
+        (RESULTS / "peer_tta.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows)
+        )
+        return
     if args.setup:
         setup()
         return
