@@ -438,6 +438,8 @@ def run_nnunet(cases, arm, trainer, seed, args) -> dict:
     )
     pp = read_runs(RUNS).get(pp_key)
     folder = next(iter(pre.glob(f"Dataset{did}_*")), None)
+    if folder is not None and not (folder / "nnUNetPlans.json").exists():
+        pp = None  # a plan/preprocess that was interrupted: do it again
     if pp is None or folder is None:
         raw, tests = write_raw(cases, arm, did)
         if folder is not None:
